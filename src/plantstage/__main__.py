@@ -1,0 +1,3 @@
+from plantstage.cli import main
+
+main()

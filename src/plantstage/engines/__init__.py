@@ -1,0 +1,229 @@
+"""Database engines: one module per engine, registered by SQLAlchemy dialect name.
+
+Production is opened read-only at two depths: the database session itself refuses writes
+(SQLite ``mode=ro``, PostgreSQL ``default_transaction_read_only``, MariaDB ``READ ONLY``
+transactions), and a statement guard rejects anything but reads before it is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+
+from plantstage.engines.base import EngineAdapter
+from plantstage.errors import EngineError, ProductionWriteError
+
+_REGISTRY: dict[str, type[EngineAdapter]] = {}
+
+#: Tables that migration tools change by design; data comparisons leave them out.
+MIGRATION_BOOKKEEPING = frozenset(
+    {"alembic_version", "flyway_schema_history", "schema_migrations", "django_migrations"})
+
+_READ_ONLY_SQL = re.compile(r"^\s*(select|with|pragma|show|explain)\b", re.I)
+
+
+def register(name: str):
+    def deco(cls: type[EngineAdapter]) -> type[EngineAdapter]:
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def normalize_url(url: str) -> URL:
+    """Parse a database URL and pick the driver plantstage ships with."""
+    try:
+        u = make_url(url)
+    except Exception:
+        raise EngineError(
+            "not a database URL",
+            where=url,
+            hint="e.g. sqlite:///path.db or postgresql://host:5432/db",
+        ) from None
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    elif u.drivername in ("mysql", "mariadb"):
+        u = u.set(drivername="mysql+pymysql")
+    return u
+
+
+def adapter_for(url: str | URL) -> EngineAdapter:
+    u = normalize_url(str(url) if isinstance(url, URL) else url) if isinstance(url, str) else url
+    # Import the engine modules so that they register themselves.
+    from plantstage.engines import mariadb, postgresql, sqlite  # noqa: F401
+
+    cls = _REGISTRY.get(u.get_backend_name())
+    if cls is None:
+        raise EngineError(
+            f"unsupported database engine '{u.get_backend_name()}'",
+            where=u.render_as_string(hide_password=True),
+            hint="plantstage supports sqlite, postgresql and mariadb/mysql",
+        )
+    return cls(u)
+
+
+def _guard_reads(engine: sa.Engine, label: str) -> None:
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def _refuse_writes(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if executemany or not _READ_ONLY_SQL.match(statement):
+            raise ProductionWriteError(
+                "refused a write to production: " + statement.strip().split("\n")[0][:80],
+                where=label,
+                hint="production is read-only to plantstage; bind staging instead",
+            )
+
+
+def connect_production(url: str) -> sa.Engine:
+    """A read-only engine on a production database (refuses writes at two depths)."""
+    adapter = adapter_for(url)
+    engine = adapter.readonly_engine()
+    _guard_reads(engine, adapter.label)
+    return engine
+
+
+def connect_staging(url: str) -> sa.Engine:
+    return adapter_for(url).engine()
+
+
+def same_database(a: str, b: str) -> bool:
+    return adapter_for(a).identity() == adapter_for(b).identity()
+
+
+def ping(engine: sa.Engine, label: str) -> None:
+    """Connect once; turn driver errors into one clear EngineError."""
+    try:
+        with engine.connect() as c:
+            c.execute(sa.text("SELECT 1"))
+    except Exception as exc:
+        raise EngineError(
+            f"cannot connect: {str(exc).splitlines()[0][:160]}",
+            where=label,
+            hint="is the database running and the URL right?",
+        ) from None
+
+
+def table_columns(engine: sa.Engine) -> dict[str, list[str]]:
+    """Tables and their column names, as the database reports them (bookkeeping left out)."""
+    insp = sa.inspect(engine)
+    return {t: [c["name"] for c in insp.get_columns(t)] for t in sorted(insp.get_table_names())
+            if t not in MIGRATION_BOOKKEEPING}
+
+
+def _norm(v: Any) -> str:
+    # Normalise values so that the same data compares equal across engines and drivers.
+    if v is None:
+        return "\0"
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if hasattr(v, "normalize") and hasattr(v, "as_tuple"):  # Decimal
+        v = format(v.normalize(), "f")
+    return str(v)
+
+
+def snapshot(
+    engine: sa.Engine, columns: dict[str, list[str]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Row count and an order-independent digest of each table (over the given columns).
+
+    Used to prove a rollback kept the data: the digest is a sum of per-row hashes, so it does
+    not depend on row order and can be computed in one streaming pass.
+    """
+    columns = columns or table_columns(engine)
+    out: dict[str, dict[str, Any]] = {}
+    with engine.connect() as conn:
+        for table, cols in columns.items():
+            tbl = sa.table(table, *[sa.column(c) for c in cols])
+            total = 0
+            acc = 0
+            result = conn.execution_options(stream_results=True).execute(sa.select(tbl))
+            for row in result:
+                h = hashlib.blake2b("\x1f".join(_norm(v) for v in row).encode(), digest_size=8)
+                acc = (acc + int.from_bytes(h.digest(), "big")) & ((1 << 64) - 1)
+                total += 1
+            out[table] = {"rows": total, "digest": f"{acc:016x}", "columns": list(cols)}
+    return out
+
+
+def compare_snapshots(
+    before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Tables whose rows differ between two snapshots, with how many rows went missing."""
+    diffs = []
+    for table, b in before.items():
+        a = after.get(table)
+        if a is None:
+            diffs.append({"table": table, "before": b["rows"], "after": None, "lost": b["rows"]})
+        elif a["rows"] != b["rows"] or a["digest"] != b["digest"]:
+            diffs.append(
+                {
+                    "table": table,
+                    "before": b["rows"],
+                    "after": a["rows"],
+                    "lost": max(0, b["rows"] - a["rows"]),
+                    "changed": a["digest"] != b["digest"],
+                }
+            )
+    return diffs
+
+
+def copy_rows(
+    src: sa.Engine,
+    dst: sa.Engine,
+    *,
+    skip: Iterable[str] = ("alembic_version",),
+    batch: int = 5000,
+    progress=None,
+) -> dict[str, int]:
+    """Copy every table's rows from ``src`` into the same tables (already created) in ``dst``.
+
+    Tables are filled parents-first (foreign-key order) in one transaction per batch.
+    """
+    skip = set(skip)
+    src_md = sa.MetaData()
+    src_md.reflect(src)
+    dst_md = sa.MetaData()
+    dst_md.reflect(dst)
+    counts: dict[str, int] = {}
+    adapter = adapter_for(dst.url)
+    with src.connect() as s:
+        for table in dst_md.sorted_tables:
+            if table.name in skip or table.name not in src_md.tables:
+                continue
+            src_tbl = src_md.tables[table.name]
+            cols = [c.name for c in table.columns if c.name in src_tbl.columns]
+            n = 0
+            result = s.execution_options(stream_results=True).execute(
+                sa.select(*[src_tbl.c[c] for c in cols])
+            )
+            while True:
+                rows = result.fetchmany(batch)
+                if not rows:
+                    break
+                with dst.begin() as d:
+                    d.execute(table.insert(), [dict(zip(cols, r, strict=True)) for r in rows])
+                n += len(rows)
+                if progress:
+                    progress(table.name, n)
+            counts[table.name] = n
+        adapter.after_bulk_load(dst, dst_md)
+    return counts
+
+
+__all__ = [
+    "EngineAdapter",
+    "adapter_for",
+    "compare_snapshots",
+    "connect_production",
+    "connect_staging",
+    "copy_rows",
+    "normalize_url",
+    "ping",
+    "same_database",
+    "snapshot",
+    "table_columns",
+]

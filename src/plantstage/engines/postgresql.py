@@ -1,0 +1,107 @@
+"""PostgreSQL: a database per run; read-only sessions; backup with pg_dump / pg_restore."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from plantstage.engines import register
+from plantstage.engines.base import EngineAdapter
+from plantstage.errors import EngineError
+
+
+@register("postgresql")
+class PostgreSQLAdapter(EngineAdapter):
+    name = "postgresql"
+
+    def identity(self) -> tuple:
+        return ("postgresql", self.url.host or "localhost", self.url.port or 5432,
+                self.url.database)
+
+    def readonly_engine(self) -> sa.Engine:
+        return sa.create_engine(
+            self.url, connect_args={"options": "-c default_transaction_read_only=on"}
+        )
+
+    def for_run(self, run_id: str) -> PostgreSQLAdapter:
+        # Each run owns a database of its own on the staging server, so runs never collide
+        # and nothing a user already keeps in the named database is touched.
+        return PostgreSQLAdapter(self.url.set(database=f"ps_{run_id}".lower()))
+
+    def _admin(self) -> sa.Engine:
+        return sa.create_engine(self.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+
+    def create(self) -> None:
+        admin = self._admin()
+        try:
+            with admin.connect() as c:
+                c.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.url.database}"'))
+                c.execute(sa.text(f'CREATE DATABASE "{self.url.database}"'))
+        except sa.exc.OperationalError as exc:
+            raise EngineError(
+                f"cannot create the staging database: {str(exc.orig).splitlines()[0]}",
+                where=self.label,
+                hint="is PostgreSQL running, and may this user CREATE DATABASE?",
+            ) from None
+        finally:
+            admin.dispose()
+
+    def drop(self) -> None:
+        admin = self._admin()
+        try:
+            with admin.connect() as c:
+                c.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.url.database}" WITH (FORCE)'))
+        finally:
+            admin.dispose()
+
+    def _libpq_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        u = self.url
+        env.update({"PGHOST": u.host or "127.0.0.1", "PGPORT": str(u.port or 5432),
+                    "PGDATABASE": u.database or ""})
+        if u.username:
+            env["PGUSER"] = u.username
+        if u.password:
+            env["PGPASSWORD"] = str(u.password)
+        return env
+
+    def _tool(self, name: str) -> str:
+        path = shutil.which(name)
+        if not path:
+            raise EngineError(f"{name} not found", where=self.label,
+                              hint=f"install the PostgreSQL client tools ({name})")
+        return path
+
+    def backup(self, dest_dir: Path) -> Path:
+        dest = dest_dir / "backup.pgdump"
+        proc = subprocess.run([self._tool("pg_dump"), "-Fc", "-f", str(dest)],
+                              env=self._libpq_env(), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise EngineError(f"pg_dump failed: {proc.stderr.strip()[:200]}", where=self.label)
+        return dest
+
+    def restore(self, backup: Path) -> None:
+        self.drop()
+        self.create()
+        proc = subprocess.run(
+            [self._tool("pg_restore"), "--no-owner", "-d", self.url.database or "", str(backup)],
+            env=self._libpq_env(), capture_output=True, text=True,
+        )
+        if proc.returncode != 0:
+            raise EngineError(f"pg_restore failed: {proc.stderr.strip()[:200]}", where=self.label)
+
+    def after_bulk_load(self, engine: sa.Engine, md: sa.MetaData) -> None:
+        # Rows were inserted with their keys; move each serial sequence past the largest key.
+        with engine.begin() as c:
+            for table in md.sorted_tables:
+                for col in table.primary_key.columns:
+                    seq = c.execute(sa.text("SELECT pg_get_serial_sequence(:t, :c)"),
+                                    {"t": table.name, "c": col.name}).scalar()
+                    if seq:
+                        c.execute(sa.text(
+                            f'SELECT setval(:s, COALESCE((SELECT MAX("{col.name}") '
+                            f'FROM "{table.name}"), 0) + 1, false)'), {"s": seq})

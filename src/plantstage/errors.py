@@ -1,0 +1,70 @@
+"""One root error type, translated to a one-line message and an exit code at the CLI edge.
+
+Exit codes (documented in docs/cli.md):
+
+* 0 — GO
+* 1 — NO-GO (the rehearsal ran and found a reason not to ship)
+* 2 — could not run: bad input, unreachable service, port in use …
+* 130 — interrupted (Ctrl-C or SIGTERM); the run ledger says ``interrupted``
+"""
+
+from __future__ import annotations
+
+EXIT_GO = 0
+EXIT_NO_GO = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class PlantstageError(Exception):
+    """Root of every error plantstage expects a user to act on.
+
+    ``where`` names the place (``file:line``, a field path, ``table.column``, a URL);
+    ``hint`` says what to do about it.
+    """
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.where = where
+        self.hint = hint
+
+    def one_line(self) -> str:
+        parts = []
+        if self.where:
+            parts.append(f"{self.where}: ")
+        parts.append(self.message)
+        if self.hint:
+            parts.append(f" (hint: {self.hint})")
+        return "".join(parts)
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.one_line()
+
+
+class SpecError(PlantstageError):
+    """The spec file is missing, malformed or invalid."""
+
+
+class ArtifactError(PlantstageError):
+    """A release artifact is missing or its digest does not match the spec."""
+
+
+class EngineError(PlantstageError):
+    """A database could not be reached or used."""
+
+
+class ProductionWriteError(PlantstageError):
+    """Something tried to write to a component bound in ``production``."""
+
+
+class ProcessError(PlantstageError):
+    """A managed process (app version) could not be started or failed its health check."""
+
+
+class Interrupted(PlantstageError):
+    """The run was interrupted by a signal."""
+
+    exit_code = EXIT_INTERRUPTED

@@ -1,0 +1,173 @@
+"""Real processes for each app version: start, health-check, log, and always stop.
+
+Each process runs in its own session (process group) so that stopping it stops its children
+too, and on Linux it is told to die with plantstage (PR_SET_PDEATHSIG), so even a SIGKILLed
+rehearsal leaves no app running.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from plantstage.errors import ProcessError
+
+_LIVE: set[ManagedProcess] = set()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class ManagedProcess:
+    """One app version running as a real process on a local port."""
+
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        *,
+        cwd: Path | None,
+        env: dict[str, str],
+        port: int,
+        health_path: str,
+        log_path: Path,
+    ):
+        self.name = name
+        self.command = command
+        self.cwd = cwd
+        self.env = env
+        self.port = port
+        self.health_path = health_path
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        if port_in_use(self.port):
+            raise ProcessError(
+                f"port {self.port} is already in use", where=self.name,
+                hint="stop what listens there or choose another port",
+            )
+        env = {**os.environ, **self.env, "PYTHONDONTWRITEBYTECODE": "1"}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        try:
+            self.proc = subprocess.Popen(
+                self.command, cwd=self.cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        except OSError as exc:
+            raise ProcessError(f"cannot start: {exc}", where=self.name,
+                               hint="check the binding's command and cwd") from None
+        finally:
+            log.close()
+        _LIVE.add(self)
+
+    def wait_healthy(self, timeout: float) -> dict:
+        """Poll the health endpoint until it answers 200; return its JSON body."""
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise ProcessError(
+                        f"exited with code {self.proc.returncode} before it was healthy",
+                        where=self.name, hint=f"see its log: {self.log_path}",
+                    )
+                try:
+                    r = client.get(self.base_url + self.health_path)
+                    if r.status_code == 200:
+                        try:
+                            return r.json()
+                        except ValueError:
+                            return {}
+                    last = f"HTTP {r.status_code}"
+                except httpx.HTTPError as exc:
+                    last = type(exc).__name__
+                time.sleep(0.1)
+        raise ProcessError(
+            f"failed its health check ({self.health_path}: {last}) within {timeout:.0f} s",
+            where=self.name, hint=f"see its log: {self.log_path}",
+        )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace: float = 5.0) -> None:
+        proc = self.proc
+        _LIVE.discard(self)
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(5)
+
+
+def stop_all() -> None:
+    """Stop every process this plantstage started and has not stopped yet."""
+    for p in list(_LIVE):
+        p.stop()
+
+
+def run_command(
+    command: list[str], *, cwd: Path | None, env: dict[str, str], log_path: Path,
+    timeout: float = 300,
+) -> tuple[int, str]:
+    """Run a one-shot command (a migration), logging its output; return (code, last line)."""
+    full_env = {**os.environ, **env, "PYTHONDONTWRITEBYTECODE": "1"}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        proc = subprocess.run(
+            command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+    except FileNotFoundError as exc:
+        raise ProcessError(f"cannot run: {exc}", where=" ".join(command[:3])) from None
+    except subprocess.TimeoutExpired:
+        return 124, f"timed out after {timeout:.0f} s"
+    with log_path.open("a") as f:
+        f.write(f"$ {' '.join(command)}\n{proc.stdout}{proc.stderr}\n[exit {proc.returncode}]\n")
+    out = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+    return proc.returncode, out[-1] if out else ""

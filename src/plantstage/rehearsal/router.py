@@ -1,0 +1,79 @@
+"""The blue-green traffic switch: a TCP proxy in front of the app versions.
+
+Clients (the workload, smoke checks) always talk to the router's port; ``switch`` points new
+connections at another version, exactly like a load balancer's target change. Connections that
+are already open finish on the version they started on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from plantstage.errors import ProcessError
+
+
+class Router:
+    def __init__(self, port: int, host: str = "127.0.0.1"):
+        self.host = host
+        self.port = port
+        self._target: tuple[str, int] | None = None
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.base_events.Server | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="plantstage-router")
+        self.switches: list[tuple[str, int]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+        fut = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._handle, self.host, self.port), self._loop)
+        try:
+            self._server = fut.result(10)
+        except OSError as exc:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            raise ProcessError(f"router cannot listen on port {self.port}: {exc.strerror}",
+                               where="router", hint="choose a free port") from None
+
+    def switch(self, port: int, host: str = "127.0.0.1") -> None:
+        self._target = (host, port)
+        self.switches.append(self._target)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 - closing a broken socket
+                pass
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        target = self._target
+        if target is None:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*target)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    def stop(self) -> None:
+        async def _close() -> None:
+            if self._server is not None:
+                self._server.close()
+
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(_close(), self._loop).result(5)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)

@@ -1,0 +1,163 @@
+"""Run a plan of steps against a run context: record each step, always clean up, judge."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from plantstage.errors import EXIT_GO, EXIT_INTERRUPTED, EXIT_NO_GO, Interrupted, PlantstageError
+from plantstage.gates import verdict as judge
+from plantstage.rehearsal import processes
+from plantstage.rehearsal.context import RunContext
+from plantstage.rehearsal.ledger import Ledger
+from plantstage.rehearsal.steps import Step, StepFailed, default_plan
+from plantstage.spec.loader import LoadedSpec
+from plantstage.spec.models import Release
+
+log = logging.getLogger("plantstage")
+
+
+class Listener(Protocol):
+    def step_started(self, seq: int, step: Step) -> None: ...
+    def step_ended(self, seq: int, step: Step, status: str, seconds: float,
+                   error: str | None) -> None: ...
+    def progress(self, fraction: float) -> None: ...
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    run_dir: Path
+    status: str  # completed | could-not-run | interrupted
+    verdict: str  # GO | NO-GO
+    evidence: dict[str, Any]
+    error: PlantstageError | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.status == "interrupted":
+            return EXIT_INTERRUPTED
+        if self.status == "could-not-run":
+            return self.error.exit_code if self.error else 2
+        return EXIT_GO if self.verdict == "GO" else EXIT_NO_GO
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def _raise_interrupted(signum, _frame):  # noqa: ANN001
+    raise Interrupted(f"interrupted by {signal.Signals(signum).name}", where="rehearsal")
+
+
+def run_rehearsal(
+    loaded: LoadedSpec, release: Release, current: Release, run_dir: Path, *,
+    staging_db: str | None = None, listener: Listener | None = None,
+    plan: list[Step] | None = None, keep_staging: bool = False,
+) -> RunOutcome:
+    run_id = new_run_id()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "spec.yaml").write_text(loaded.text)  # the spec exactly as used
+    ledger = Ledger(run_dir / "ledger.sqlite", run_id)
+    ledger.start_run(str(loaded.path), release.name)
+    ctx = RunContext(loaded=loaded, release=release, current=current, run_id=run_id,
+                     run_dir=run_dir, ledger=ledger, staging_db_override=staging_db)
+    if listener is not None:
+        ctx.progress = listener.progress
+    plan = plan or default_plan()
+    for seq, step in enumerate(plan):
+        ledger.step_planned(seq, step.name)
+    records: list[dict[str, Any]] = []
+    status, error = "completed", None
+    started = time.time()
+    old_handlers = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM,)}
+    current_seq = -1
+    try:
+        for seq, step in enumerate(plan):
+            current_seq = seq
+            rec = {"name": step.name, "title": step.title, "status": "skipped", "seconds": 0.0,
+                   "results": {}, "error": None}
+            records.append(rec)
+            if ctx.failed_steps and not step.after_failure:
+                ledger.step_ended(seq, "skipped", 0.0, {}, f"skipped after {ctx.failed_steps[0]}")
+                rec["error"] = f"skipped after {ctx.failed_steps[0]} failed"
+                if listener:
+                    listener.step_ended(seq, step, "skipped", 0.0, rec["error"])
+                continue
+            ledger.step_started(seq, step.name)
+            if listener:
+                listener.step_started(seq, step)
+            t0 = time.perf_counter()
+            try:
+                rec["results"] = step.run(ctx) or {}
+                rec["status"] = "passed"
+            except StepFailed as exc:
+                rec.update(status="failed", results=exc.results, error=exc.reason)
+            except Interrupted:
+                rec.update(status="interrupted", error="interrupted")
+                raise
+            except KeyboardInterrupt:
+                rec.update(status="interrupted", error="interrupted")
+                raise Interrupted("interrupted by SIGINT", where="rehearsal") from None
+            except PlantstageError as exc:
+                rec.update(status="failed", error=exc.one_line())
+                if step.setup:
+                    raise
+            except Exception as exc:  # a bug in plantstage: record it, never call it passed
+                (run_dir / "logs").mkdir(exist_ok=True)
+                (run_dir / "logs" / "plantstage-error.log").write_text(traceback.format_exc())
+                rec.update(status="failed", error=f"internal error: {type(exc).__name__}: {exc}")
+            finally:
+                rec["seconds"] = round(time.perf_counter() - t0, 3)
+                if rec["status"] == "failed":
+                    ctx.failed_steps.append(step.name)
+                ledger.step_ended(seq, rec["status"] if rec["status"] != "skipped"
+                                  else "interrupted", rec["seconds"], rec["results"],
+                                  rec["error"])
+                if listener:
+                    listener.step_ended(seq, step, rec["status"], rec["seconds"], rec["error"])
+    except Interrupted as exc:
+        status, error = "interrupted", exc
+    except PlantstageError as exc:
+        status, error = "could-not-run", exc
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # cleanup must not be interrupted
+        try:
+            _cleanup(ctx, keep_staging)
+        finally:
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+    for seq in range(current_seq + 1, len(plan)):
+        ledger.step_ended(seq, "not-run", 0.0, {}, status)
+        records.append({"name": plan[seq].name, "title": plan[seq].title, "status": "not-run",
+                        "seconds": 0.0, "results": {}, "error": None})
+    steps_ok = status == "completed" and all(r["status"] == "passed" for r in records)
+    verdict = judge(ctx.gate_results, steps_ok) if status == "completed" else "NO-GO"
+    from plantstage.evidence import write_evidence
+
+    evidence = write_evidence(ctx, records, status=status, verdict=verdict, started=started,
+                              error=error)
+    ledger.end_run(status, verdict)
+    ledger.close()
+    return RunOutcome(run_id, run_dir, status, verdict, evidence, error)
+
+
+def _cleanup(ctx: RunContext, keep_staging: bool) -> None:
+    for p in (ctx.green, ctx.blue):
+        if p is not None:
+            p.stop()
+    processes.stop_all()
+    if ctx.router is not None:
+        ctx.router.stop()
+    if ctx.staging_db is not None and not keep_staging:
+        try:
+            ctx.staging_db.drop()
+        except Exception:  # noqa: BLE001 - best effort; the evidence says where it was
+            log.warning("could not drop staging database %s", ctx.staging_db.label)

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from plantstage.rehearsal.processes import run_command
+from plantstage.rehearsal.steps import Step, StepFailed
+
+
+def run_migration(ctx, release, command: list[str], what: str) -> str:
+    """Run a release's migration command in its artifact, against the staging database."""
+    art = str(ctx.artifact_dir(release))
+    b = ctx.binding("staging", ctx.app_component())
+    extra = {"artifact": art, "port": "0"}
+    env = {k: ctx.expand(v, **extra) for k, v in b.env.items()}
+    code, last = run_command([ctx.expand(a, **extra) for a in command], cwd=art, env=env,
+                             log_path=ctx.run_dir / "logs" / "migrations.log")
+    if code != 0:
+        raise StepFailed(f"{what} migration of {release.name} failed (exit {code}): {last}")
+    return last
+
+
+class Migrate(Step):
+    """Apply the release's schema migration, as production will get it."""
+
+    name = "migrate"
+    title = "Migrate the schema"
+
+    def run(self, ctx):
+        up = ctx.release.migrations.upgrade
+        if not up:
+            return {"skipped": "the release declares no migration"}
+        out = run_migration(ctx, ctx.release, up, "upgrade")
+        return {"command": " ".join(up), "output": out}

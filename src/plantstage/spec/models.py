@@ -1,0 +1,255 @@
+"""Typed models of ``plantstage.yaml`` (spec version 1).
+
+Every model forbids unknown fields, so a typo is an error that names the field and its line.
+The JSON Schema printed by ``plantstage schema`` is generated from these models, and so is the
+spec reference in ``docs/spec.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+Name = Annotated[str, Field(pattern=_NAME, description="Identifier: letters, digits, . _ -")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ComponentKind(StrEnum):
+    service = "service"
+    database = "database"
+    broker = "broker"
+    external = "external"
+
+
+class Fidelity(StrEnum):
+    real = "real"
+    simulated = "simulated"
+    mirrored = "mirrored"
+
+
+class SecretRef(_Model):
+    """A reference to a secret. The value itself never appears in the spec."""
+
+    env: str | None = Field(None, description="Name of an environment variable holding it.")
+    file: str | None = Field(None, description="Path of a file holding it (relative to the spec).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' or 'file'")
+        return self
+
+
+class Component(_Model):
+    """One part of the production estate."""
+
+    kind: ComponentKind
+    tier: int = Field(ge=1, le=4, description="Criticality: 1 = plant-critical … 4 = low risk.")
+    description: str = ""
+
+
+class Edge(_Model):
+    """Who talks to whom, over which protocol."""
+
+    from_: Name = Field(alias="from")
+    to: Name
+    protocol: str = Field(description="e.g. http, sql, mqtt, opcua, amqp")
+
+
+class Tenant(_Model):
+    code: Name
+    archetype: str = Field(
+        "high-volume-discrete",
+        description="Workload profile: high-volume-discrete, process, multi-plant, "
+        "heavily-integrated.",
+    )
+
+
+class Estate(_Model):
+    """The production system as declared."""
+
+    components: dict[Name, Component] = Field(min_length=1)
+    edges: list[Edge] = Field(default_factory=list)
+    tenants: list[Tenant] = Field(default_factory=list)
+
+
+class Binding(_Model):
+    """How one environment binds one component.
+
+    ``{python}``, ``{port}``, ``{artifact}``, ``{run_dir}``, ``{spec_dir}`` and
+    ``{db:COMPONENT}`` are substituted when the rehearsal runs.
+    """
+
+    fidelity: Fidelity = Fidelity.real
+    url: str | None = Field(None, description="Where it is: database URL, HTTP base URL …")
+    password: SecretRef | None = Field(None, description="Secret reference for the URL.")
+    command: list[str] | None = Field(
+        None, description="For a service: the command that runs one version of it."
+    )
+    cwd: str | None = Field(None, description="Working directory of the command.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment.")
+    health: str = Field("/health", description="HTTP path that answers 200 when healthy.")
+    startup_timeout: float = Field(30.0, gt=0, description="Seconds to wait for health.")
+    scale: int = Field(1, ge=0, description="Replicas / instances (scale may differ).")
+
+    @field_validator("url")
+    @classmethod
+    def _no_inline_secret(cls, v: str | None) -> str | None:
+        if v and re.match(r"^[a-z0-9+]+://[^/@:]+:[^/@]+@", v):
+            raise ValueError(
+                "the URL carries a password; put it in 'password: {env: NAME}' instead"
+            )
+        return v
+
+
+class Environment(_Model):
+    """A binding of the estate: which component is what, where."""
+
+    bindings: dict[Name, Binding]
+
+
+class Artifact(_Model):
+    path: str = Field(description="File or directory, relative to the spec.")
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="Digest; `plantstage digest PATH` prints it. Mismatch refuses the release.",
+    )
+
+
+class Migrations(_Model):
+    upgrade: list[str] | None = Field(None, description="Command that migrates the schema up.")
+    downgrade: list[str] | None = Field(None, description="Command that reverts this release.")
+    reversible: bool = Field(
+        True, description="If false, the rollback drill restores from the backup instead."
+    )
+
+
+class Strategy(StrEnum):
+    blue_green = "blue-green"
+
+
+class Release(_Model):
+    name: Name
+    version: str
+    artifact: Artifact
+    migrations: Migrations = Field(default_factory=Migrations)
+    strategy: Strategy = Strategy.blue_green
+    description: str = ""
+
+
+class FlowKind(StrEnum):
+    sales_order_import = "sales-order-import"
+    production_confirmation = "production-confirmation"
+    inventory_adjustment = "inventory-adjustment"
+
+
+class WorkloadFlow(_Model):
+    """One business flow driven at an open-model rate."""
+
+    flow: FlowKind
+    rate: float = Field(gt=0, description="Iterations started per second (open model).")
+    orders: int = Field(10, ge=1, description="sales-order-import: orders per batch.")
+    lines: int = Field(5, ge=1, description="sales-order-import: lines per order.")
+    redeliver: float = Field(
+        0.0, ge=0, le=1, description="production-confirmation: share of messages sent twice."
+    )
+
+
+class Workload(_Model):
+    duration: float = Field(5.0, gt=0, description="Seconds per workload phase.")
+    concurrency: int = Field(32, ge=1, description="Iterations in flight at most.")
+    seed: int = 7
+    tenants: list[Name] = Field(default_factory=list, description="Empty: every estate tenant.")
+    flows: list[WorkloadFlow] = Field(default_factory=list)
+
+
+class ReconcileCheck(_Model):
+    """A SQL query on staging that must return no rows; each row is one mismatch."""
+
+    name: Name
+    database: Name = Field(description="The database component to query.")
+    sql: str
+    description: str = ""
+
+
+class Gate(_Model):
+    """A judgement over one signal. Missing signal → ``inconclusive`` (never pass)."""
+
+    name: Name
+    signal: str = Field(description="Signal name, e.g. reconcile.ledger.mismatches")
+    max: float | None = None
+    min: float | None = None
+    baseline: str | None = Field(None, description="Signal to compare against.")
+    max_increase_pct: float | None = Field(
+        None, description="With baseline: fail when signal > baseline × (1 + pct/100)."
+    )
+    min_absolute_increase: float = Field(
+        0.0, description="With baseline: ignore increases smaller than this (noise floor)."
+    )
+    cause: str = Field("", description="What a failure means, in words for the report.")
+
+    @model_validator(mode="after")
+    def _has_threshold(self) -> Gate:
+        if self.max is None and self.min is None and self.max_increase_pct is None:
+            raise ValueError("a gate needs 'max', 'min' or 'baseline' with 'max_increase_pct'")
+        if (self.baseline is None) != (self.max_increase_pct is None):
+            raise ValueError("'baseline' and 'max_increase_pct' go together")
+        return self
+
+
+class Spec(_Model):
+    """Root of ``plantstage.yaml``."""
+
+    version: Literal[1] = 1
+    name: Name
+    estate: Estate
+    environments: dict[Literal["production", "staging"], Environment]
+    current: Name = Field(description="Name of the release production runs now.")
+    releases: list[Release] = Field(min_length=1)
+    workload: Workload = Field(default_factory=Workload)
+    reconcile: list[ReconcileCheck] = Field(default_factory=list)
+    gates: list[Gate] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> Spec:
+        comps = self.estate.components
+        for env_name in ("production", "staging"):
+            if env_name not in self.environments:
+                raise ValueError(f"environments.{env_name} is required")
+            for comp in self.environments[env_name].bindings:
+                if comp not in comps:
+                    raise ValueError(
+                        f"environments.{env_name}.bindings.{comp}: no such estate component"
+                    )
+        for e in self.estate.edges:
+            for end in (e.from_, e.to):
+                if end not in comps:
+                    raise ValueError(f"estate.edges: '{end}' is not an estate component")
+        names = [r.name for r in self.releases]
+        if self.current not in names:
+            raise ValueError(f"current: '{self.current}' is not among releases {names}")
+        tenants = {t.code for t in self.estate.tenants}
+        for t in self.workload.tenants:
+            if t not in tenants:
+                raise ValueError(f"workload.tenants: '{t}' is not an estate tenant")
+        for c in self.reconcile:
+            if c.database not in comps or comps[c.database].kind != ComponentKind.database:
+                raise ValueError(f"reconcile.{c.name}.database: '{c.database}' is not a database")
+        return self
+
+    # -- helpers used by the rehearsal -------------------------------------------------
+    def release(self, name: str) -> Release:
+        for r in self.releases:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def components_of(self, kind: ComponentKind) -> list[str]:
+        return [n for n, c in self.estate.components.items() if c.kind == kind]

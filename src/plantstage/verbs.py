@@ -1,0 +1,100 @@
+"""The verbs of plantstage as library functions; ``plantstage.cli`` is a thin shell over them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from plantstage.errors import EngineError, SpecError
+from plantstage.rehearsal.runner import Listener, RunOutcome, new_run_id, run_rehearsal
+from plantstage.spec.loader import LoadedSpec, json_schema, load_spec
+from plantstage.spec.models import Release
+
+#: Where the sample plant lives in a source checkout.
+EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "sample-plant"
+
+
+def schema() -> str:
+    """The JSON Schema of ``plantstage.yaml``."""
+    return json_schema()
+
+
+def check(path: str | Path) -> LoadedSpec:
+    """Validate a spec; raise :class:`SpecError` naming file, line and field if it is wrong."""
+    return load_spec(path)
+
+
+def _pick_release(loaded: LoadedSpec, name: str | None) -> tuple[Release, Release]:
+    spec = loaded.spec
+    current = spec.release(spec.current)
+    if name is None:
+        others = [r for r in spec.releases if r.name != spec.current]
+        if not others:
+            raise SpecError("the spec lists no release besides the current one",
+                            where=f"{loaded.path}: releases", hint="add the release to rehearse")
+        return others[0], current
+    try:
+        release = spec.release(name)
+    except KeyError:
+        names = ", ".join(r.name for r in spec.releases)
+        raise SpecError(f"no release named '{name}'", where=f"{loaded.path}: releases",
+                        hint=f"one of: {names}") from None
+    if release.name == current.name:
+        raise SpecError(f"'{name}' is the current release", where="--release",
+                        hint="rehearse a release that is not in production yet")
+    return release, current
+
+
+def rehearse(
+    path: str | Path, *, release: str | None = None, out: str | Path | None = None,
+    staging_db: str | None = None, listener: Listener | None = None,
+    keep_staging: bool = False,
+) -> RunOutcome:
+    """Rehearse a release of the estate in ``path`` end to end; return the outcome.
+
+    ``out`` is the run folder (default ``.plantstage/runs/RUN`` beside the spec);
+    ``staging_db`` overrides the staging database URL (a run gets its own database there).
+    """
+    loaded = load_spec(path)
+    rel, current = _pick_release(loaded, release)
+    if out is None:
+        run_dir = loaded.base_dir / ".plantstage" / "runs" / new_run_id()
+    else:
+        run_dir = Path(out)
+        if (run_dir / "ledger.sqlite").exists():
+            raise SpecError("this folder already holds a run", where=str(run_dir),
+                            hint="choose another --out or remove the folder")
+    return run_rehearsal(loaded, rel, current, run_dir.resolve(), staging_db=staging_db,
+                         listener=listener, keep_staging=keep_staging)
+
+
+def ensure_sample_production(example_dir: Path = EXAMPLE_DIR, *, echo=print) -> Path:
+    """Generate the sample plant's production-like database once (it is the demo's production)."""
+    db = example_dir / ".plantstage" / "production.sqlite"
+    if db.exists():
+        return db
+    db.parent.mkdir(parents=True, exist_ok=True)
+    echo("Generating the sample plant's production database (first run only) …")
+    tmp = db.with_suffix(".partial")
+    tmp.unlink(missing_ok=True)
+    proc = subprocess.run([sys.executable, str(example_dir / "generate.py"),
+                           "--url", f"sqlite:///{tmp}"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
+        raise EngineError(f"the sample database generator failed: {last[0]}",
+                          where=str(example_dir / "generate.py"))
+    tmp.rename(db)  # only a complete database becomes "production"
+    return db
+
+
+def demo(*, out: str | Path | None = None, release: str = "1.1.0",
+         staging_db: str | None = None, listener: Listener | None = None,
+         echo=print) -> RunOutcome:
+    """Rehearse the sample plant's 1.1.0 on the embedded default (SQLite, no services)."""
+    if not (EXAMPLE_DIR / "plantstage.yaml").exists():
+        raise SpecError("the sample plant is not here", where=str(EXAMPLE_DIR),
+                        hint="run the demo from a source checkout of plantstage")
+    ensure_sample_production(EXAMPLE_DIR, echo=echo)
+    return rehearse(EXAMPLE_DIR, release=release, out=out, staging_db=staging_db,
+                    listener=listener)

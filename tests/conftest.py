@@ -1,0 +1,64 @@
+"""Shared fixtures; per-engine availability is declared here, in one place."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "sample-plant"
+PG_URL = os.environ.get("PLANTSTAGE_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+requires_postgres = pytest.mark.skipif(
+    not _reachable("127.0.0.1", 5432), reason="PostgreSQL is not running at 127.0.0.1:5432")
+
+
+@pytest.fixture
+def pg_database():
+    """A scratch PostgreSQL database, dropped afterwards; yields its URL."""
+    if not _reachable("127.0.0.1", 5432):
+        pytest.skip("PostgreSQL is not running at 127.0.0.1:5432")
+    import sqlalchemy as sa
+
+    name = f"ps_test_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine("postgresql+psycopg://root@127.0.0.1:5432/postgres",
+                             isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql://root@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def production_db() -> Path:
+    """The sample plant's generated production database (made once per checkout)."""
+    from plantstage.verbs import ensure_sample_production
+
+    return ensure_sample_production(EXAMPLE, echo=lambda *_: None)
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the plantstage CLI as a user would, in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "plantstage", *args], cwd=cwd or ROOT,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "200", **(env or {})})
