@@ -159,6 +159,12 @@ def _finish(outcome: RunOutcome) -> None:
     raise typer.Exit(outcome.exit_code)
 
 
+# Verbs that live with their feature register themselves on ``app``.
+from plantstage.data import cli as _data_cli  # noqa: E402,F401
+from plantstage.parity import cli as _parity_cli  # noqa: E402,F401
+from plantstage.twins import cli as _twins_cli  # noqa: E402,F401
+
+
 def main() -> None:
     """Entry point: translate expected errors into one line and an exit code."""
     debug = "--debug" in sys.argv

@@ -32,16 +32,31 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _models_in_order(root: type[BaseModel]) -> list[type[BaseModel]]:
+    """Every model reachable from ``root``, depth-first in field order."""
+    seen: list[type[BaseModel]] = []
+
+    def visit(tp) -> None:
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if tp in seen:
+                return
+            seen.append(tp)
+            for f in tp.model_fields.values():
+                visit(f.annotation)
+            return
+        for arg in typing.get_args(tp):
+            visit(arg)
+
+    visit(root)
+    return seen
+
+
 def render() -> str:
     out = ["# Spec reference (`plantstage.yaml`)", "",
            "Generated from `src/plantstage/spec/models.py` by "
            "`python -m plantstage.spec.docs > docs/spec.md`; a test keeps it current.",
            "`plantstage schema` prints the same as JSON Schema.", ""]
-    order = [models.Spec, models.Estate, models.Component, models.Edge, models.Tenant,
-             models.Environment, models.Binding, models.SecretRef, models.Release,
-             models.Artifact, models.Migrations, models.Workload, models.WorkloadFlow,
-             models.ReconcileCheck, models.Gate]
-    for m in order:
+    for m in _models_in_order(models.Spec):
         out += [f"## {m.__name__}", "", (m.__doc__ or "").strip(), "",
                 "| field | type | default | description |", "|---|---|---|---|"]
         for name, f in m.model_fields.items():

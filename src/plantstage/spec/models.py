@@ -13,6 +13,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from plantstage.spec.masking import RefreshSpec
+from plantstage.spec.parity import ParitySpec
+from plantstage.spec.twins import TwinSpec
+
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 Name = Annotated[str, Field(pattern=_NAME, description="Identifier: letters, digits, . _ -")]
 
@@ -98,6 +102,9 @@ class Binding(_Model):
     health: str = Field("/health", description="HTTP path that answers 200 when healthy.")
     startup_timeout: float = Field(30.0, gt=0, description="Seconds to wait for health.")
     scale: int = Field(1, ge=0, description="Replicas / instances (scale may differ).")
+    twin: TwinSpec | None = Field(
+        None, description="For a simulated external component: the twin that plays it."
+    )
 
     @field_validator("url")
     @classmethod
@@ -216,6 +223,12 @@ class Spec(_Model):
     workload: Workload = Field(default_factory=Workload)
     reconcile: list[ReconcileCheck] = Field(default_factory=list)
     gates: list[Gate] = Field(default_factory=list)
+    refresh: RefreshSpec | None = Field(
+        None, description="Masking and subsetting for the production → staging refresh."
+    )
+    parity: ParitySpec = Field(
+        default_factory=ParitySpec, description="Allowed differences and blocking drift."
+    )
 
     @model_validator(mode="after")
     def _references(self) -> Spec:
