@@ -52,6 +52,7 @@ def write_evidence(ctx, steps: list[dict[str, Any]], *, status: str, verdict: st
         "ended_at": ended,
         "seconds": round(ended - started, 2),
         "fidelity": fidelity_table(ctx),
+        "sections": ctx.sections,
         "steps": steps,
         "gates": [g.as_dict() for g in ctx.gate_results],
         "signals": dict(sorted(ctx.signals.items())),

@@ -46,6 +46,9 @@ class RunContext:
     backup_snapshot: dict[str, Any] | None = None
     failed_steps: list[str] = field(default_factory=list)
     gate_results: list = field(default_factory=list)
+    #: Report sections filled by steps (parity, refresh, twins …), in step order. Each is
+    #: rendered by ``evidence/templates/_<name>.html.j2`` when that template exists.
+    sections: dict[str, Any] = field(default_factory=dict)
     progress: Any = None
 
     @property
