@@ -163,6 +163,7 @@ def _finish(outcome: RunOutcome) -> None:
 from plantstage.data import cli as _data_cli  # noqa: E402,F401
 from plantstage.parity import cli as _parity_cli  # noqa: E402,F401
 from plantstage.twins import cli as _twins_cli  # noqa: E402,F401
+from plantstage.workload import cli as _workload_cli  # noqa: E402,F401
 
 
 def main() -> None:
