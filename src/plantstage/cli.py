@@ -170,7 +170,8 @@ def main() -> None:
     """Entry point: translate expected errors into one line and an exit code."""
     debug = "--debug" in sys.argv
     try:
-        app(standalone_mode=False)
+        # In non-standalone mode click returns the code of a typer.Exit instead of raising it.
+        rc = app(standalone_mode=False)
     except PlantstageError as exc:
         if debug:
             raise
@@ -190,7 +191,7 @@ def main() -> None:
         if isinstance(exc, click.exceptions.Abort):
             sys.exit(130)
         raise
-    sys.exit(0)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -48,7 +48,9 @@ def test_demo_is_go(tmp_path, production_db):
     assert all(g["outcome"] == "pass" for g in ev["gates"])
     assert ev["signals"]["workload.candidate.production-confirmation.redelivered"] > 0
     html = (out / "report.html").read_text()
-    assert "GO" in html and "http://" not in html.split("<body>")[1].split("Fidelity")[0]
+    assert 'id="verdict">GO' in html
+    # Self-contained: nothing is loaded from elsewhere.
+    assert "<script" not in html and "<link" not in html and 'src="' not in html
     assert read_run(out / "ledger.sqlite")["run"]["status"] == "completed"
     assert not _children_alive(out)
 
@@ -131,3 +133,43 @@ def test_unreachable_staging_database_exit_2(tmp_path, production_db):
                 "--staging-db", "postgresql://root@127.0.0.1:1/none")
     assert r.returncode == 2, r.stdout + r.stderr
     assert "staging database" in r.stderr and "Traceback" not in r.stderr
+
+
+def _spec_copy(tmp_path: Path, production_db: Path, replace: tuple[str, str]) -> Path:
+    text = (EXAMPLE / "plantstage.yaml").read_text()
+    text = text.replace("path: releases/", f"path: {EXAMPLE}/releases/")
+    text = text.replace("sqlite:///.plantstage/production.sqlite", f"sqlite:///{production_db}")
+    assert replace[0] in text
+    text = text.replace(*replace)
+    spec = tmp_path / "plantstage.yaml"
+    spec.write_text(text)
+    return spec
+
+
+def test_app_failing_health_exit_2_nothing_left(tmp_path, production_db):
+    spec = _spec_copy(tmp_path, production_db,
+                      ('"-m", "sampleplant", "serve"', '"-m", "sampleplant", "no-such-verb"'))
+    out = tmp_path / "o"
+    r = run_cli("rehearse", str(spec), "--release", "1.1.0", "--out", str(out))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "health" in r.stderr or "exited" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not _children_alive(out)
+
+
+def test_port_in_use_exit_2(tmp_path, production_db):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    port = s.getsockname()[1]
+    try:
+        spec = _spec_copy(tmp_path, production_db,
+                          ("        health: /health\n", f"        health: /health\n"
+                                                        f"        port: {port}\n"))
+        r = run_cli("rehearse", str(spec), "--release", "1.1.0", "--out", str(tmp_path / "o"))
+    finally:
+        s.close()
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"port {port} is already in use" in r.stderr

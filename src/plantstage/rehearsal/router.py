@@ -36,8 +36,9 @@ class Router:
             self._server = fut.result(10)
         except OSError as exc:
             self._loop.call_soon_threadsafe(self._loop.stop)
-            raise ProcessError(f"router cannot listen on port {self.port}: {exc.strerror}",
-                               where="router", hint="choose a free port") from None
+            raise ProcessError(f"port {self.port} is already in use ({exc.strerror})",
+                               where="environments.staging: app port",
+                               hint="stop what listens there, or choose another port") from None
 
     def switch(self, port: int, host: str = "127.0.0.1") -> None:
         self._target = (host, port)
