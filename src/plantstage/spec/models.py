@@ -103,6 +103,11 @@ class Binding(_Model):
     health: str = Field("/health", description="HTTP path that answers 200 when healthy.")
     startup_timeout: float = Field(30.0, gt=0, description="Seconds to wait for health.")
     scale: int = Field(1, ge=0, description="Replicas / instances (scale may differ).")
+    port: int | None = Field(
+        None, ge=1, le=65535,
+        description="For the staging app: the stable port clients use (the blue-green router "
+        "listens there). Default: a free port.",
+    )
     twin: TwinSpec | None = Field(
         None, description="For a simulated external component: the twin that plays it."
     )
