@@ -1,1 +1,12 @@
-"""plantstage.parity"""
+"""Parity: prove staging is a faithful replica of production before trusting a rehearsal.
+
+Five collectors (topology, versions, schema, config, access) read each environment read-only;
+the comparison separates what is the same, what the spec allows to differ (a scale-down, a
+hostname, a simulated external system) and what is drift, with a severity from the
+component's tier. ``parity`` is the library verb; ``plantstage parity`` prints it.
+"""
+
+from plantstage.parity._model import LAYERS, Finding, ParityReport
+from plantstage.parity._verb import parity, run_parity, write_report
+
+__all__ = ["LAYERS", "Finding", "ParityReport", "parity", "run_parity", "write_report"]

@@ -1,3 +1,40 @@
 """CLI verbs of plantstage.parity (registered on the main Typer app)."""
 
-from plantstage.cli import app  # noqa: F401
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from plantstage.cli import app, console  # noqa: F401
+
+
+@app.command()
+def parity(
+    path: Annotated[Path, typer.Argument(help="Spec file or folder.")] = Path("."),
+    between: Annotated[tuple[str, str], typer.Option(
+        help="The two environments to compare.")] = ("production", "staging"),
+    staging_db: Annotated[str | None, typer.Option(
+        help="Read staging's database from this URL (default: its binding, or the schema "
+             "the current release's migrations build).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Folder for parity.json (default .plantstage/parity beside the spec).")] = None,
+    show_same: Annotated[bool, typer.Option("--all", help="Also list what is the same.")]
+    = False,
+):
+    """Compare production and staging layer by layer. Exit 0 = no blocking drift,
+    1 = blocking drift, 2 = nothing could be compared / bad input."""
+    from plantstage.parity import parity as _parity
+    from plantstage.parity._render import print_report
+
+    with console.status("parity: collecting …") as status:
+        report, written = _parity(
+            path, between=between, staging_db=staging_db, out=out,
+            progress=lambda layer: status.update(f"parity: {layer} …"))
+    print_report(report, console, show_same=show_same)
+    console.print(f"  parity.json: {written}")
+    # sys.exit, not typer.Exit: plantstage.cli.main runs Typer with standalone_mode=False,
+    # which turns typer.Exit into a return value that main() does not pass on.
+    sys.exit(report.exit_code)

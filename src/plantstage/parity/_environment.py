@@ -1,0 +1,161 @@
+"""One environment as parity sees it: its bindings, resolved, and nothing it could write to.
+
+Everything parity opens is opened read-only (``engines.connect_production``), staging included:
+parity is an observer. The only thing it ever creates is a scratch SQLite database in its own
+scratch folder, when staging has no database yet and the schema must come from the release's
+migrations.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from plantstage.errors import PlantstageError
+from plantstage.rehearsal.processes import run_command
+from plantstage.spec.loader import LoadedSpec
+from plantstage.spec.models import Binding, ComponentKind, Release
+
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)(?::([A-Za-z0-9._-]+))?\}")
+
+
+class Unresolved(Exception):
+    """A binding names a placeholder that only a running rehearsal can fill in."""
+
+
+@dataclass
+class EnvView:
+    """An environment of the spec, resolved for reading."""
+
+    name: str
+    loaded: LoadedSpec
+    scratch: Path
+    run_dir: Path | None = None
+    #: A database URL given on the command line for this environment's database.
+    db_override: str | None = None
+    _built: dict[str, tuple[str | None, str]] = field(default_factory=dict)
+
+    @property
+    def spec(self):
+        return self.loaded.spec
+
+    @property
+    def spec_dir(self) -> Path:
+        return self.loaded.base_dir
+
+    @property
+    def bindings(self) -> dict[str, Binding]:
+        return self.spec.environments[self.name].bindings
+
+    def binding(self, component: str) -> Binding | None:
+        return self.bindings.get(component)
+
+    def file(self, rel: str) -> Path:
+        return (self.spec_dir / rel).resolve()
+
+    # -- placeholders ---------------------------------------------------------------------
+    def expand(self, text: str, **extra: str) -> str:
+        values = {"python": sys.executable, "spec_dir": str(self.spec_dir), **extra}
+        if self.run_dir is not None:
+            values["run_dir"] = str(self.run_dir)
+
+        def repl(m: re.Match) -> str:
+            key = m.group(1)
+            if key == "db" and "db" in extra:
+                return extra["db"]
+            if key not in values:
+                raise Unresolved(m.group(0))
+            return values[key]
+
+        return _PLACEHOLDER.sub(repl, text)
+
+    def resolve_url(self, url: str) -> str:
+        url = self.expand(url)
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            url = "sqlite:///" + str((self.spec_dir / url[len("sqlite:///"):]).resolve())
+        return url
+
+    # -- the app and what it runs ---------------------------------------------------------
+    def app_component(self) -> str | None:
+        """The service the releases deploy: the one bound in staging with a command."""
+        staging = self.spec.environments["staging"].bindings
+        apps = [n for n in self.spec.components_of(ComponentKind.service)
+                if (b := staging.get(n)) is not None and b.command]
+        return apps[0] if len(apps) == 1 else None
+
+    def current_release(self) -> Release:
+        return self.spec.release(self.spec.current)
+
+    def artifact_dir(self, release: Release) -> Path:
+        return (self.spec_dir / release.artifact.path).resolve()
+
+    # -- databases ------------------------------------------------------------------------
+    def database_url(self, component: str) -> tuple[str | None, str]:
+        """(URL to read, how it was found) — or (None, why not)."""
+        if component in self._built:
+            return self._built[component]
+        dbs = [n for n in self.spec.components_of(ComponentKind.database) if self.binding(n)]
+        if self.db_override and dbs == [component]:
+            return self.db_override, "given on the command line"
+        b = self.binding(component)
+        if b is None:
+            return None, f"'{component}' is not bound in {self.name}"
+        if b.url:
+            try:
+                url = self.resolve_url(b.url)
+            except Unresolved as exc:
+                url = None
+                why = f"its URL needs {exc} (a rehearsal fills it in)"
+            else:
+                if not url.startswith("sqlite:") or _sqlite_exists(url) or self.name != "staging":
+                    return url, f"environments.{self.name}.bindings.{component}.url"
+                why = "its SQLite file does not exist yet"
+        else:
+            why = "it has no url"
+        if self.name == "staging":
+            out = self._build_from_migrations(component, why)
+            self._built[component] = out
+            return out
+        return None, f"environments.{self.name}.bindings.{component}: {why}"
+
+    def _build_from_migrations(self, component: str, why: str) -> tuple[str | None, str]:
+        """Staging has no database yet: the schema the current release's migrations produce."""
+        rel = self.current_release()
+        app = self.app_component()
+        up = rel.migrations.upgrade
+        if not up or app is None:
+            return None, f"staging's {component} does not exist ({why}) and the current " \
+                         f"release declares no upgrade migration to build it from"
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        db = self.scratch / f"{component}-from-migrations.sqlite"
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+        url = f"sqlite:///{db}"
+        art = str(self.artifact_dir(rel))
+        extra = {"artifact": art, "port": "0", "db": url}
+        b = self.spec.environments["staging"].bindings[app]
+        env = {}
+        for k, v in b.env.items():
+            try:
+                env[k] = self.expand(v, **extra)
+            except Unresolved:
+                # Twins, brokers …: filled in by later rehearsal steps; a migration only
+                # needs its database.
+                continue
+        try:
+            cmd = [self.expand(a, **extra) for a in up]
+            code, last = run_command(cmd, cwd=Path(art), env=env,
+                                     log_path=self.scratch / "migrations.log")
+        except (Unresolved, PlantstageError) as exc:
+            return None, f"cannot run release {rel.name}'s migration: {exc}"
+        if code != 0:
+            return None, f"release {rel.name}'s migration failed (exit {code}): {last}"
+        return url, f"schema built by release {rel.name}'s migrations (staging has no " \
+                    f"database yet: {why})"
+
+
+def _sqlite_exists(url: str) -> bool:
+    path = url[len("sqlite:///"):]
+    return bool(path) and Path(path).exists()

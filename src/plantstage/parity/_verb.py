@@ -1,0 +1,149 @@
+"""The ``parity`` verb: collect five layers of two environments and compare them."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from plantstage.errors import SpecError
+from plantstage.parity._compare import compare_layer
+from plantstage.parity._environment import EnvView
+from plantstage.parity._model import LAYERS, LayerFacts, ParityReport
+from plantstage.parity.collectors import COLLECTORS
+from plantstage.spec.loader import LoadedSpec, load_spec
+
+ENVIRONMENTS = ("production", "staging")
+
+
+def check_references(loaded: LoadedSpec) -> None:
+    """Refuse a parity section that names components the estate does not have."""
+    spec = loaded.spec
+    comps = spec.estate.components
+    p = spec.parity
+    for i, src in enumerate(p.config):
+        if src.component not in comps:
+            raise SpecError(f"'{src.component}' is not an estate component",
+                            where=f"{loaded.path}: parity.config[{i}].component",
+                            hint=f"one of: {', '.join(comps)}")
+    names = [s.name for s in p.config]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise SpecError(f"config source names must be unique: {', '.join(dup)}",
+                        where=f"{loaded.path}: parity.config")
+    if p.roles and p.roles.component not in comps:
+        raise SpecError(f"'{p.roles.component}' is not an estate component",
+                        where=f"{loaded.path}: parity.roles.component")
+
+
+def run_parity(
+    loaded: LoadedSpec, *, between: tuple[str, str] = ENVIRONMENTS,
+    staging_db: str | None = None, run_dir: Path | None = None, scratch: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ParityReport:
+    """Compare two environments of a loaded spec; nothing is written to either.
+
+    ``staging_db`` reads staging's database from this URL instead of its binding. Without
+    one, and when staging's database does not exist yet (before a rehearsal provisions it),
+    staging's schema is the one the current release's migrations build in ``scratch``.
+    """
+    if len(between) != 2 or between[0] == between[1] or \
+            any(e not in ENVIRONMENTS for e in between):
+        raise SpecError(f"cannot compare {' and '.join(between)}", where="--between",
+                        hint="compare two environments: production staging")
+    check_references(loaded)
+    spec = loaded.spec
+    t0 = time.perf_counter()
+    tmp = None
+    if scratch is None:
+        tmp = tempfile.TemporaryDirectory(prefix="plantstage-parity-")
+        scratch = Path(tmp.name)
+    try:
+        views = [EnvView(e, loaded, scratch / e, run_dir=run_dir,
+                         db_override=staging_db if e == "staging" else None) for e in between]
+        tiers = {n: c.tier for n, c in spec.estate.components.items()}
+        findings = []
+        layers = {}
+        sources: dict[str, dict[str, str]] = {}
+        for layer in LAYERS:
+            if progress:
+                progress(layer)
+            facts = [_collect(layer, v) for v in views]
+            notes = [f"{v.name}: {n}" for v, lf in zip(views, facts, strict=True)
+                     for n in lf.notes]
+            if layer == "schema":
+                notes += _align_dialects(*facts)
+                for v, lf in zip(views, facts, strict=True):
+                    for comp, how in (lf.meta.get("source") or {}).items():
+                        sources.setdefault(v.name, {})[comp] = how
+            found, more = compare_layer(layer, facts[0], facts[1], tuple(between),
+                                        spec.parity, tiers)
+            findings += found
+            notes += more
+            layers[layer] = {"status": _layer_status(found), "notes": notes}
+        return ParityReport(str(loaded.path), tuple(between), findings, layers,
+                            seconds=round(time.perf_counter() - t0, 3), sources=sources)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _collect(layer: str, view: EnvView) -> LayerFacts:
+    try:
+        return COLLECTORS[layer](view)
+    except Exception as exc:  # noqa: BLE001 - a collector bug makes its layer unknown, not same
+        lf = LayerFacts(layer)
+        lf.fail("", None, f"internal error in the {layer} collector: {type(exc).__name__}: "
+                          f"{exc}")
+        lf.notes.append(traceback.format_exc(limit=3).splitlines()[-1])
+        return lf
+
+
+def _align_dialects(a: LayerFacts, b: LayerFacts) -> list[str]:
+    """Check constraints are engine SQL: compare them only between the same engine."""
+    da, db = a.meta.get("dialect") or {}, b.meta.get("dialect") or {}
+    notes = []
+    for comp in set(da) & set(db):
+        if da[comp] != db[comp]:
+            for lf in (a, b):
+                for k in [k for k, f in lf.facts.items()
+                          if k.startswith("check.") and f.component == comp]:
+                    del lf.facts[k]
+            notes.append(f"{comp}: {da[comp]} vs {db[comp]} — types compared as mapped, "
+                         f"check constraints (engine SQL) not compared")
+    return notes
+
+
+def _layer_status(findings) -> str:
+    statuses = {f.status for f in findings}
+    for s in ("drift", "unknown", "allowed", "same"):
+        if s in statuses:
+            return s
+    return "not compared"
+
+
+def write_report(report: ParityReport, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "parity.json"
+    path.write_text(json.dumps(report.as_dict(), indent=2, default=str))
+    return path
+
+
+def parity(
+    path: str | Path, *, between: tuple[str, str] = ENVIRONMENTS,
+    staging_db: str | None = None, out: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[ParityReport, Path]:
+    """Compare production and staging of the estate in ``path``; write ``parity.json``.
+
+    Returns the report and where ``parity.json`` went (``out``, default
+    ``.plantstage/parity/`` beside the spec). ``report.exit_code`` is 0 without blocking
+    drift, 1 with it, 2 when nothing could be compared.
+    """
+    loaded = load_spec(path)
+    out_dir = Path(out) if out is not None else loaded.base_dir / ".plantstage" / "parity"
+    report = run_parity(loaded, between=between, staging_db=staging_db, progress=progress)
+    return report, write_report(report, out_dir)

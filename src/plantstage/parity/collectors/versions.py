@@ -1,0 +1,108 @@
+"""Versions: each service's running version and artifact, each database's engine and migration.
+
+A service's running version is *observed* from its health endpoint when the environment binds
+it to a URL (production's running app); a staging service that the rehearsal has not started
+yet is *declared* — the release staging will run first (the spec's ``current``). An endpoint
+that does not answer makes that version ``unknown`` with the reason, never ``same``.
+"""
+
+from __future__ import annotations
+
+import httpx
+import sqlalchemy as sa
+
+from plantstage import artifacts, engines
+from plantstage.errors import PlantstageError
+from plantstage.parity._environment import EnvView, Unresolved
+from plantstage.parity._model import LayerFacts
+from plantstage.spec.models import ComponentKind
+
+
+def collect(view: EnvView) -> LayerFacts:
+    out = LayerFacts("versions")
+    spec = view.spec
+    app = view.app_component()
+    current = view.current_release()
+    for name in spec.components_of(ComponentKind.service):
+        b = view.binding(name)
+        if b is None:
+            continue
+        if b.url:
+            _observe(view, out, name, b.url, b.health)
+        elif name == app:
+            out.add(f"{name}.version", current.version, name,
+                    f"declared: staging starts release {current.name}")
+        else:
+            out.fail(f"{name}.version", name, f"{view.name} binds {name} without a url to ask")
+        if name == app:
+            _artifact(view, out, name, current)
+    for name in spec.components_of(ComponentKind.database):
+        if view.binding(name) is None:
+            continue
+        url, how = view.database_url(name)
+        if url is None:
+            out.fail(f"{name}.", name, how)
+            continue
+        try:
+            engine = engines.connect_production(url)
+        except PlantstageError as exc:
+            out.fail(f"{name}.", name, exc.one_line())
+            continue
+        try:
+            with engine.connect() as conn:
+                d = conn.dialect
+                info = ".".join(str(p) for p in (d.server_version_info or ()))
+                out.add(f"{name}.engine", f"{d.name} {info}".strip(), name, how)
+                out.add(f"{name}.migration_head", _migration_head(conn), name, how)
+        except Exception as exc:  # noqa: BLE001 - driver errors become one reason
+            out.fail(f"{name}.", name, f"cannot read {engines.adapter_for(url).label}: "
+                                       f"{str(exc).splitlines()[0][:160]}")
+        finally:
+            engine.dispose()
+    return out
+
+
+def _observe(view: EnvView, out: LayerFacts, name: str, url: str, health: str) -> None:
+    try:
+        base = view.expand(url)
+    except Unresolved as exc:
+        out.fail(f"{name}.version", name, f"its url needs {exc}")
+        return
+    target = base.rstrip("/") + health
+    try:
+        r = httpx.get(target, timeout=view.spec.parity.health_timeout)
+        body = r.json()
+    except httpx.HTTPError as exc:
+        out.fail(f"{name}.version", name,
+                 f"{target} unreachable: {type(exc).__name__}: {str(exc)[:120]}")
+        return
+    except ValueError:
+        out.fail(f"{name}.version", name, f"{target} answered {r.status_code}, not JSON")
+        return
+    version = body.get("version") if isinstance(body, dict) else None
+    if not version:
+        out.fail(f"{name}.version", name, f"{target} answered without a 'version'")
+        return
+    out.add(f"{name}.version", str(version), name, f"observed: {target}")
+
+
+def _artifact(view: EnvView, out: LayerFacts, name: str, release) -> None:
+    if view.name == "production":
+        # Production's artifact is what the spec approved for it; plantstage cannot read
+        # production's disk, and the running version above is the observed check.
+        out.add(f"{name}.artifact", release.artifact.sha256, name,
+                f"declared: releases.{release.name}.artifact.sha256")
+        return
+    path = view.artifact_dir(release)
+    try:
+        out.add(f"{name}.artifact", artifacts.digest(path), name, f"digest of {path}")
+    except PlantstageError as exc:
+        out.fail(f"{name}.artifact", name, exc.one_line())
+
+
+def _migration_head(conn: sa.Connection) -> str:
+    insp = sa.inspect(conn)
+    if not insp.has_table("alembic_version"):
+        return "none (no alembic_version table)"
+    heads = [r[0] for r in conn.execute(sa.text("SELECT version_num FROM alembic_version"))]
+    return ",".join(sorted(heads)) or "empty"

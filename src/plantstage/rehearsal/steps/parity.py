@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from plantstage.parity import run_parity, write_report
+from plantstage.rehearsal.steps import Step, StepFailed
+
+
+class Parity(Step):
+    """Prove staging is a faithful replica of production before anything else runs.
+
+    It runs first, before staging exists: topology, versions (production's running version
+    against the release staging will start), configuration and access are compared from the
+    bindings, the release artifact and the config files; the schema layer compares production's
+    schema with the one the current release's migrations build (in ``RUN/parity/``), which is
+    exactly the schema provisioning gives staging. Blocking drift fails the step: the
+    rehearsal is NO-GO before any migration runs, and the later steps are skipped (the
+    after-failure steps find no staging and do nothing; cleanup still happens).
+    """
+
+    name = "parity"
+    title = "Parity: staging vs production"
+
+    def run(self, ctx):
+        report = run_parity(ctx.loaded, run_dir=ctx.run_dir, scratch=ctx.run_dir / "parity")
+        write_report(report, ctx.run_dir)
+        ctx.sections["parity"] = report.section()
+        ctx.signals_from(report.signals())
+        c = report.counts()
+        results = {"outcome": report.outcome, "same": c["same"], "allowed": c["allowed"],
+                   "drift": c["drift"], "unknown": c["unknown"],
+                   "blocking": [f"{f.layer}: {f.key} ({f.severity})" for f in report.blocking]}
+        if report.blocking:
+            first = report.blocking[0]
+            more = f" and {len(report.blocking) - 1} more" if len(report.blocking) > 1 else ""
+            raise StepFailed(f"blocking drift: {first.layer} {first.key} ({first.severity}): "
+                             f"{first.reason}{more}", results)
+        return results

@@ -1,0 +1,315 @@
+"""`plantstage parity` as a user runs it: a faithful staging, planted drift of each kind,
+unreadable inputs, the rehearsal's first step, and proof that production is only read."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from plantstage.artifacts import digest
+from plantstage.rehearsal.processes import ManagedProcess, free_port
+from tests.conftest import EXAMPLE, requires_postgres, run_cli
+
+RELEASES = EXAMPLE / "releases"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _release_copy(tmp: Path, name: str) -> Path:
+    """A private copy of a release: no app ever runs inside examples/sample-plant/releases."""
+    dest = tmp / f"release-{name}"
+    if not dest.exists():
+        shutil.copytree(RELEASES / name, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def prod_copy(production_db: Path, tmp_path_factory) -> Path:
+    """A copy of the sample plant's production database, for the 'running production' app."""
+    d = tmp_path_factory.mktemp("prodcopy") / "production.sqlite"
+    shutil.copyfile(production_db, d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def running(prod_copy: Path, tmp_path_factory):
+    """running(release) → URL of `python -m sampleplant serve` of that release (real process)."""
+    tmp = tmp_path_factory.mktemp("apps")
+    procs: dict[str, ManagedProcess] = {}
+
+    def start(release: str) -> str:
+        if release not in procs:
+            port = free_port()
+            p = ManagedProcess(
+                f"production erp {release}",
+                [sys.executable, "-m", "sampleplant", "serve", "--host", "127.0.0.1",
+                 "--port", str(port)],
+                cwd=str(_release_copy(tmp, release)),
+                env={"DATABASE_URL": f"sqlite:///{prod_copy}", "PYTHONDONTWRITEBYTECODE": "1"},
+                port=port, health_path="/health", log_path=tmp / f"{release}.log")
+            p.start()
+            p.wait_healthy(30)
+            procs[release] = p
+        return f"http://127.0.0.1:{procs[release].port}"
+
+    yield start
+    for p in procs.values():
+        p.stop()
+
+
+def make_plant(tmp: Path, production_db: Path, *, erp_url: str | None = None,
+               edit_spec=None) -> tuple[Path, Path]:
+    """The sample plant's spec and config in tmp, with production bound to a copy of its DB.
+
+    Returns (spec dir, production database file)."""
+    plant = tmp / "plant"
+    shutil.copytree(EXAMPLE / "config", plant / "config")
+    data = yaml.safe_load((EXAMPLE / "plantstage.yaml").read_text())
+    for rel in data["releases"]:
+        rel["artifact"]["path"] = str(EXAMPLE / rel["artifact"]["path"])
+        # pin what is on disk now: these tests are about parity, not about release digests
+        rel["artifact"]["sha256"] = digest(rel["artifact"]["path"])
+    prod = tmp / "production.sqlite"
+    shutil.copyfile(production_db, prod)
+    data["environments"]["production"]["bindings"]["erp-db"]["url"] = f"sqlite:///{prod}"
+    if erp_url:
+        data["environments"]["production"]["bindings"]["erp"]["url"] = erp_url
+    if edit_spec:
+        edit_spec(data)
+    (plant / "plantstage.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return plant, prod
+
+
+def run_parity(plant: Path, out: Path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    r = run_cli("parity", str(plant), "--out", str(out), *extra, timeout=120)
+    doc = json.loads((out / "parity.json").read_text()) if (out / "parity.json").exists() else {}
+    return r, doc
+
+
+def findings(doc: dict) -> dict[tuple[str, str], dict]:
+    return {(row["layer"], row["key"]): row for layer in doc["layers"] for row in layer["rows"]}
+
+
+def test_faithful_staging_is_clean_and_production_is_not_written(tmp_path, production_db,
+                                                                 running):
+    plant, prod = make_plant(tmp_path, production_db, erp_url=running("1.0.0"))
+    before = _sha(prod)
+    r, doc = run_parity(plant, tmp_path / "out")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _sha(prod) == before  # no collector wrote to production
+    f = findings(doc)
+    versions = next(x for x in doc["layers"] if x["name"] == "versions")
+    assert versions["counts"]["unknown"] == 0 and versions["counts"]["drift"] == 0
+    assert f[("topology", "erp.scale")]["status"] == "allowed"  # declared scale-down
+    assert f[("topology", "mes-line.fidelity")]["status"] == "allowed"
+    assert f[("config", "erp-settings:server.workers")]["status"] == "allowed"
+    assert f[("config", "erp-settings:integrations.wms.url")]["status"] == "allowed"
+    assert doc["counts"]["drift"] == 0 and doc["blocking"] == 0
+    schema = next(x for x in doc["layers"] if x["name"] == "schema")
+    assert schema["counts"]["same"] > 50 and schema["status"] == "same"
+    # secret values never leave the machine's memory: not in the output, not in parity.json
+    for secret in ("prod-example-3f9a1c", "staging-wms-token-19cd"):
+        assert secret not in r.stdout and secret not in json.dumps(doc)
+    assert "erp.scale" in r.stdout and "allowed" in r.stdout
+
+
+def test_each_planted_drift_is_found_in_its_layer_with_its_severity(tmp_path, production_db,
+                                                                    running):
+    def plant_drift(data):
+        data["environments"]["staging"]["bindings"]["wms"]["scale"] = 2  # scale-up: tier 2
+
+    # production was hot-fixed to 1.1.0 behind the spec's back: a different app version
+    plant, prod = make_plant(tmp_path, production_db, erp_url=running("1.1.0"),
+                             edit_spec=plant_drift)
+    stage_cfg = plant / "config" / "staging"
+    erp = yaml.safe_load((stage_cfg / "erp.yaml").read_text())
+    erp["confirmations"]["late_tolerance_min"] = 60  # a changed config key
+    erp["integrations"]["historian"] = {"url": "opc.tcp://historian.plant.invalid:4840"}
+    (stage_cfg / "erp.yaml").write_text(yaml.safe_dump(erp))
+    roles = yaml.safe_load((stage_cfg / "roles.yaml").read_text())
+    roles["roles"]["operator"].append("inventory.adjust")  # an extra grant
+    (stage_cfg / "roles.yaml").write_text(yaml.safe_dump(roles))
+    # staging's database, missing an index production has
+    stage_db = tmp_path / "staging.sqlite"
+    shutil.copyfile(prod, stage_db)
+    eng = sa.create_engine(f"sqlite:///{stage_db}")
+    with eng.begin() as c:
+        index = c.execute(sa.text("SELECT name, tbl_name FROM sqlite_master WHERE type='index' "
+                                  "AND sql IS NOT NULL AND sql NOT LIKE '%UNIQUE%' "
+                                  "ORDER BY name LIMIT 1")).one()
+        cols = [r[2] for r in c.execute(sa.text(f"PRAGMA index_info('{index[0]}')"))]
+        c.execute(sa.text(f'DROP INDEX "{index[0]}"'))
+    eng.dispose()
+    before = _sha(prod)
+    r, doc = run_parity(plant, tmp_path / "out", "--staging-db", f"sqlite:///{stage_db}")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert _sha(prod) == before
+    f = findings(doc)
+    expect = {
+        ("schema", f"index.{index[1]}({', '.join(cols)})"): "critical",
+        ("config", "erp-settings:confirmations.late_tolerance_min"): "critical",
+        ("access", "permissions.operator"): "critical",
+        ("versions", "erp.version"): "critical",
+        ("topology", "edge.erp->historian"): "critical",
+        ("topology", "wms.scale"): "high",
+    }
+    for key, severity in expect.items():
+        assert key in f, f"{key} not reported; got {sorted(k for k in f)}"
+        assert f[key]["status"] == "drift", f[key]
+        assert f[key]["severity"] == severity and f[key]["blocking"], f[key]
+    assert f[("versions", "erp.version")]["production"] == "1.1.0"
+    assert f[("versions", "erp.version")]["staging"] == "1.0.0"
+    assert "undeclared edge" in f[("topology", "edge.erp->historian")]["reason"]
+    assert "+inventory.adjust" in f[("access", "permissions.operator")]["reason"]
+    # the declared scale-downs are still allowed, not drift
+    assert f[("topology", "erp.scale")]["status"] == "allowed"
+    assert f[("config", "erp-settings:database.pool_size")]["status"] == "allowed"
+    assert "BLOCKING DRIFT" in r.stdout
+
+
+def test_unreachable_service_and_unparsable_config_are_unknown(tmp_path, production_db):
+    plant, _ = make_plant(tmp_path, production_db)  # production erp: erp.plant.invalid
+    (plant / "config" / "staging" / "erp.yaml").write_text("server:\n  workers: [2\n")
+    r, doc = run_parity(plant, tmp_path / "out")
+    assert r.returncode == 0, r.stdout + r.stderr  # nothing blocking, but not all same
+    f = findings(doc)
+    assert f[("versions", "erp.version")]["status"] == "unknown"
+    assert "unreachable" in f[("versions", "erp.version")]["reason"]
+    cfg = f[("config", "erp-settings")]
+    assert cfg["status"] == "unknown" and "erp.yaml:" in cfg["reason"]
+    assert not any(k[0] == "config" and k[1].startswith("erp-settings:") for k in f)
+    assert f[("topology", "edge.erp->")]["status"] == "unknown"
+
+
+def test_bad_input_exits_2(tmp_path, production_db):
+    plant, _ = make_plant(tmp_path, production_db, edit_spec=lambda d: d["parity"]["config"][0]
+                          .update(component="erp-typo"))
+    r = run_cli("parity", str(plant), "--out", str(tmp_path / "o1"))
+    assert r.returncode == 2 and "parity.config[0].component" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run_cli("parity", str(EXAMPLE), "--between", "production", "production",
+                "--out", str(tmp_path / "o2"))
+    assert r.returncode == 2 and "--between" in r.stderr
+
+
+def test_nothing_readable_exits_2(tmp_path, production_db):
+    def unreadable(data):
+        data["environments"]["production"]["bindings"]["erp-db"]["url"] = \
+            f"sqlite:///{tmp_path}/missing.sqlite"
+        data["parity"]["config"] = []
+        data["parity"].pop("roles")
+        data["parity"].pop("network")
+        for rel in data["releases"]:  # staging's artifact cannot be read either
+            rel["artifact"]["path"] = str(tmp_path / "no-such-artifact")
+        data["environments"]["staging"]["bindings"]["erp-db"]["url"] = \
+            f"sqlite:///{tmp_path}/missing-too.sqlite"
+        data["environments"]["staging"]["bindings"]["erp"]["url"] = "http://127.0.0.1:9/"
+
+    plant, _ = make_plant(tmp_path, production_db, edit_spec=unreadable)
+    r, doc = run_parity(plant, tmp_path / "out")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert doc["counts"]["unknown"] > 0 and doc["exit_code"] == 2
+
+
+@pytest.mark.slow
+def test_rehearsal_with_blocking_drift_is_no_go_before_migrations(tmp_path, production_db):
+    plant, _ = make_plant(tmp_path, production_db)
+    env_file = plant / "config" / "staging" / "erp.env"
+    env_file.write_text(env_file.read_text().replace("ERP_TIMEZONE=Europe/Berlin",
+                                                     "ERP_TIMEZONE=UTC"))
+    out = tmp_path / "run"
+    r = run_cli("rehearse", str(plant), "--release", "1.1.0", "--out", str(out))
+    assert r.returncode == 1, r.stdout + r.stderr
+    ev = json.loads((out / "evidence.json").read_text())
+    steps = {s["name"]: s for s in ev["steps"]}
+    assert ev["steps"][0]["name"] == "parity" and steps["parity"]["status"] == "failed"
+    assert "erp-env:ERP_TIMEZONE" in steps["parity"]["error"]
+    for name in ("provision", "migrate", "deploy"):
+        assert steps[name]["status"] == "skipped"
+    assert ev["verdict"] == "NO-GO" and ev["signals"]["parity.drift.blocking"] == 1
+    assert not (out / "staging.sqlite").exists()
+    html = (out / "report.html").read_text()
+    assert html.index('id="verdict"') < html.index('id="parity"') < html.index("<h2>Gates")
+    assert "ERP_TIMEZONE" in html
+
+
+# -- PostgreSQL: a read-only production role; an extra grant in staging ----------------------
+def _pg_admin(db: str = "postgres") -> sa.Engine:
+    return sa.create_engine(f"postgresql+psycopg://root@127.0.0.1:5432/{db}",
+                            isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture
+def pg_pair(tmp_path):
+    names = [f"ps_parity_{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    role = f"ps_parity_ro_{uuid.uuid4().hex[:8]}"
+    admin = _pg_admin()
+    with admin.connect() as c:
+        for n in names:
+            c.execute(sa.text(f'CREATE DATABASE "{n}"'))
+        c.execute(sa.text(f'CREATE ROLE "{role}" LOGIN'))
+    try:
+        yield names, role
+    finally:
+        with admin.connect() as c:
+            for n in names:
+                c.execute(sa.text(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)'))
+            c.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()
+
+
+@requires_postgres
+def test_postgres_extra_grant_and_read_only_production(tmp_path, production_db, pg_pair):
+    (prod_db, stage_db), role = pg_pair
+    release = _release_copy(tmp_path, "1.0.0")
+    for db in (prod_db, stage_db):
+        p = subprocess.run([sys.executable, "-m", "sampleplant", "migrate", "upgrade", "head"],
+                           cwd=release, capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
+                                "DATABASE_URL": f"postgresql://root@127.0.0.1:5432/{db}"})
+        assert p.returncode == 0, p.stderr
+        eng = _pg_admin(db)
+        with eng.connect() as c:
+            c.execute(sa.text(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"'))
+            if db == stage_db:
+                c.execute(sa.text(f'GRANT DELETE ON inventory_ledger TO "{role}"'))
+            else:
+                c.execute(sa.text("INSERT INTO tenants (code, name, archetype) "
+                                  "VALUES ('t1', 'T1', 'process')"))
+        eng.dispose()
+
+    def bind(data):
+        data["environments"]["production"]["bindings"]["erp-db"]["url"] = \
+            f"postgresql://{role}@127.0.0.1:5432/{prod_db}"
+
+    plant, _ = make_plant(tmp_path, production_db, edit_spec=bind)
+    from plantstage import engines
+
+    watcher = sa.create_engine(f"postgresql+psycopg://root@127.0.0.1:5432/{prod_db}")
+    before = engines.snapshot(watcher)
+    r, doc = run_parity(plant, tmp_path / "out", "--staging-db",
+                        f"postgresql://root@127.0.0.1:5432/{stage_db}")
+    assert engines.snapshot(watcher) == before  # production's rows are untouched
+    watcher.dispose()
+    assert r.returncode == 1, r.stdout + r.stderr
+    f = findings(doc)
+    grant = f[("access", f"grant.erp-db:{role}.inventory_ledger")]
+    assert grant["status"] == "drift" and grant["severity"] == "critical"
+    assert grant["production"] == "SELECT" and grant["staging"] == "DELETE, SELECT"
+    layers = {x["name"]: x for x in doc["layers"]}
+    assert layers["schema"]["status"] == "same" and layers["schema"]["counts"]["same"] > 50
+    assert layers["access"]["counts"]["unknown"] == 0
+    head = [x for x in layers["versions"]["rows"] if x["key"].startswith("erp-db")]
+    assert head == [] or all(x["status"] != "unknown" for x in head)
