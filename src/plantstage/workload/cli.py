@@ -1,3 +1,78 @@
-"""CLI verbs of plantstage.workload (registered on the main Typer app)."""
+"""CLI verbs of plantstage.workload (registered on the main Typer app): load, signals."""
 
-from plantstage.cli import app  # noqa: F401
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from plantstage.cli import app, console
+from plantstage.workload.verb import export_signals
+from plantstage.workload.verb import load as load_verb
+
+
+def _table(snap: dict[str, Any]) -> Table:
+    t = Table(title=f"{snap['phase']}: {snap['elapsed']:.1f} / {snap['duration']:.0f} s · "
+              f"{snap['in_flight']} in flight", title_justify="left")
+    for col in ("flow", "iterations", "per s", "errors", "dropped", "p50 ms", "p95 ms",
+                "p99 ms"):
+        t.add_column(col, justify="left" if col == "flow" else "right")
+    for flow, s in sorted(snap["flows"].items()):
+        t.add_row(flow, f"{s['count']:.0f}", f"{s['rate']:.1f}",
+                  f"[red]{s['errors']:.0f}[/]" if s["errors"] else "0",
+                  f"[yellow]{s['dropped']:.0f}[/]" if s["dropped"] else "0",
+                  *(f"{s[k]:.1f}" if k in s else "—" for k in ("p50_ms", "p95_ms", "p99_ms")))
+    return t
+
+
+@app.command()
+def load(
+    path: Annotated[Path, typer.Argument(help="Spec file or folder.")] = Path("."),
+    target: Annotated[str | None, typer.Option(
+        help="Base URL of the running app (default: the staging service's url).")] = None,
+    duration: Annotated[float | None, typer.Option(help="Seconds (default: the spec's).")]
+    = None,
+    rate: Annotated[float | None, typer.Option(
+        help="Total iterations started per second (scales every flow).")] = None,
+    tenant: Annotated[list[str] | None, typer.Option(help="Drive only this tenant "
+                                                     "(repeatable).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Folder for signals.sqlite, signals.csv and signals.om.txt.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve the signals for Prometheus on this port while running.")] = None,
+    database_url: Annotated[str | None, typer.Option(
+        help="The app's database, for wait-until-visible steps (opened read-only).")] = None,
+    mqtt: Annotated[str | None, typer.Option(help="MQTT broker URL for MQTT steps.")] = None,
+):
+    """Drive the spec's workload against a running app with a live view.
+
+    Exit 0 = every iteration succeeded, 1 = errors or dropped iterations, 2 = could not run.
+    """
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+        def tick(snap: dict[str, Any]) -> None:
+            live.update(_table(snap))
+
+        outcome = load_verb(path, target=target, duration=duration, rate=rate, tenants=tenant,
+                            out=out, metrics_port=metrics_port, database_url=database_url,
+                            mqtt_url=mqtt, on_tick=tick)
+    s = outcome.result.signals()
+    kinds = {k.rsplit(".", 1)[-1]: int(v) for k, v in s.items() if ".errors." in k}
+    if kinds:
+        console.print("errors by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
+    if outcome.out is not None:
+        console.print(f"signals: {outcome.out / 'signals.csv'}, {outcome.out / 'signals.om.txt'}")
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def signals(
+    run: Annotated[Path, typer.Argument(help="Run folder (or its signals.sqlite).")],
+    format: Annotated[str, typer.Option("--format", help="openmetrics or csv.")]
+    = "openmetrics",
+):
+    """Export a recorded run's signals as OpenMetrics text or CSV (to stdout)."""
+    sys.stdout.write(export_signals(run, format))

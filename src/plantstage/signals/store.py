@@ -1,0 +1,142 @@
+"""The run's signal store: every value and time series a run recorded, in one place.
+
+Gates, the report and baseline comparisons read only this store (through ``RunContext.signals``,
+which mirrors its values). It is kept in memory and, for a run, written through to
+``signals.sqlite`` in the run folder, so a finished run can be exported (OpenMetrics, CSV) or
+re-judged without rerunning anything.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS signal_values (
+  name TEXT PRIMARY KEY, value REAL NOT NULL, at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS signal_points (
+  name TEXT NOT NULL, t REAL NOT NULL, value REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS signal_points_name ON signal_points(name, t);
+"""
+
+Listener = Callable[[dict[str, float]], None]
+
+
+class SignalStore:
+    """Values (name → latest float) and time series (name → [(unix time, float)]).
+
+    Thread-safe: the workload writes from its event loop while the Prometheus endpoint reads
+    from its own thread. ``path`` makes the store durable (SQLite, every write committed).
+    """
+
+    def __init__(self, path: Path | None = None):
+        self._lock = threading.RLock()
+        self._values: dict[str, float] = {}
+        self._series: dict[str, list[tuple[float, float]]] = {}
+        self._listeners: list[Listener] = []
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # check_same_thread=False: writes come from the loop thread and the caller's.
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+
+    # -- writing ------------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(values)`` after every value write (the run context mirrors them)."""
+        self._listeners.append(listener)
+
+    def set(self, name: str, value: float) -> None:
+        self.set_many({name: value})
+
+    def set_many(self, values: dict[str, float], *, notify: bool = True) -> None:
+        vals = {k: float(v) for k, v in values.items()}
+        if not vals:
+            return
+        now = time.time()
+        with self._lock:
+            self._values.update(vals)
+            if self._db is not None:
+                # One transaction per batch: a phase ends with hundreds of values, and one
+                # commit (one fsync) each would take seconds.
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO signal_values(name, value, at) VALUES (?,?,?)",
+                    [(k, v, now) for k, v in vals.items()])
+                self._db.execute("COMMIT")
+        if notify:
+            for listener in self._listeners:
+                listener(vals)
+
+    def add(self, name: str, delta: float = 1.0) -> float:
+        """Increase a counter value; returns the new value."""
+        with self._lock:
+            value = self._values.get(name, 0.0) + delta
+            self.set_many({name: value})
+            return value
+
+    def points(self, values: dict[str, float], t: float | None = None) -> None:
+        """Append one point to each named time series (at ``t``, default now)."""
+        t = time.time() if t is None else t
+        with self._lock:
+            for k, v in values.items():
+                self._series.setdefault(k, []).append((t, float(v)))
+            if self._db is not None:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "INSERT INTO signal_points(name, t, value) VALUES (?,?,?)",
+                    [(k, t, float(v)) for k, v in values.items()])
+                self._db.execute("COMMIT")
+
+    # -- reading ------------------------------------------------------------------------
+    def values(self, prefix: str = "") -> dict[str, float]:
+        with self._lock:
+            return {k: v for k, v in sorted(self._values.items()) if k.startswith(prefix)}
+
+    def get(self, name: str) -> float | None:
+        with self._lock:
+            return self._values.get(name)
+
+    def series(self, name: str | None = None) -> dict[str, list[tuple[float, float]]]:
+        with self._lock:
+            if name is not None:
+                return {name: list(self._series.get(name, []))}
+            return {k: list(v) for k, v in sorted(self._series.items())}
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    @classmethod
+    def open(cls, path: Path) -> SignalStore:
+        """Read a stored run's signals (read-only; the file is not changed)."""
+        from plantstage.errors import SpecError
+
+        if not path.exists():
+            raise SpecError("no signals recorded here", where=str(path),
+                            hint="give a run folder that holds signals.sqlite")
+        store = cls()
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            store._values = {n: v for n, v in db.execute(
+                "SELECT name, value FROM signal_values ORDER BY name")}
+            for n, t, v in db.execute("SELECT name, t, value FROM signal_points ORDER BY name, t"):
+                store._series.setdefault(n, []).append((t, v))
+        except sqlite3.DatabaseError as exc:
+            raise SpecError(f"not a signal store: {exc}", where=str(path)) from None
+        finally:
+            db.close()
+        return store
+
