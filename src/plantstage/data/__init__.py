@@ -1,1 +1,12 @@
-"""plantstage.data"""
+"""Production → staging data refresh: subset, mask, load, verify.
+
+The public API is :func:`refresh` (the verb), :func:`refresh_database` (one database, for the
+rehearsal), :func:`refresh_state` (read a target's completion marker) and the result type.
+"""
+
+from plantstage.data._mask import RefreshError
+from plantstage.data._refresh import RefreshResult, refresh_database, refresh_state, resolve_key
+from plantstage.data._verb import refresh
+
+__all__ = ["RefreshError", "RefreshResult", "refresh", "refresh_database", "refresh_state",
+           "resolve_key"]

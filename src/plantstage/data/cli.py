@@ -1,3 +1,63 @@
 """CLI verbs of plantstage.data (registered on the main Typer app)."""
 
-from plantstage.cli import app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from plantstage.cli import app, console
+from plantstage.errors import EXIT_USAGE
+
+
+@app.command()
+def refresh(
+    path: Annotated[Path, typer.Argument(help="Spec file or folder.")] = Path("."),
+    from_: Annotated[str, typer.Option(
+        "--from", help="Source: an environment of the spec or a database URL (read-only).")]
+    = "production",
+    to: Annotated[str, typer.Option(
+        "--to", help="Target: an environment of the spec or a database URL (rebuilt).")]
+    = "staging",
+    allow_unclassified: Annotated[bool, typer.Option(
+        help="Go on when columns are unclassified or new: tokenize sensitive-looking ones, "
+        "keep the rest.")] = False,
+):
+    """Refresh staging from production: subset, mask in transit, bulk load, verify.
+
+    Exit 0 = refreshed and verified; 2 = bad input, unreachable database, or the verification
+    found a leak, a broken foreign key or a row-count mismatch.
+    """
+    from plantstage.data import refresh as _refresh
+
+    tasks: dict[str, int] = {}
+    with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as bar:
+        def progress(table: str, done: int, total: int) -> None:
+            if table not in tasks:
+                tasks[table] = bar.add_task(table, total=max(total, 1))
+            bar.update(tasks[table], completed=done if total else 1)
+
+        result = _refresh(path, source=from_, target=to, allow_unclassified=allow_unclassified,
+                          progress=progress, echo=console.print)
+    cov = Table(title="Masking coverage", show_lines=False)
+    for h in ("table", "column", "rule", "status"):
+        cov.add_column(h)
+    for c in result.coverage:
+        if c["status"] not in ("not-sensitive", "kept-by-wildcard"):
+            cov.add_row(c["table"], c["column"], c["rule"], c["status"])
+    console.print(cov)
+    d = result.as_dict()
+    rate = f"{d['rows_per_s']:,} rows/s" if d["rows_per_s"] else ""
+    console.print(f"{result.rows:,} rows → {result.target} in {d['seconds']} s {rate}")
+    console.print(f"leak scan: {sum(result.leaks.values())} of {result.leak_values:,} sensitive "
+                  f"values found · foreign-key violations: "
+                  f"{sum(result.fk_violations.values())} · row-count mismatches: "
+                  f"{result.count_mismatches}")
+    if not result.ok:
+        console.print("[red]verification failed: the target is marked 'failed'[/]")
+        raise typer.Exit(EXIT_USAGE)
+    console.print("[green]✔[/] refreshed and verified")

@@ -22,7 +22,8 @@ _REGISTRY: dict[str, type[EngineAdapter]] = {}
 
 #: Tables that migration tools change by design; data comparisons leave them out.
 MIGRATION_BOOKKEEPING = frozenset(
-    {"alembic_version", "flyway_schema_history", "schema_migrations", "django_migrations"})
+    {"alembic_version", "flyway_schema_history", "schema_migrations", "django_migrations",
+     "plantstage_refresh"})  # plantstage_refresh: the refresh's completion marker
 
 _READ_ONLY_SQL = re.compile(r"^\s*(select|with|pragma|show|explain)\b", re.I)
 

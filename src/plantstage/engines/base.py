@@ -55,6 +55,36 @@ class EngineAdapter:
         raise EngineError(f"restore is not supported on {self.name} yet", where=self.label,
                           hint="use SQLite or PostgreSQL for staging")
 
+    def bulk_load(self, conn: sa.Connection, table: sa.Table, columns: list[str],
+                  rows: list[tuple]) -> None:
+        """Insert ``rows`` (tuples in ``columns`` order) into ``table`` in bulk, inside the
+        caller's transaction. The default is one DBAPI ``executemany`` of a plain INSERT, which
+        SQLite runs as a prepared statement and PyMySQL folds into multi-row INSERTs."""
+        if not rows:
+            return
+        prep = conn.dialect.identifier_preparer
+        marks = {"qmark": "?", "format": "%s", "pyformat": "%s", "numeric": ":{}",
+                 "named": ":c{}"}[conn.dialect.paramstyle]
+        if "{}" in marks:  # pragma: no cover - none of the shipped drivers use these styles
+            raise EngineError(f"paramstyle {conn.dialect.paramstyle} is not supported",
+                              where=self.label)
+        sql = (f"INSERT INTO {prep.format_table(table)} "
+               f"({', '.join(prep.quote(c) for c in columns)}) "
+               f"VALUES ({', '.join([marks] * len(columns))})")
+        # The DBAPI gets the values as SQLAlchemy would bind them (Decimal and datetime on
+        # SQLite, …), so the rows read back exactly as the application's own writes do.
+        procs = [(i, p) for i, c in enumerate(columns)
+                 if (p := table.c[c].type.dialect_impl(conn.dialect).bind_processor(conn.dialect))]
+        if procs:
+            out = []
+            for r in rows:
+                r = list(r)
+                for i, p in procs:
+                    r[i] = p(r[i])
+                out.append(tuple(r))
+            rows = out
+        conn.exec_driver_sql(sql, rows)
+
     def after_bulk_load(self, engine: sa.Engine, md: sa.MetaData) -> None:
         """Fix-ups after rows were inserted with explicit keys (e.g. sequences)."""
 

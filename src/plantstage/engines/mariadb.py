@@ -29,7 +29,8 @@ class MariaDBAdapter(EngineAdapter):
         return MariaDBAdapter(self.url.set(database=f"ps_{run_id}".lower()))
 
     def _admin(self) -> sa.Engine:
-        return sa.create_engine(self.url.set(database=None), isolation_level="AUTOCOMMIT")
+        # database="" (not None: URL.set treats None as "leave unchanged") — the server itself.
+        return sa.create_engine(self.url.set(database=""), isolation_level="AUTOCOMMIT")
 
     def create(self) -> None:
         admin = self._admin()

@@ -60,6 +60,13 @@ class SQLiteAdapter(EngineAdapter):
         p.parent.mkdir(parents=True, exist_ok=True)
         for suffix in ("", "-wal", "-shm"):
             Path(str(p) + suffix).unlink(missing_ok=True)
+        # WAL, as a production SQLite serving an app runs: the app and plantstage read while
+        # the other writes. (A clone copies the mode; a database built here must set it.)
+        conn = sqlite3.connect(p)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        finally:
+            conn.close()
 
     def drop(self) -> None:
         pass  # the file stays in the run folder as evidence

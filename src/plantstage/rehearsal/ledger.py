@@ -79,11 +79,21 @@ class Ledger:
         )
 
     def record_signals(self, values: dict[str, float]) -> None:
+        """Record a batch of signal values in one transaction (one fsync, not one per value)."""
         now = time.time()
-        self._db.executemany(
-            "INSERT OR REPLACE INTO signals(run_id, name, value, at) VALUES (?,?,?,?)",
-            [(self.run_id, k, v, now) for k, v in values.items()],
-        )
+        rows = [(self.run_id, k, v, now) for k, v in values.items()]
+        own = not self._db.in_transaction
+        if own:
+            self._db.execute("BEGIN")
+        try:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO signals(run_id, name, value, at) VALUES (?,?,?,?)", rows)
+        except BaseException:
+            if own:
+                self._db.execute("ROLLBACK")
+            raise
+        if own:
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()

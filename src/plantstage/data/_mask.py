@@ -1,0 +1,277 @@
+"""Keyed, deterministic masking of single values and whole rows.
+
+Every masked value is derived from ``HMAC-SHA256(key, domain ‖ value ‖ attempt)``: the same input
+gives the same output in every table, engine and run that shares the key, so joins on masked
+columns still match, and nobody without the key can reverse or re-derive it.
+
+Hand-written rather than taken from Faker or a tokenization library because the guarantees we
+need are the point of the feature: outputs stable across library versions, distinct outputs for
+unique columns (a collision is retried with the next ``attempt``), and never equal to any
+sensitive value seen in production.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import string
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from plantstage.data import _wordlists as W
+from plantstage.errors import PlantstageError
+from plantstage.spec.masking import MaskKind, MaskRule
+
+#: Rules whose output is text drawn from the keyed hash (checked against production's values).
+TEXT_RULES = frozenset({MaskKind.token, MaskKind.digits, MaskKind.person, MaskKind.first_name,
+                        MaskKind.last_name, MaskKind.company, MaskKind.email, MaskKind.phone,
+                        MaskKind.address, MaskKind.city})
+MAX_ATTEMPTS = 10_000
+
+
+class RefreshError(PlantstageError):
+    """The refresh could not run or its result failed verification."""
+
+
+def norm_text(v: Any) -> str:
+    """The form a value is compared in by the leak scan (case and outer spaces ignored)."""
+    return str(v).strip().lower()
+
+
+def value_hash(v: Any) -> int:
+    """8-byte digest of a value's normalized text; the leak scan keeps only these."""
+    return int.from_bytes(hashlib.blake2b(norm_text(v).encode(), digest_size=8).digest(), "big")
+
+
+class Keyed:
+    """The keyed hash all rules draw from."""
+
+    def __init__(self, key: bytes):
+        if len(key) < 16:
+            raise RefreshError("the masking key is too short (need at least 16 bytes)",
+                               where="refresh.key", hint="generate one: openssl rand -hex 32")
+        self._key = key
+
+    def digest(self, domain: str, value: Any, attempt: int = 0) -> bytes:
+        msg = f"{domain}\x1f{value}\x1f{attempt}".encode()
+        return hmac.new(self._key, msg, hashlib.sha256).digest()
+
+    @staticmethod
+    def stream(seed: bytes, n: int) -> bytes:
+        """``n`` pseudo-random bytes derived from one digest (for long format-kept tokens)."""
+        return seed if n <= len(seed) else hashlib.shake_256(seed).digest(n)
+
+
+def _pick(seq: Sequence[str], d: bytes, i: int) -> str:
+    return seq[int.from_bytes(d[i:i + 2], "big") % len(seq)]
+
+
+def _token_text(s: str, d: bytes, digits_only: bool) -> str:
+    b = Keyed.stream(d, len(s))
+    out = []
+    for ch, r in zip(s, b, strict=False):
+        if ch.isdigit():
+            out.append(string.digits[r % 10])
+        elif digits_only:
+            out.append(ch)
+        elif "a" <= ch <= "z":
+            out.append(string.ascii_lowercase[r % 26])
+        elif "A" <= ch <= "Z":
+            out.append(string.ascii_uppercase[r % 26])
+        elif ch.isalpha():
+            out.append(string.ascii_letters[r % 52])
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _token_int(v: int, d: bytes) -> int:
+    s = str(abs(v))
+    if len(s) == 1:
+        out = int.from_bytes(d[:2], "big") % 10
+    else:
+        b = Keyed.stream(d, len(s))
+        out = int(str(1 + b[0] % 9) + "".join(string.digits[r % 10] for r in b[1:]))
+    return -out if v < 0 else out
+
+
+def _fake(kind: MaskKind, v: Any, d: bytes) -> Any:
+    if kind in (MaskKind.token, MaskKind.digits):
+        if isinstance(v, int) and not isinstance(v, bool):
+            return _token_int(v, d)
+        return _token_text(str(v), d, kind == MaskKind.digits)
+    if kind == MaskKind.phone:
+        s = str(v)
+        if sum(c.isdigit() for c in s) >= 4:
+            return _token_text(s, d, True)
+        return f"+1-555-{int.from_bytes(d[:3], 'big') % 10_000_000:07d}"
+    if kind == MaskKind.person:
+        return f"{_pick(W.FIRST_NAMES, d, 0)} {_pick(W.LAST_NAMES, d, 2)}"
+    if kind == MaskKind.first_name:
+        return _pick(W.FIRST_NAMES, d, 0)
+    if kind == MaskKind.last_name:
+        return _pick(W.LAST_NAMES, d, 2)
+    if kind == MaskKind.company:
+        return (f"{_pick(W.COMPANY_WORDS, d, 0)} {_pick(W.COMPANY_TRADES, d, 2)} "
+                f"{_pick(W.COMPANY_SUFFIXES, d, 4)}")
+    if kind == MaskKind.email:
+        n = int.from_bytes(d[6:8], "big") % 1000
+        return (f"{_pick(W.FIRST_NAMES, d, 0)}.{_pick(W.LAST_NAMES, d, 2)}{n}"
+                f"@{_pick(W.MAIL_DOMAINS, d, 4)}").lower()
+    if kind == MaskKind.address:
+        return (f"{1 + int.from_bytes(d[6:8], 'big') % 400} {_pick(W.STREET_NAMES, d, 0)} "
+                f"{_pick(W.STREET_TYPES, d, 2)}, {_pick(W.CITIES, d, 4)}")
+    if kind == MaskKind.city:
+        return _pick(W.CITIES, d, 0)
+    raise AssertionError(kind)  # pragma: no cover - every text rule is handled above
+
+
+class ColumnMasker:
+    """Masks the values of one ``table.column`` according to its rule."""
+
+    def __init__(self, keyed: Keyed, where: str, rule: MaskRule, *, unique: bool = False,
+                 max_length: int | None = None, avoid: set[int] | None = None,
+                 overrides: dict[str, dict[bytes, Any]] | None = None):
+        self.keyed = keyed
+        self.where = where
+        self.rule = rule
+        self.kind = rule.rule
+        self.domain = rule.domain or str(rule.rule)
+        self.unique = rule.unique if rule.unique is not None else unique
+        self.max_length = max_length
+        self.avoid = avoid if avoid is not None else set()
+        # Outputs that had to be re-picked (collision), shared per domain so that every table
+        # using the domain maps the value the same way.
+        self.overrides = overrides if overrides is not None else {}
+        self._seen: set[int] = set()
+        self._shifts: dict[Any, int] = {}
+
+    def mask(self, v: Any, row_key: Any = None, by: Any = None) -> Any:
+        if v is None:
+            return None
+        k = self.kind
+        if k == MaskKind.keep:
+            return v
+        if k == MaskKind.null:
+            return None
+        if k == MaskKind.fixed:
+            return self.rule.value
+        if k == MaskKind.noise:
+            return self._noise(v, row_key)
+        if k == MaskKind.shift:
+            return self._shift(v, by)
+        return self._text(v)
+
+    # -- text and tokens --------------------------------------------------------------
+    def _text(self, v: Any) -> Any:
+        src = norm_text(v)
+        dom = self.overrides.get(self.domain)
+        base = self.keyed.digest(self.domain, src)
+        if dom is not None and base in dom:
+            out = dom[base]
+            if self.unique:
+                self._seen.add(value_hash(out))
+            return out
+        for attempt in range(MAX_ATTEMPTS):
+            d = base if attempt == 0 else self.keyed.digest(self.domain, src, attempt)
+            out = _fake(self.kind, v, d)
+            if self.max_length is not None and isinstance(out, str):
+                out = out[: self.max_length]
+            h = value_hash(out)
+            if h in self.avoid:
+                continue  # would equal a production value (maybe the very one): pick again
+            if self.unique:
+                if h in self._seen:
+                    continue
+                self._seen.add(h)
+            if attempt:
+                self.overrides.setdefault(self.domain, {})[base] = out
+            return out
+        raise RefreshError(
+            f"cannot find {'a distinct' if self.unique else 'a'} masked value after "
+            f"{MAX_ATTEMPTS} tries: the value domain of rule '{self.kind}' is too small",
+            where=self.where, hint="use a rule with a larger domain (e.g. token on a longer "
+            "column) or keep the column")
+
+    # -- numbers ----------------------------------------------------------------------
+    def _noise(self, v: Any, row_key: Any) -> Any:
+        d = self.keyed.digest(self.domain, f"{row_key}\x1e{v}")
+        u = int.from_bytes(d[:8], "big") / 2**64  # [0, 1)
+        t = self.rule.tolerance
+        f = 1 + t * (2 * u - 1)
+        if isinstance(v, Decimal):
+            exp = v.as_tuple().exponent
+            q = Decimal(1).scaleb(exp) if isinstance(exp, int) else Decimal("0.01")
+            out = (v * Decimal(repr(f))).quantize(q)
+            lim = abs(v) * Decimal(repr(t))
+            if abs(out - v) > lim:  # rounding pushed it out: step back towards the original
+                out = v + (lim if out > v else -lim).quantize(q, rounding="ROUND_DOWN")
+            return out
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, int):
+            out = round(v * f)
+            lim = int(abs(v) * t)
+            return max(v - lim, min(v + lim, out))
+        if isinstance(v, float):
+            return v * f
+        raise RefreshError(f"rule 'noise' needs numbers, found {type(v).__name__}",
+                           where=self.where, hint="use noise on numeric columns only")
+
+    # -- dates ------------------------------------------------------------------------
+    def shift_days(self, by: Any) -> int:
+        # Keyed by the ``by`` value alone (not the column), so every date of one tenant moves
+        # by the same days in every table: the order of related events is kept.
+        days = self._shifts.get(by)
+        if days is None:
+            d = self.keyed.digest(f"shift:{self.rule.max_days}", "" if by is None else by)
+            m = self.rule.max_days
+            n = int.from_bytes(d[:4], "big") % (2 * m) - m  # [-m, m)
+            days = self._shifts[by] = n if n < 0 else n + 1  # never 0: [-m, -1] ∪ [1, m]
+        return days
+
+    def _shift(self, v: Any, by: Any) -> Any:
+        if isinstance(v, datetime | date):
+            return v + timedelta(days=self.shift_days(by))
+        if isinstance(v, str):
+            try:
+                parsed = datetime.fromisoformat(v)
+            except ValueError:
+                parsed = None
+            if parsed is not None:
+                out = parsed + timedelta(days=self.shift_days(by))
+                return out.isoformat(sep=" ") if len(v) > 10 else out.date().isoformat()
+        raise RefreshError(f"rule 'shift' needs dates, found {v!r:.40}", where=self.where,
+                           hint="use shift on date/time columns only")
+
+
+class RowMasker:
+    """Masks whole rows of one table: only the columns whose rule changes anything run."""
+
+    def __init__(self, columns: list[str], maskers: dict[str, ColumnMasker],
+                 pk: list[str]):
+        idx = {c: i for i, c in enumerate(columns)}
+        self.ops: list[tuple[int, ColumnMasker, int | None]] = []
+        for c, m in maskers.items():
+            if m.kind == MaskKind.keep:
+                continue
+            by = idx.get(m.rule.by) if m.rule.by else None
+            self.ops.append((idx[c], m, by))
+        self.pk_idx = [idx[c] for c in pk if c in idx]
+        self.active = bool(self.ops)
+
+    def __call__(self, row: Sequence[Any]) -> tuple:
+        if not self.ops:
+            return tuple(row)
+        out = list(row)
+        needs_key = any(m.kind == MaskKind.noise for _, m, _ in self.ops)
+        key = "\x1f".join(str(row[i]) for i in self.pk_idx) if needs_key else None
+        for i, m, by in self.ops:
+            # ``by`` reads the *source* row so that a masked tenant_id cannot change the shift.
+            out[i] = m.mask(row[i], key, row[by] if by is not None else None)
+        return tuple(out)
+
+
+MaskFn = Callable[[Sequence[Any]], tuple]

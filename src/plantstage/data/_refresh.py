@@ -1,0 +1,538 @@
+"""The refresh itself: plan, create, stream-mask-load, verify.
+
+Nothing is written before everything that can be checked has been: the rules against
+production's schema, the key, the coverage of every column, and that the target is not the
+source. Rows then go source → mask → target in batches; an unmasked value never reaches the
+target. The target carries a ``plantstage_refresh`` marker that says ``incomplete`` until the
+verification (row counts, foreign keys, leak scan) has passed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from plantstage import engines
+from plantstage.data._classify import ColumnPlan, classify
+from plantstage.data._mask import (
+    ColumnMasker,
+    Keyed,
+    RefreshError,
+    RowMasker,
+    norm_text,
+    value_hash,
+)
+from plantstage.data._subset import SubsetPlan, plan_subset
+from plantstage.engines.base import EngineAdapter
+from plantstage.errors import SpecError
+from plantstage.spec.masking import KeyRef, MaskKind, RefreshSpec, SchemaSource
+
+MARKER = "plantstage_refresh"
+#: Source values shorter than this identify nobody and are left out of the leak scan.
+MIN_LEAK_LEN = 3
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class RefreshResult:
+    """What a refresh did and what its verification found (the evidence)."""
+
+    source: str
+    target: str
+    key_source: str
+    coverage: list[dict[str, Any]] = field(default_factory=list)
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    leaks: dict[str, int] = field(default_factory=dict)
+    leak_values: int = 0
+    fk_violations: dict[str, int] = field(default_factory=dict)
+    subset: bool = False
+    seconds: float = 0.0
+    schema: str = "source"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(t["written"] for t in self.tables)
+
+    @property
+    def unclassified(self) -> int:
+        return sum(1 for c in self.coverage if c["status"] in ("unclassified", "drift"))
+
+    @property
+    def count_mismatches(self) -> int:
+        return sum(1 for t in self.tables if t["written"] != t["planned"]
+                   or t["in_target"] != t["written"])
+
+    @property
+    def ok(self) -> bool:
+        return not self.leaks and not self.fk_violations and not self.count_mismatches
+
+    def signals(self) -> dict[str, float]:
+        masked = sum(1 for c in self.coverage if c["status"] == "masked")
+        return {"refresh.leaks": sum(self.leaks.values()),
+                "refresh.unclassified": self.unclassified,
+                "refresh.fk_violations": sum(self.fk_violations.values()),
+                "refresh.count_mismatches": self.count_mismatches,
+                "refresh.rows": self.rows, "refresh.masked_columns": masked,
+                "refresh.seconds": round(self.seconds, 3)}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "target": self.target, "key": self.key_source,
+                "schema": self.schema, "subset": self.subset, "rows": self.rows,
+                "seconds": round(self.seconds, 2),
+                "rows_per_s": round(self.rows / self.seconds) if self.seconds else None,
+                "coverage": self.coverage, "tables": self.tables,
+                "leak_values_checked": self.leak_values, "leaks": self.leaks,
+                "fk_violations": self.fk_violations, "notes": self.notes,
+                "signals": self.signals(), "ok": self.ok}
+
+
+# -- the key -------------------------------------------------------------------------------
+def resolve_key(ref: KeyRef, spec_dir: Path) -> tuple[bytes, str]:
+    """The key and a description of where it came from (never the key itself)."""
+    if ref.env and os.environ.get(ref.env):
+        return os.environ[ref.env].strip().encode(), f"environment variable {ref.env}"
+    if ref.file:
+        p = (spec_dir / ref.file).resolve()
+        if p.exists():
+            text = p.read_text().strip()
+            if text:
+                return text.encode(), f"file {p}"
+        if ref.create:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            key = secrets.token_hex(32)
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(key + "\n")
+            return key.encode(), (f"file {p} (generated now: a new key for this checkout; keep "
+                                  "it out of version control)")
+    sources = " or ".join(x for x in (ref.env and f"${ref.env}", ref.file) if x)
+    raise RefreshError("no masking key", where="refresh.key",
+                       hint=f"put a key (e.g. `openssl rand -hex 32`) in {sources}")
+
+
+# -- schema checks -------------------------------------------------------------------------
+def _check_spec_against(spec: RefreshSpec, md: sa.MetaData, where: str) -> None:
+    def need(table: str, column: str | None, path: str) -> None:
+        if table not in md.tables:
+            raise SpecError(f"no table '{table}' in production", where=f"{where}: {path}",
+                            hint="fix the name or drop the rule")
+        if column is not None and column != "*" and column not in md.tables[table].c:
+            raise SpecError(f"no column '{table}.{column}' in production",
+                            where=f"{where}: {path}", hint="fix the name or drop the rule")
+
+    for t, cols in spec.rules.items():
+        for c, r in cols.items():
+            need(t, c, f"refresh.rules.{t}.{c}")
+            if r.by:
+                need(t, r.by, f"refresh.rules.{t}.{c}.by")
+    s = spec.subset
+    if s is not None:
+        if s.tenants:
+            need(s.tenants.table, s.tenants.key, "refresh.subset.tenants")
+        if s.window:
+            for t, c in s.window.columns.items():
+                need(t, c, f"refresh.subset.window.columns.{t}")
+        for i, r in enumerate(s.relations):
+            for end in (r.from_, r.to):
+                t, c = end.split(".")
+                need(t, c, f"refresh.subset.relations[{i}]")
+
+
+def _target_metadata(src_md: sa.MetaData, tables: list[str], dialect: sa.Dialect,
+                     same_engine: bool) -> sa.MetaData:
+    """Production's tables as the target engine can create them."""
+    md = sa.MetaData()
+    for t in src_md.sorted_tables:
+        if t.name in tables:
+            t.to_metadata(md)
+    for table in md.tables.values():
+        for col in table.columns:
+            if not same_engine:
+                # Another engine: its own spelling of the generic type (SQLite's DATETIME is
+                # no PostgreSQL type, PostgreSQL's JSONB no SQLite one).
+                try:
+                    col.type = col.type.as_generic()
+                except NotImplementedError:
+                    pass
+            try:
+                col.type.compile(dialect=dialect)
+            except Exception:
+                col.type = sa.Text() if isinstance(col.type, sa.String) else col.type
+            default = col.server_default
+            if default is not None and (not same_engine or "nextval" in str(
+                    getattr(default, "arg", ""))):
+                col.server_default = None  # sequences and functions do not travel
+    return md
+
+
+def _create_tables_deferred(dst: sa.Engine, md: sa.MetaData) -> list:
+    """Create the tables bare; return the index and foreign-key DDL to run after the load.
+
+    Loading into unindexed, unconstrained tables and building indexes once afterwards is what
+    makes pg_restore fast; a per-row index update and foreign-key lookup costs several times
+    the COPY itself. SQLite cannot add a foreign key later (and does not check them while
+    loading anyway), so it gets its tables whole.
+    """
+    if dst.dialect.name == "sqlite":
+        md.create_all(dst)
+        return []
+    later: list = []
+    with dst.begin() as c:
+        for table in md.sorted_tables:
+            fks = [fk for fk in table.constraints if isinstance(fk, sa.ForeignKeyConstraint)]
+            c.execute(sa.schema.CreateTable(table, include_foreign_key_constraints=[]))
+            later += [sa.schema.CreateIndex(ix) for ix in table.indexes]
+            later += [sa.schema.AddConstraint(fk) for fk in fks]
+    # Indexes first: a foreign key is checked faster against an indexed parent.
+    return sorted(later, key=lambda d: isinstance(d, sa.schema.AddConstraint))
+
+
+def _marker_table() -> sa.Table:
+    return sa.Table(MARKER, sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                    sa.Column("status", sa.String(16), nullable=False),
+                    sa.Column("source", sa.String(300)), sa.Column("started_at", sa.String(40)),
+                    sa.Column("finished_at", sa.String(40)), sa.Column("summary", sa.Text))
+
+
+def refresh_state(url: str) -> str | None:
+    """``complete``, ``incomplete``, ``failed`` — or None when the database holds no refresh."""
+    eng = engines.adapter_for(url).engine()
+    try:
+        if MARKER not in sa.inspect(eng).get_table_names():
+            return None
+        with eng.connect() as c:
+            return c.execute(sa.text(f"SELECT status FROM {MARKER} WHERE id = 1")).scalar()
+    finally:
+        eng.dispose()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# -- the refresh ---------------------------------------------------------------------------
+def refresh_database(
+    source_url: str, target: EngineAdapter, spec: RefreshSpec, *, key: bytes, key_source: str,
+    where: str = "plantstage.yaml", create_schema: Callable[[], None] | None = None,
+    allow_unclassified: bool = False, progress: Progress | None = None,
+) -> RefreshResult:
+    """Refresh ``target`` (rebuilt from scratch) from the production database at ``source_url``.
+
+    ``create_schema`` creates the tables when ``spec.schema`` is ``migrations``. Raises
+    :class:`RefreshError` before writing anything when the inputs are wrong, and after the load
+    when the verification fails (the target then stays marked ``failed``).
+    """
+    t0 = time.perf_counter()
+    if engines.same_database(source_url, target.app_url()):
+        raise RefreshError("the target is the production database", where=target.label,
+                           hint="refresh into a staging database, never into production")
+    source = engines.adapter_for(source_url)
+    src = engines.connect_production(source_url)
+    try:
+        engines.ping(src, source.label)
+        src_md = sa.MetaData()
+        src_md.reflect(src)
+        _check_spec_against(spec, src_md, where)
+        tables = [t.name for t in src_md.sorted_tables
+                  if t.name not in engines.MIGRATION_BOOKKEEPING]
+        keyed = Keyed(key)
+        plans = classify(src, src_md, spec.rules, tables)
+        failing = [p for p in plans if p.failing]
+        if failing and not allow_unclassified:
+            p = failing[0]
+            more = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""
+            what = ("appeared since the rules were written (schema drift)" if p.status == "drift"
+                    else f"is unclassified and {p.reason}")
+            raise RefreshError(f"column {what}{more}", where=f"{p.table}.{p.column}",
+                               hint=f"add a rule under refresh.rules.{p.table} (keep, if it is "
+                               "not sensitive) or pass --allow-unclassified")
+        for p in failing:  # allowed through: the safe default is to tokenize it
+            if p.status == "unclassified":
+                p.rule = _token_rule()
+                p.status, p.reason = "masked", f"unclassified ({p.reason}); tokenized"
+            else:
+                p.status, p.reason = "kept", "schema drift allowed by --allow-unclassified"
+        result = RefreshResult(source.label, target.label, key_source,
+                               coverage=[p.as_row() for p in plans],
+                               schema=str(spec.schema_from))
+        by_table: dict[str, list[ColumnPlan]] = {}
+        for p in plans:
+            by_table.setdefault(p.table, []).append(p)
+
+        avoid = _sensitive_hashes(src, src_md, plans)
+        result.leak_values = len(avoid)
+        subset: SubsetPlan | None = None
+        if spec.subset is not None:
+            subset = plan_subset(src, src_md, tables, spec.subset)
+            result.subset = True
+
+        # -- from here on the target is written -------------------------------------------
+        target.create()
+        dst = target.engine()
+        try:
+            marker = _marker_table()
+            marker.create(dst)
+            with dst.begin() as c:
+                c.execute(marker.insert().values(id=1, status="incomplete",
+                                                 source=source.label, started_at=_now()))
+            same_engine = source.name == target.name
+            copy_bookkeeping = spec.schema_from == SchemaSource.source
+            if spec.schema_from == SchemaSource.migrations:
+                if create_schema is None:
+                    raise RefreshError("the spec asks for the schema from migrations, but none "
+                                       "can run here", where=f"{where}: refresh.schema",
+                                       hint="declare the current release's upgrade migration")
+                create_schema()
+                dst_md = sa.MetaData()
+                dst_md.reflect(dst)
+            else:
+                wanted = tables + [t for t in src_md.tables
+                                   if t in engines.MIGRATION_BOOKKEEPING and t != MARKER]
+                dst_md = _target_metadata(src_md, wanted, dst.dialect, same_engine)
+                deferred = _create_tables_deferred(dst, dst_md)
+            missing = [t for t in tables if t not in dst_md.tables]
+            if missing:
+                raise RefreshError(f"the target schema has no table '{missing[0]}'",
+                                   where=target.label, hint="do the migrations create it?")
+            shared: dict[str, dict[bytes, Any]] = {}
+            if spec.schema_from == SchemaSource.migrations:
+                deferred = []
+            for table in dst_md.sorted_tables:
+                t = table.name
+                if t == MARKER or (t in engines.MIGRATION_BOOKKEEPING and not copy_bookkeeping):
+                    continue
+                if t not in src_md.tables:
+                    continue
+                info = _copy_table(src, src_md.tables[t], dst, table, target, keyed,
+                                   by_table.get(t, []), avoid, shared, subset, spec.batch,
+                                   progress)
+                dropped = [c.name for c in src_md.tables[t].columns if c.name not in table.c]
+                if dropped:
+                    result.notes.append(f"{t}: target has no column(s) {', '.join(dropped)}")
+                result.tables.append(info)
+            with dst.begin() as c:  # indexes and foreign keys after the rows, as pg_restore does
+                for ddl in deferred:
+                    c.execute(ddl)
+            target.after_bulk_load(dst, dst_md)
+            _verify(dst, dst_md, result, avoid)
+            result.seconds = time.perf_counter() - t0
+            status = "complete" if result.ok else "failed"
+            with dst.begin() as c:
+                c.execute(marker.update().where(marker.c.id == 1).values(
+                    status=status, finished_at=_now(),
+                    summary=json.dumps(result.signals())))
+        finally:
+            dst.dispose()
+    finally:
+        src.dispose()
+    return result
+
+
+def _token_rule():
+    from plantstage.spec.masking import MaskRule
+
+    return MaskRule(rule=MaskKind.token)
+
+
+def _text_masked(p: ColumnPlan) -> bool:
+    return p.rule is not None and p.rule.rule not in (MaskKind.keep, MaskKind.noise,
+                                                       MaskKind.shift)
+
+
+def _sensitive_hashes(src: sa.Engine, md: sa.MetaData, plans: list[ColumnPlan]) -> set[int]:
+    """Digests of every production value of a masked text column (one streaming pass).
+
+    The maskers never emit one of these, and the leak scan looks for them in the target."""
+    out: set[int] = set()
+    cols: dict[str, list[str]] = {}
+    for p in plans:
+        if _text_masked(p):
+            cols.setdefault(p.table, []).append(p.column)
+    with src.connect() as conn:
+        for t, cs in cols.items():
+            tbl = md.tables[t]
+            res = conn.execution_options(stream_results=True, yield_per=20_000).execute(
+                sa.select(*[tbl.c[c] for c in cs]))
+            for row in res:
+                for v in row:
+                    if v is not None and len(norm_text(v)) >= MIN_LEAK_LEN:
+                        out.add(value_hash(v))
+    return out
+
+
+def _copy_table(src: sa.Engine, src_tbl: sa.Table, dst: sa.Engine, table: sa.Table,
+                target: EngineAdapter, keyed: Keyed, plans: list[ColumnPlan], avoid: set[int],
+                shared: dict, subset: SubsetPlan | None, batch: int,
+                progress: Progress | None) -> dict[str, Any]:
+    t = table.name
+    cols = [c.name for c in table.columns if c.name in src_tbl.c]
+    unique_cols = {c.name for c in table.primary_key.columns if len(table.primary_key) == 1}
+    for uc in table.constraints:
+        if isinstance(uc, sa.UniqueConstraint) and len(uc.columns) == 1:
+            unique_cols.update(c.name for c in uc.columns)
+    for ix in table.indexes:
+        if ix.unique and len(ix.columns) == 1:
+            unique_cols.update(c.name for c in ix.columns)
+    maskers: dict[str, ColumnMasker] = {}
+    for p in plans:
+        if p.rule is None or p.column not in cols:
+            continue
+        col = table.c[p.column]
+        length = getattr(col.type, "length", None)
+        maskers[p.column] = ColumnMasker(
+            keyed, f"{t}.{p.column}", p.rule, unique=p.column in unique_cols,
+            max_length=length if isinstance(length, int) else None, avoid=avoid,
+            overrides=shared)
+    pk = [c.name for c in src_tbl.primary_key.columns]
+    masker = RowMasker(cols, maskers, pk)
+    keep = subset.keep.get(t) if subset is not None else None
+    ident_idx = [cols.index(c) for c in subset.identity[t]] if keep is not None else []
+    with src.connect() as s:
+        total = s.execute(sa.select(sa.func.count()).select_from(src_tbl)).scalar() or 0
+        planned = len(keep) if keep is not None else total
+        written = 0
+        if progress:
+            progress(t, 0, planned)
+        res = s.execution_options(stream_results=True, yield_per=batch).execute(
+            sa.select(*[src_tbl.c[c] for c in cols]))
+
+        def produce() -> Iterator[list[tuple]]:
+            for part in res.partitions(batch):
+                if keep is not None:
+                    part = [r for r in part if tuple(r[i] for i in ident_idx) in keep]
+                rows = [masker(r) for r in part]
+                if rows:
+                    yield rows
+
+        # Reading + masking runs in a thread while the previous batch is written: both sides
+        # mostly wait on their database, so overlapping them nearly halves the wall time.
+        # The queue holds at most two batches, so memory stays flat whatever the table size.
+        with dst.connect() as d:
+            for rows in _pipelined(produce(), depth=2):
+                with d.begin():
+                    target.bulk_load(d, table, cols, rows)
+                written += len(rows)
+                if progress:
+                    progress(t, written, planned)
+    with dst.connect() as d:
+        in_target = d.execute(sa.select(sa.func.count()).select_from(table)).scalar()
+    return {"table": t, "source": total, "planned": planned, "written": written,
+            "in_target": in_target, "masked_columns": sorted(c for c, m in maskers.items()
+                                                             if m.kind != MaskKind.keep)}
+
+
+def _pipelined(source: Iterator[list[tuple]], depth: int) -> Iterator[list[tuple]]:
+    """Iterate ``source`` in a worker thread, ``depth`` items ahead; re-raise its errors."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in source:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(exc)
+
+    th = threading.Thread(target=work, name="refresh-reader", daemon=True)
+    th.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        th.join()
+
+
+def _verify(dst: sa.Engine, md: sa.MetaData, result: RefreshResult, avoid: set[int]) -> None:
+    with dst.connect() as conn:
+        # Foreign-key integrity of the result.
+        for table in md.sorted_tables:
+            for fkc in table.foreign_key_constraints:
+                parent = fkc.referred_table
+                pairs = [(c, e.column) for c, e in zip(fkc.columns, fkc.elements, strict=True)]
+                child = table.alias("c")
+                par = parent.alias("p")
+                cond = sa.and_(*[par.c[pc.name] == child.c[cc.name] for cc, pc in pairs])
+                q = sa.select(sa.func.count()).select_from(child).where(
+                    sa.and_(*[child.c[cc.name].is_not(None) for cc, _ in pairs]),
+                    ~sa.exists().where(cond))
+                n = conn.execute(q).scalar() or 0
+                if n:
+                    name = f"{table.name}({', '.join(c.name for c, _ in pairs)}) → {parent.name}"
+                    result.fk_violations[name] = n
+        # Leak scan: every text value in the target against every sensitive production value.
+        if not avoid:
+            return
+        for table in md.sorted_tables:
+            if table.name == MARKER:
+                continue
+            text_cols = [c for c in table.columns if isinstance(c.type, sa.String | sa.Text)]
+            if not text_cols:
+                continue
+            res = conn.execution_options(stream_results=True, yield_per=20_000).execute(
+                sa.select(*text_cols))
+            hits = [0] * len(text_cols)
+            for row in res:
+                for i, v in enumerate(row):
+                    if v is not None and value_hash(v) in avoid:
+                        hits[i] += 1
+            for c, n in zip(text_cols, hits, strict=True):
+                if n:
+                    result.leaks[f"{table.name}.{c.name}"] = n
+
+
+# -- the verb's plumbing -------------------------------------------------------------------
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)(?::([A-Za-z0-9._-]+))?\}")
+
+
+def expand(text: str, values: dict[str, str]) -> str:
+    def repl(m: re.Match) -> str:
+        k = m.group(1) if not m.group(2) else f"{m.group(1)}:{m.group(2)}"
+        if k not in values:
+            raise SpecError(f"unknown placeholder '{{{k}}}'", where=text,
+                            hint="known here: " + ", ".join(sorted(values)))
+        return values[k]
+
+    return _PLACEHOLDER.sub(repl, text)
+
+
+def run_upgrade(command: list[str], cwd: Path, env: dict[str, str], where: str) -> None:
+    proc = subprocess.run(command, cwd=cwd, env={**os.environ, **env}, capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
+        raise RefreshError(f"the schema migration failed (exit {proc.returncode}): {last[0]}",
+                           where=where)
+
+
+def python() -> str:
+    return sys.executable

@@ -1,0 +1,230 @@
+"""`plantstage refresh` as a user runs it, on each engine pair, plus the bad inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from plantstage import engines
+from plantstage.data import refresh_state
+from plantstage.data._refresh import _target_metadata
+from tests.conftest import EXAMPLE, run_cli
+
+KEY = {"PLANTSTAGE_MASKING_KEY": "test-key-0123456789abcdef-0123456789"}
+SENSITIVE = {"customers": ["name", "email", "phone"],
+             "suppliers": ["name", "contact_name", "email", "phone"]}
+
+
+@pytest.fixture(scope="module")
+def small_production(tmp_path_factory) -> Path:
+    """A small sample-plant production database (2 tenants, 20 % scale) on SQLite."""
+    db = tmp_path_factory.mktemp("prod") / "production.sqlite"
+    subprocess.run([sys.executable, str(EXAMPLE / "generate.py"), "--url", f"sqlite:///{db}",
+                    "--tenants", "2", "--scale", "0.2"], check=True, capture_output=True)
+    return db
+
+
+def spec_copy(tmp_path: Path, production: str, *, schema: str = "migrations",
+              extra: str = "") -> Path:
+    """The sample spec, moved to ``tmp_path`` with another production URL."""
+    text = (EXAMPLE / "plantstage.yaml").read_text()
+    text = text.replace("path: releases/", f"path: {EXAMPLE}/releases/")
+    text = text.replace('url: "sqlite:///.plantstage/production.sqlite"', f'url: "{production}"')
+    text = text.replace("  schema: migrations\n", f"  schema: {schema}\n{extra}")
+    (tmp_path / "plantstage.yaml").write_text(text)
+    return tmp_path
+
+
+def plant(src_sqlite: Path, url: str) -> None:
+    """Copy the SQLite production (unmasked) into another engine: that engine's production."""
+    src = sa.create_engine(f"sqlite:///{src_sqlite}")
+    md = sa.MetaData()
+    md.reflect(src)
+    dst = engines.connect_staging(url)
+    md = _target_metadata(md, list(md.tables), dst.dialect, same_engine=False)
+    md.create_all(dst)
+    engines.copy_rows(src, dst, skip=())
+    src.dispose()
+    dst.dispose()
+
+
+def values(url: str, table: str, column: str) -> set:
+    eng = engines.connect_staging(url)
+    with eng.connect() as c:
+        out = {r[0] for r in c.execute(sa.text(f"SELECT {column} FROM {table}"))}
+    eng.dispose()
+    return out
+
+
+def check_masked(prod: str, stage: str) -> None:
+    for t, cols in SENSITIVE.items():
+        for c in cols:
+            leaked = values(prod, t, c) & values(stage, t, c)
+            assert not leaked, f"{t}.{c} leaked {sorted(leaked)[:3]}"
+    assert all(e.endswith(".example") for e in values(stage, "customers", "email"))
+    # Joins between masked tables still match, and the ledger is unchanged.
+    q = ("SELECT COUNT(*), SUM(l.qty) FROM sales_orders o JOIN customers c ON c.id = o.customer_id"
+         " JOIN sales_order_lines l ON l.order_id = o.id")
+    for url in (prod, stage):
+        eng = engines.connect_staging(url) if url == stage else engines.connect_production(url)
+        with eng.connect() as c:
+            got = tuple(c.execute(sa.text(q)).one())
+            ledger = c.execute(sa.text("SELECT SUM(qty) FROM inventory_ledger")).scalar()
+        eng.dispose()
+        if url == prod:
+            want = (got, ledger)
+    assert (got, ledger) == want
+    assert refresh_state(stage) == "complete"
+
+
+def ok(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "leak scan: 0 of" in proc.stdout
+    return proc.stdout
+
+
+def test_sqlite_to_sqlite_sample_plant(production_db, tmp_path):
+    before = hashlib.sha256(production_db.read_bytes()).hexdigest()
+    stage = f"sqlite:///{tmp_path / 'staging.sqlite'}"
+    out = ok(run_cli("refresh", str(EXAMPLE), "--to", stage, env=KEY))
+    assert "Masking coverage" in out and "refreshed and verified" in out
+    check_masked(f"sqlite:///{production_db}", stage)
+    assert hashlib.sha256(production_db.read_bytes()).hexdigest() == before  # read-only
+
+
+def test_subset_by_tenant_is_referentially_complete(small_production, tmp_path):
+    spec = spec_copy(tmp_path, f"sqlite:///{small_production}", extra="""\
+  subset:
+    tenants: {codes: [acme-discrete]}
+    window: {since: 2024-03-01, columns: {work_orders: created_at}}
+    relations:
+      - {from: inventory_ledger.ref, to: production_confirmations.message_id}
+""")
+    stage = tmp_path / "staging.sqlite"
+    ok(run_cli("refresh", str(spec), "--to", f"sqlite:///{stage}", env=KEY))
+    import sqlite3
+
+    c = sqlite3.connect(stage)
+    assert c.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert {r[0] for r in c.execute("SELECT DISTINCT tenant_id FROM inventory_ledger")} == {1}
+    assert c.execute("SELECT COUNT(*) FROM tenants").fetchone() == (1,)
+    # work orders before the window are kept only where a confirmation needs them
+    p = sqlite3.connect(f"file:{small_production}?mode=ro", uri=True)
+    all_wo = p.execute("SELECT COUNT(*) FROM work_orders WHERE tenant_id = 1").fetchone()[0]
+    kept = c.execute("SELECT COUNT(*) FROM work_orders").fetchone()[0]
+    assert 0 < kept < all_wo
+    orphans = c.execute("SELECT COUNT(*) FROM production_confirmations pc LEFT JOIN work_orders w"
+                        " ON w.id = pc.work_order_id WHERE w.id IS NULL").fetchone()[0]
+    assert orphans == 0
+
+
+def test_postgresql_to_postgresql_and_to_sqlite(small_production, pg_database, tmp_path):
+    plant(small_production, pg_database)
+    stage = pg_database + "_stage"
+    spec = spec_copy(tmp_path, pg_database)
+    try:
+        ok(run_cli("refresh", str(spec), "--to", stage, env=KEY))
+        check_masked(pg_database, stage)
+        lite = f"sqlite:///{tmp_path / 'laptop.sqlite'}"
+        ok(run_cli("refresh", str(spec_copy(tmp_path, pg_database, schema="source")),
+                   "--to", lite, env=KEY))
+        check_masked(pg_database, lite)
+        # Same key, same values: the masked customer e-mails agree across engines.
+        assert values(stage, "customers", "email") == values(lite, "customers", "email")
+    finally:
+        engines.adapter_for(stage).drop()
+
+
+def test_mariadb_to_mariadb(small_production, mariadb_database, tmp_path):
+    plant(small_production, mariadb_database)
+    stage = mariadb_database + "_stage"
+    try:
+        ok(run_cli("refresh", str(spec_copy(tmp_path, mariadb_database, schema="source")),
+                   "--to", stage, env=KEY))
+        check_masked(mariadb_database, stage)
+    finally:
+        engines.adapter_for(stage).drop()
+
+
+MINI = """version: 1
+name: mini
+estate: {{components: {{db: {{kind: database, tier: 1}}}}}}
+environments:
+  production: {{bindings: {{db: {{url: "sqlite:///prod.db"}}}}}}
+  staging: {{bindings: {{db: {{url: "sqlite:///stage.db"}}}}}}
+current: "1"
+releases: [{{name: "1", version: "1", artifact: {{path: ., sha256: "{sha}"}}}}]
+refresh:
+{refresh}
+"""
+
+
+def mini(tmp_path: Path, refresh: str) -> Path:
+    import sqlite3
+
+    c = sqlite3.connect(tmp_path / "prod.db")
+    c.executescript("""
+      CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, email TEXT);
+      CREATE TABLE contacts (id INTEGER PRIMARY KEY, person_id INTEGER REFERENCES people(id),
+                             email TEXT);
+      INSERT INTO people VALUES (1, 'Ann Lee', 'ann@corp.com'), (2, 'Bo Chan', 'bo@corp.com');
+      INSERT INTO contacts VALUES (1, 1, 'ann@corp.com');
+    """)
+    c.commit()
+    c.close()
+    (tmp_path / "plantstage.yaml").write_text(MINI.format(sha="0" * 64, refresh=refresh))
+    return tmp_path
+
+
+GOOD = """  rules:
+    people: {id: keep, name: person, email: email}
+    contacts: {id: keep, person_id: keep, email: email}"""
+
+
+def test_mini_ok_and_the_leak_scan_catches_a_kept_copy(tmp_path):
+    ok(run_cli("refresh", str(mini(tmp_path, GOOD)), env=KEY))
+    (tmp_path / "plantstage.yaml").write_text(
+        (tmp_path / "plantstage.yaml").read_text().replace(
+            "contacts: {id: keep, person_id: keep, email: email}",
+            "contacts: {id: keep, person_id: keep, email: keep}"))
+    proc = run_cli("refresh", str(tmp_path), env=KEY)
+    assert proc.returncode == 2 and "leak scan: 1 of" in proc.stdout
+    assert refresh_state(f"sqlite:///{tmp_path / 'stage.db'}") == "failed"
+
+
+@pytest.mark.parametrize("refresh, env, message", [
+    (GOOD.replace("email: email}", "mail: email}", 1), KEY, "people.mail"),
+    (GOOD.replace("people:", "persons:"), KEY, "no table 'persons'"),
+    ("  key: {env: NO_SUCH_KEY_VAR}\n" + GOOD, {}, "no masking key"),
+    (GOOD.replace("name: person, ", ""), KEY, "people.name: column is unclassified"),
+    (GOOD.replace("id: keep, name", "name"), KEY, "schema drift"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, refresh, env, message):
+    proc = run_cli("refresh", str(mini(tmp_path, refresh)), env={"PLANTSTAGE_MASKING_KEY": "",
+                                                                 **env})
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 2  # one line (may wrap once)
+    assert not (tmp_path / "stage.db").exists()
+
+
+def test_target_equal_to_source_and_unreachable_source(tmp_path):
+    spec = mini(tmp_path, GOOD)
+    proc = run_cli("refresh", str(spec), "--to", "production", env=KEY)
+    assert proc.returncode == 2 and "the target is the production database" in proc.stderr
+    proc = run_cli("refresh", str(spec), "--from", "postgresql://root@127.0.0.1:1/nope", env=KEY)
+    assert proc.returncode == 2 and "cannot connect" in proc.stderr
+    assert not (tmp_path / "stage.db").exists()
+
+
+def test_allow_unclassified_tokenizes(tmp_path):
+    spec = mini(tmp_path, GOOD.replace("name: person, ", ""))
+    out = ok(run_cli("refresh", str(spec), "--allow-unclassified", env=KEY))
+    assert "token" in out
+    assert not values(f"sqlite:///{tmp_path / 'prod.db'}", "people", "name") & values(
+        f"sqlite:///{tmp_path / 'stage.db'}", "people", "name")
