@@ -161,6 +161,7 @@ def _finish(outcome: RunOutcome) -> None:
 
 # Verbs that live with their feature register themselves on ``app``.
 from plantstage.data import cli as _data_cli  # noqa: E402,F401
+from plantstage.gates import cli as _gates_cli  # noqa: E402,F401
 from plantstage.parity import cli as _parity_cli  # noqa: E402,F401
 from plantstage.twins import cli as _twins_cli  # noqa: E402,F401
 from plantstage.workload import cli as _workload_cli  # noqa: E402,F401
