@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -13,7 +14,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import VERSION
+from . import VERSION, integrations
 from .db import make_engine, upsert, writer
 from .models import (
     BomLine,
@@ -193,11 +194,57 @@ def import_orders(s: Session, tid: int, body: ImportIn) -> dict[str, int]:
     return {"imported": len(new), "lines": len(lines)}
 
 
+def confirm_message(sessions: sessionmaker, tenant: str, body: ConfirmationIn,
+                    wms: integrations.WmsOutbox | None = None) -> str:
+    """Post one production confirmation, idempotently; HTTP and MQTT both come here."""
+    with sessions() as s:
+        tid = tenant_id(s, tenant)
+        try:
+            status = post_confirmation(s, tid, body)
+            s.commit()
+        except IntegrityError:
+            s.rollback()
+            if s.scalar(select(ProductionConfirmation.id).where(
+                    ProductionConfirmation.message_id == body.message_id)) is None:
+                raise
+            status = "duplicate"
+        if status == "posted" and wms is not None:
+            item = s.scalar(select(Item.code).join(WorkOrder, WorkOrder.item_id == Item.id)
+                            .where(WorkOrder.tenant_id == tid,
+                                   WorkOrder.number == body.work_order))
+            wms.send({"tenant": tenant, "ref": body.message_id, "item_code": item,
+                      "qty": body.good_qty, "kind": "receipt"})
+    return status
+
+
 def create_app(url: str | None = None) -> FastAPI:
     engine = make_engine(url)
     read_sessions = sessionmaker(engine, expire_on_commit=False)
     write_sessions = sessionmaker(writer(engine), expire_on_commit=False)
-    app = FastAPI(title="sampleplant", version=VERSION)
+    wiring: dict = {}
+
+    def handle_mqtt(tenant: str, message: dict) -> str:
+        try:
+            body = ConfirmationIn.model_validate(message)
+            return confirm_message(write_sessions, tenant, body, wiring.get("wms"))
+        except HTTPException as exc:  # unknown tenant / work order
+            raise ValueError(exc.detail) from None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        consumer, wms = integrations.from_environment(handle_mqtt)
+        wiring.update(consumer=consumer, wms=wms)
+        for part in (wms, consumer):
+            if part is not None:
+                part.start()
+        try:
+            yield
+        finally:
+            for part in (consumer, wms):
+                if part is not None:
+                    part.stop()
+
+    app = FastAPI(title="sampleplant", version=VERSION, lifespan=lifespan)
     app.state.engine = engine
 
     def read_db() -> Iterator[Session]:
@@ -264,18 +311,19 @@ def create_app(url: str | None = None) -> FastAPI:
         return {"number": number}
 
     @app.post("/api/{tenant}/confirmations")
-    def confirm(tenant: str, body: ConfirmationIn, s: Write) -> dict:
-        tid = tenant_id(s, tenant)
-        try:
-            status = post_confirmation(s, tid, body)
-            s.commit()
-        except IntegrityError:
-            s.rollback()
-            if s.scalar(select(ProductionConfirmation.id).where(
-                    ProductionConfirmation.message_id == body.message_id)) is None:
-                raise
-            status = "duplicate"
+    def confirm(tenant: str, body: ConfirmationIn) -> dict:
+        status = confirm_message(write_sessions, tenant, body, wiring.get("wms"))
         return {"status": status, "message_id": body.message_id}
+
+    @app.post("/api/{tenant}/wms/events", status_code=202)
+    def wms_event(tenant: str, event: dict) -> dict:
+        """Callbacks from the WMS (put-away done …); counted, nothing to post."""
+        events = app.state.wms_events = getattr(app.state, "wms_events", 0) + 1
+        return {"received": events}
+
+    @app.get("/integrations")
+    def integration_stats() -> dict:
+        return {name: dict(part.stats) for name, part in wiring.items() if part is not None}
 
     @app.post("/api/{tenant}/inventory/adjustments", status_code=201)
     def adjust(tenant: str, body: AdjustmentIn, s: Write) -> dict:

@@ -1,0 +1,107 @@
+"""MES twin confirmations through Mosquitto (faults on) vs a bare paho-mqtt publisher.
+
+Same broker, same run, same QoS and payload size. Prints both rates and the ratio.
+Goal (issue #4): ≥ 5,000 messages/s from one core and ≥ 50% of the bare publisher.
+
+    .venv/bin/python benchmarks/twins_mqtt.py [--n 20000] [--broker mqtt://127.0.0.1:1883]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+from plantstage.brokers import open_broker
+from plantstage.spec.twins import TwinSpec
+from plantstage.twins.base import TwinEnv, TwinRuntime
+from plantstage.twins.faults import FaultLog
+from plantstage.twins.mes import MesLineTwin
+
+QOS = 1
+
+
+def bare(broker, n: int, payload: bytes) -> float:
+    done = threading.Event()
+    acked = [0]
+
+    def on_publish(*_a):  # noqa: ANN002
+        acked[0] += 1
+        if acked[0] >= n:
+            done.set()
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-bare")
+    c.max_inflight_messages_set(1000)
+    c.on_publish = on_publish
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        c.publish("bench/bare/confirmations", payload, qos=QOS)
+    done.wait(120)
+    secs = time.perf_counter() - t0
+    c.disconnect()
+    c.loop_stop()
+    return n / secs
+
+
+def twin(broker, n: int) -> tuple[float, int, dict]:
+    spec = TwinSpec(kind="mes-line", settings={"http": False, "topic_prefix": "bench"},
+                    faults={"seed": 1, "rules": [
+                        {"kind": "duplicate", "p": 0.05}, {"kind": "corrupt", "p": 0.01},
+                        {"kind": "reorder", "p": 0.01}, {"kind": "drop", "p": 0.01}]})
+    log = FaultLog()
+    rt = TwinRuntime()
+    mes = MesLineTwin("bench-mes", spec, TwinEnv(broker_url=broker.url, log=log))
+    rt.start(mes)
+    acked = [0]
+    mes.client.on_publish = lambda *_a: acked.__setitem__(0, acked[0] + 1)
+
+    async def produce() -> None:
+        batch = 500  # confirmations in flight at once, as concurrent flows would have
+        for start in range(0, n, batch):
+            await asyncio.gather(*(mes.confirm("acme", f"WO-{i % 50}", str(i), wait_acks=False)
+                                   for i in range(start, min(n, start + batch))))
+
+    t0 = time.perf_counter()
+    rt.call(produce(), timeout=300)
+    target = mes.stats["deliveries"]
+    while acked[0] < target and time.perf_counter() - t0 < 120:
+        time.sleep(0.001)
+    secs = time.perf_counter() - t0
+    rt.stop()
+    return n / secs, target, log.counts().get("bench-mes", {})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--broker", default="mqtt://127.0.0.1:1883")
+    a = ap.parse_args()
+    try:
+        socket.create_connection(("127.0.0.1", 1883), 1).close()
+        broker = open_broker(a.broker)
+    except OSError:
+        print("Mosquitto is down: using the embedded broker")
+        broker = open_broker("embedded")
+    sample = json.dumps({"message_id": "mes-x-000001", "work_order": "WO-000001",
+                         "item_code": "FG-0001", "good_qty": 5, "scrap_qty": 0, "lot": None,
+                         "line": "bench-mes", "sent_at": "2025-01-01T00:00:00+00:00"}).encode()
+    bare(broker, 2000, sample)  # warm-up
+    b = bare(broker, a.n, sample)
+    t, deliveries, faults = twin(broker, a.n)
+    print(f"broker: {broker.url} ({broker.kind}), {a.n} confirmations, QoS {QOS}")
+    print(f"bare paho publisher : {b:10,.0f} msg/s")
+    print(f"MES twin with faults: {t:10,.0f} confirmations/s "
+          f"({deliveries} deliveries; faults {faults})")
+    print(f"ratio twin / bare   : {t / b:10.2f}")
+    broker.stop()
+
+
+if __name__ == "__main__":
+    main()
