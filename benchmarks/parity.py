@@ -2,8 +2,10 @@
 
 Both tools do the same work in the same run: reflect a "production" and a "staging" SQLite
 database (500 tables, 10 columns each, a foreign key and an index per table; staging misses one
-index and has one changed column) and report the differences. plantstage's number is its whole
-schema layer (both reflections + comparison); Alembic's is what a user scripts instead:
+index, has one changed column type and one changed column default) and report the
+differences; column defaults are compared by both (Alembic with ``compare_server_default``).
+plantstage's number is its whole schema layer (both reflections + comparison); Alembic's is
+what a user scripts instead:
 ``MetaData.reflect`` on production, then ``compare_metadata`` against staging.
 
     .venv/bin/python benchmarks/parity.py [--tables 500]
@@ -35,10 +37,13 @@ def build(path: Path, tables: int, drift: bool) -> None:
     for t in range(tables):
         cols = ["id INTEGER PRIMARY KEY", "tenant_id INTEGER NOT NULL",
                 f"parent_id INTEGER REFERENCES t{max(t - 1, 0):03d}(id)",
-                "code VARCHAR(64) NOT NULL", "qty NUMERIC(12, 2)", "created_at DATETIME",
-                "active BOOLEAN", "note TEXT", "ref VARCHAR(32)", "amount INTEGER"]
+                "code VARCHAR(64) NOT NULL", "qty NUMERIC(12, 2) DEFAULT 0",
+                "created_at DATETIME DEFAULT CURRENT_TIMESTAMP", "active BOOLEAN DEFAULT 1",
+                "note TEXT", "ref VARCHAR(32) DEFAULT 'none'", "amount INTEGER"]
         if drift and t == tables // 2:
             cols[-1] = "amount BIGINT"
+        if drift and t == tables // 3:
+            cols[-2] = "ref VARCHAR(32) DEFAULT 'n/a'"
         stmts.append(f"CREATE TABLE t{t:03d} ({', '.join(cols)})")
         if not (drift and t == 7):
             stmts.append(f"CREATE INDEX ix_t{t:03d}_tenant ON t{t:03d} (tenant_id, code)")
@@ -69,7 +74,8 @@ def alembic_compare(prod: str, stage: str) -> tuple[float, int]:
     md.reflect(pe)
     se = sa.create_engine(stage)
     with se.connect() as c:
-        ctx = MigrationContext.configure(c, opts={"compare_type": True})
+        ctx = MigrationContext.configure(c, opts={"compare_type": True,
+                                                   "compare_server_default": True})
         diffs = compare_metadata(ctx, md)
     pe.dispose()
     se.dispose()

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -18,7 +19,13 @@ import yaml
 
 from plantstage.artifacts import digest
 from plantstage.rehearsal.processes import ManagedProcess, free_port
-from tests.conftest import EXAMPLE, requires_postgres, run_cli
+from tests.conftest import (
+    EXAMPLE,
+    requires_mariadb,
+    requires_mosquitto,
+    requires_postgres,
+    run_cli,
+)
 
 RELEASES = EXAMPLE / "releases"
 
@@ -111,7 +118,12 @@ def test_faithful_staging_is_clean_and_production_is_not_written(tmp_path, produ
     assert _sha(prod) == before  # no collector wrote to production
     f = findings(doc)
     versions = next(x for x in doc["layers"] if x["name"] == "versions")
-    assert versions["counts"]["unknown"] == 0 and versions["counts"]["drift"] == 0
+    assert versions["counts"]["drift"] == 0
+    # the only unknown: the sample plant's production broker (mqtt.plant.invalid) is not there
+    assert [x["key"] for x in versions["rows"] if x["status"] == "unknown"] == \
+        ["mqtt-broker.version"]
+    assert "unreachable" in f[("versions", "mqtt-broker.version")]["reason"]
+    assert f[("topology", "mqtt.mes-line->erp")]["status"] == "unknown"
     assert f[("topology", "erp.scale")]["status"] == "allowed"  # declared scale-down
     assert f[("topology", "mes-line.fidelity")]["status"] == "allowed"
     assert f[("config", "erp-settings:server.workers")]["status"] == "allowed"
@@ -313,3 +325,182 @@ def test_postgres_extra_grant_and_read_only_production(tmp_path, production_db, 
     assert layers["access"]["counts"]["unknown"] == 0
     head = [x for x in layers["versions"]["rows"] if x["key"].startswith("erp-db")]
     assert head == [] or all(x["status"] != "unknown" for x in head)
+
+
+# -- the broker: topics in use, observed read-only ---------------------------------------------
+class _Traffic:
+    """Publishes on a declared and an undeclared topic (QoS 1, acknowledged) until stopped."""
+
+    def __init__(self, host: str, port: int, topics: list[str]):
+        import paho.mqtt.client as mqtt
+
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=f"ps-parity-test-{uuid.uuid4().hex[:8]}")
+        self.client.connect(host, port)
+        self.client.loop_start()
+        self.topics = topics
+        self.sent = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            for t in self.topics:
+                self.client.publish(t, b'{"qty": 1}', qos=1).wait_for_publish(5)
+                self.sent += 1
+            self.stop.wait(0.05)
+
+    def __enter__(self) -> _Traffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _broker_plant(tmp_path, production_db, url: str, prefix: str = "plant"):
+    def bind(data):
+        b = data["parity"]["broker"]
+        b["production"] = b["staging"] = url
+        b["topics"] = [{"from": "mes-line", "to": "erp",
+                        "topics": [f"{prefix}/+/confirmations", f"{prefix}/+/confirmations/ack"]}]
+
+    plant, prod = make_plant(tmp_path, production_db, edit_spec=bind)
+    stage_db = tmp_path / "staging.sqlite"
+    shutil.copyfile(prod, stage_db)
+    return plant, stage_db
+
+
+def test_undeclared_topic_on_embedded_broker_is_topology_drift(tmp_path, production_db):
+    from plantstage.brokers import EmbeddedBroker
+
+    broker = EmbeddedBroker().start()
+    try:
+        plant, stage_db = _broker_plant(tmp_path, production_db, broker.url)
+        with _Traffic(broker.host, broker.port, ["plant/acme-discrete/confirmations",
+                                                 "plant/acme-discrete/recalls"]) as traffic:
+            r, doc = run_parity(plant, tmp_path / "out", "--staging-db",
+                                f"sqlite:///{stage_db}", "--broker-window", "1")
+        # parity only listened: every message the broker received is one the test sent
+        assert broker.messages_in == traffic.sent
+    finally:
+        broker.stop()
+    assert r.returncode == 1, r.stdout + r.stderr
+    f = findings(doc)
+    drift = f[("topology", "mqtt.topic:plant/acme-discrete/recalls")]
+    assert drift["status"] == "drift" and drift["severity"] == "critical" and drift["blocking"]
+    assert "undeclared topic" in drift["reason"]
+    assert f[("topology", "mqtt.mes-line->erp")]["status"] == "same"
+    # the embedded broker has no $SYS tree: its version is unknown, never "same"
+    assert f[("versions", "mqtt-broker.version")]["status"] == "unknown"
+    assert not [k for k, row in f.items() if row["status"] == "drift"
+                and k[1] != "mqtt.topic:plant/acme-discrete/recalls"]
+
+
+@requires_mosquitto
+def test_undeclared_topic_on_mosquitto_is_topology_drift(tmp_path, production_db):
+    # Other test runs share this Mosquitto: our topics carry their own prefix, and only
+    # findings about them are asserted.
+    prefix = f"ps-parity-{uuid.uuid4().hex[:8]}"
+    plant, stage_db = _broker_plant(tmp_path, production_db, "mqtt://127.0.0.1:1883", prefix)
+    with _Traffic("127.0.0.1", 1883, [f"{prefix}/t1/confirmations", f"{prefix}/t1/scrap"]):
+        r, doc = run_parity(plant, tmp_path / "out", "--staging-db", f"sqlite:///{stage_db}",
+                            "--broker-window", "1")
+    assert r.returncode == 1, r.stdout + r.stderr
+    f = findings(doc)
+    drift = f[("topology", f"mqtt.topic:{prefix}/t1/scrap")]
+    assert drift["status"] == "drift" and drift["severity"] == "critical"
+    assert f[("topology", "mqtt.mes-line->erp")]["status"] == "same"
+    version = f[("versions", "mqtt-broker.version")]
+    assert version["status"] == "same" and "mosquitto" in version["production"]
+
+
+# -- MariaDB: an extra grant in staging; production opened read-only ----------------------------
+def _my_admin() -> sa.Engine:
+    return sa.create_engine("mysql+pymysql://root@127.0.0.1:3306/", isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture
+def my_pair():
+    tag = uuid.uuid4().hex[:8]
+    dbs = (f"ps_parity_{tag}_prod", f"ps_parity_{tag}_stage")
+    user = f"ps_parity_{tag}"
+    admin = _my_admin()
+    with admin.connect() as c:
+        for n in dbs:
+            c.execute(sa.text(f"CREATE DATABASE `{n}`"))
+        c.execute(sa.text(f"CREATE USER '{user}'@'%'"))
+    try:
+        yield dbs, user
+    finally:
+        with admin.connect() as c:
+            for n in dbs:
+                c.execute(sa.text(f"DROP DATABASE IF EXISTS `{n}`"))
+            c.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
+        admin.dispose()
+
+
+@requires_mariadb
+def test_mariadb_extra_grant_and_read_only_production(tmp_path, production_db, my_pair):
+    from plantstage import engines
+    from plantstage.errors import ProductionWriteError
+
+    (prod_db, stage_db), user = my_pair
+    release = _release_copy(tmp_path, "1.0.0")
+    for db in (prod_db, stage_db):
+        p = subprocess.run([sys.executable, "-m", "sampleplant", "migrate", "upgrade", "head"],
+                           cwd=release, capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
+                                "DATABASE_URL": f"mysql+pymysql://root@127.0.0.1:3306/{db}"})
+        assert p.returncode == 0, p.stderr
+    admin = _my_admin()
+    with admin.connect() as c:
+        for db in (prod_db, stage_db):
+            c.execute(sa.text(f"GRANT SELECT ON `{db}`.* TO '{user}'@'%'"))
+        c.execute(sa.text(f"GRANT DELETE ON `{stage_db}`.inventory_ledger TO '{user}'@'%'"))
+        c.execute(sa.text(f"INSERT INTO `{prod_db}`.tenants (code, name, archetype) "
+                          f"VALUES ('t1', 'T1', 'process')"))
+    admin.dispose()
+    prod_url = f"mysql://root@127.0.0.1:3306/{prod_db}"
+
+    def bind(data):
+        data["environments"]["production"]["bindings"]["erp-db"]["url"] = prod_url
+
+    plant, _ = make_plant(tmp_path, production_db, edit_spec=bind)
+    watcher = sa.create_engine(f"mysql+pymysql://root@127.0.0.1:3306/{prod_db}")
+    before = engines.snapshot(watcher)
+    r, doc = run_parity(plant, tmp_path / "out", "--staging-db",
+                        f"mysql://root@127.0.0.1:3306/{stage_db}")
+    assert engines.snapshot(watcher) == before  # production's rows are untouched
+    watcher.dispose()
+    assert r.returncode == 1, r.stdout + r.stderr
+    f = findings(doc)
+    grantee = f"'{user}'@'%'"
+    extra = f[("access", f"grant.erp-db:{grantee}.inventory_ledger")]
+    assert extra["status"] == "drift" and extra["severity"] == "critical" and extra["blocking"]
+    assert extra["production"] is None and extra["staging"] == "DELETE"
+    assert f[("access", f"grant.erp-db:{grantee}.*")]["status"] == "same"
+    assert f[("access", f"grant.erp-db:{grantee}.*")]["production"] == "SELECT"
+    layers = {x["name"]: x for x in doc["layers"]}
+    assert layers["schema"]["status"] == "same" and layers["schema"]["counts"]["same"] > 50
+    assert layers["access"]["counts"]["unknown"] == 0
+    versions = [row for k, row in f.items() if k[0] == "versions"]
+    assert ("versions", "erp-db.migration_head") in f, versions
+    assert f[("versions", "erp-db.migration_head")]["status"] == "same"
+    # The session itself is read-only, not just the statement guard: a write sent straight
+    # through the driver is refused by MariaDB.
+    ro = engines.connect_production(prod_url)
+    try:
+        with ro.connect() as c, pytest.raises(ProductionWriteError):
+            c.execute(sa.text("DELETE FROM tenants"))
+        raw = ro.raw_connection()
+        try:
+            with pytest.raises(Exception, match="READ ONLY"):
+                raw.cursor().execute("DELETE FROM tenants")
+        finally:
+            raw.close()
+    finally:
+        ro.dispose()

@@ -13,6 +13,7 @@ from plantstage.parity._model import Finding, LayerFacts, ParityReport
 from plantstage.parity.collectors import config as cfg
 from plantstage.parity.collectors import schema as sch
 from plantstage.spec.parity import AllowedDifference, ParitySpec
+from tests.conftest import requires_mariadb, requires_postgres
 
 NAMES = ("production", "staging")
 TIERS = {"erp": 1, "erp-db": 1, "wms": 2, "hist": 4}
@@ -234,3 +235,100 @@ def test_type_names_map_across_engines():
     eq = sch.equivalences([["json", "jsonb", "text"]])
     assert sch.type_name(postgresql.JSONB(), eq) == "json"
     assert sch.type_name(sa.Text(), eq) == "json"
+
+
+# -- column defaults ----------------------------------------------------------------------------
+@pytest.mark.parametrize("spellings,type_,expected", [
+    (["'open'::character varying", "'open'", "('open')"], "string(16)", "'open'"),
+    (["0", "'0'", "(0)", "'0'::integer", "(-0)"], "integer", "0"),
+    (["0.00", "'0.00'::numeric", "0", "'0'"], "numeric(12,2)", "0"),
+    (["now()", "CURRENT_TIMESTAMP", "current_timestamp()", "(datetime('now'))"], "datetime",
+     "now"),
+    (["false", "0", "'f'", "b'0'"], "boolean", "false"),
+    (["true", "1", "'t'"], "boolean", "true"),
+    (["NULL", None, "nextval('items_id_seq'::regclass)"], "integer", None),
+    (["'it''s'", "'it''s'::text"], "text", "'it''s'"),
+])
+def test_default_engine_spellings_are_one_default(spellings, type_, expected):
+    assert {sch.normalise_default(s, type_) for s in spellings} == {expected}
+
+
+def test_changed_defaults_stay_different():
+    n = sch.normalise_default
+    assert n("'open'", "string") != n("'closed'", "string")
+    assert n("0", "integer") != n("1", "integer")
+    assert n("'0'", "string") != n("''", "string")
+    assert n("now()", "datetime") != n("CURRENT_DATE", "date")
+    # a string that merely looks like an expression is not unquoted into one
+    assert n("('a'||'b')", "text") == "'a'||'b'" != n("'ab'", "text")
+
+
+DEFAULTS_DDL = """
+CREATE TABLE orders (id INTEGER PRIMARY KEY, status VARCHAR(16) NOT NULL DEFAULT 'open',
+                     qty INTEGER NOT NULL DEFAULT 0, price NUMERIC(12, 2) DEFAULT 0.00,
+                     urgent BOOLEAN NOT NULL DEFAULT {false},
+                     created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, note TEXT)
+"""
+
+
+def _default_facts(engine: sa.Engine, status_default: str = "open") -> dict[str, str]:
+    false = "0" if engine.dialect.name == "sqlite" else "false"
+    with engine.begin() as c:
+        c.execute(sa.text("DROP TABLE IF EXISTS orders"))
+        c.execute(sa.text(DEFAULTS_DDL.format(false=false).replace("'open'",
+                                                                    f"'{status_default}'")))
+    lf = _reflect(engine)
+    return {k: f.value for k, f in lf.facts.items() if k.startswith("default.")}
+
+
+def test_sqlite_defaults_reflected_and_changed_default_is_drift(tmp_path: Path):
+    prod = _default_facts(sa.create_engine(f"sqlite:///{tmp_path / 'p.db'}"))
+    assert prod == {"default.orders.status": "'open'", "default.orders.qty": "0",
+                    "default.orders.price": "0", "default.orders.urgent": "false",
+                    "default.orders.created_at": "now"}
+    lp, ls = LayerFacts("schema"), LayerFacts("schema")
+    for k, v in prod.items():
+        lp.add(k, v, "erp-db")
+    for k, v in _default_facts(sa.create_engine(f"sqlite:///{tmp_path / 's.db'}"),
+                               "new").items():
+        ls.add(k, v, "erp-db")
+    f = by_key(compare_layer("schema", lp, ls, NAMES, ParitySpec(), TIERS)[0])
+    changed = f["default.orders.status"]
+    assert changed.status == "drift" and changed.severity == "critical"
+    assert (changed.production, changed.staging) == ("'open'", "'new'")
+    assert f["default.orders.qty"].status == "same"
+
+
+def _server_engine(url: str) -> sa.Engine:
+    from plantstage import engines
+
+    return sa.create_engine(engines.normalize_url(url))
+
+
+@requires_postgres
+def test_postgres_and_sqlite_spell_defaults_differently_but_compare_same(tmp_path, pg_database):
+    lite = _default_facts(sa.create_engine(f"sqlite:///{tmp_path / 'l.db'}"))
+    eng = _server_engine(pg_database)
+    try:
+        pg = _default_facts(eng)
+        with eng.connect() as c:  # the raw spellings really differ
+            raw = c.execute(sa.text("SELECT column_default FROM information_schema.columns "
+                                    "WHERE table_name = 'orders' AND column_name = 'status'"))
+            assert "::character varying" in raw.scalar_one()
+    finally:
+        eng.dispose()
+    assert pg == lite
+
+
+@requires_mariadb
+def test_mariadb_and_sqlite_spell_defaults_differently_but_compare_same(tmp_path,
+                                                                        mariadb_database):
+    lite = _default_facts(sa.create_engine(f"sqlite:///{tmp_path / 'l.db'}"))
+    eng = _server_engine(mariadb_database)
+    try:
+        my = _default_facts(eng)
+        changed = _default_facts(eng, "held")
+    finally:
+        eng.dispose()
+    assert my == lite
+    assert changed["default.orders.status"] == "'held'"

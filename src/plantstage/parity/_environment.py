@@ -36,6 +36,8 @@ class EnvView:
     #: A database URL given on the command line for this environment's database.
     db_override: str | None = None
     _built: dict[str, tuple[str | None, str]] = field(default_factory=dict)
+    #: What several collectors read once per run (e.g. the broker observation).
+    cache: dict[str, object] = field(default_factory=dict)
 
     @property
     def spec(self):

@@ -37,14 +37,29 @@ def check_references(loaded: LoadedSpec) -> None:
     if p.roles and p.roles.component not in comps:
         raise SpecError(f"'{p.roles.component}' is not an estate component",
                         where=f"{loaded.path}: parity.roles.component")
+    if p.broker:
+        if p.broker.component and p.broker.component not in comps:
+            raise SpecError(f"'{p.broker.component}' is not an estate component",
+                            where=f"{loaded.path}: parity.broker.component",
+                            hint=f"one of: {', '.join(comps)}")
+        mqtt_edges = {(e.from_, e.to) for e in spec.estate.edges if e.protocol == "mqtt"}
+        for i, route in enumerate(p.broker.topics):
+            if (route.from_, route.to) not in mqtt_edges:
+                declared = ", ".join(f"{a}->{b}" for a, b in sorted(mqtt_edges)) or "none"
+                raise SpecError(f"{route.from_}->{route.to} is not a declared mqtt edge",
+                                where=f"{loaded.path}: parity.broker.topics[{i}]",
+                                hint=f"declare it in estate.edges with protocol mqtt "
+                                     f"(declared mqtt edges: {declared})")
 
 
 def run_parity(
     loaded: LoadedSpec, *, between: tuple[str, str] = ENVIRONMENTS,
     staging_db: str | None = None, run_dir: Path | None = None, scratch: Path | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, broker_window: float | None = None,
 ) -> ParityReport:
     """Compare two environments of a loaded spec; nothing is written to either.
+
+    ``broker_window`` overrides ``parity.broker.window`` (seconds to listen on each broker).
 
     ``staging_db`` reads staging's database from this URL instead of its binding. Without
     one, and when staging's database does not exist yet (before a rehearsal provisions it),
@@ -64,6 +79,9 @@ def run_parity(
     try:
         views = [EnvView(e, loaded, scratch / e, run_dir=run_dir,
                          db_override=staging_db if e == "staging" else None) for e in between]
+        if broker_window is not None:
+            for v in views:
+                v.cache["broker-window"] = broker_window
         tiers = {n: c.tier for n, c in spec.estate.components.items()}
         findings = []
         layers = {}
@@ -135,7 +153,7 @@ def write_report(report: ParityReport, out: Path) -> Path:
 def parity(
     path: str | Path, *, between: tuple[str, str] = ENVIRONMENTS,
     staging_db: str | None = None, out: str | Path | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, broker_window: float | None = None,
 ) -> tuple[ParityReport, Path]:
     """Compare production and staging of the estate in ``path``; write ``parity.json``.
 
@@ -145,5 +163,6 @@ def parity(
     """
     loaded = load_spec(path)
     out_dir = Path(out) if out is not None else loaded.base_dir / ".plantstage" / "parity"
-    report = run_parity(loaded, between=between, staging_db=staging_db, progress=progress)
+    report = run_parity(loaded, between=between, staging_db=staging_db, progress=progress,
+                        broker_window=broker_window)
     return report, write_report(report, out_dir)

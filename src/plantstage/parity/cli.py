@@ -21,6 +21,10 @@ def parity(
              "the current release's migrations build).")] = None,
     out: Annotated[Path | None, typer.Option(
         help="Folder for parity.json (default .plantstage/parity beside the spec).")] = None,
+    broker_window: Annotated[float | None, typer.Option(
+        min=0.1, max=60,
+        help="Seconds to listen on each broker for topics in use (default: "
+             "parity.broker.window).")] = None,
     show_same: Annotated[bool, typer.Option("--all", help="Also list what is the same.")]
     = False,
 ):
@@ -31,7 +35,7 @@ def parity(
 
     with console.status("parity: collecting …") as status:
         report, written = _parity(
-            path, between=between, staging_db=staging_db, out=out,
+            path, between=between, staging_db=staging_db, out=out, broker_window=broker_window,
             progress=lambda layer: status.update(f"parity: {layer} …"))
     print_report(report, console, show_same=show_same)
     console.print(f"  parity.json: {written}")

@@ -92,6 +92,65 @@ class NetworkRule(_Model):
     port: int | None = Field(None, ge=1, le=65535)
 
 
+def _check_filters(v: list[str]) -> list[str]:
+    from plantstage.brokers.embedded import valid_filter
+
+    bad = [t for t in v if not valid_filter(t)]
+    if bad:
+        raise ValueError(f"not MQTT topic filters: {bad} ('#' only as the last level, "
+                         f"'+' and '#' as whole levels)")
+    return v
+
+
+class TopicRoute(_Model):
+    """The MQTT topics one declared edge uses; a topic in use that no route maps is drift."""
+
+    from_: str = Field(alias="from", description="The edge's `from` (an `estate.edges` entry "
+                       "with protocol mqtt).")
+    to: str = Field(description="The edge's `to`.")
+    topics: list[str] = Field(
+        min_length=1,
+        description="MQTT topic filters (`+` one level, `#` the rest), e.g. "
+        "`plant/+/confirmations`.",
+    )
+
+    @field_validator("topics")
+    @classmethod
+    def _filters(cls, v: list[str]) -> list[str]:
+        return _check_filters(v)
+
+
+class BrokerObservation(_Model):
+    """Observe the topics in use on each environment's MQTT broker (subscribe only, never
+    publish) and map them to declared edges."""
+
+    production: str | None = Field(
+        None, description="Production's broker, `mqtt://HOST[:PORT]` (default: the broker "
+        "component production binds, if it has a url).")
+    staging: str | None = Field(
+        None, description="Staging's broker (default: the broker component staging binds). "
+        "`{mqtt_url}` is the broker a rehearsal's twins step starts.")
+    component: str | None = Field(
+        None, description="Whose broker this is: undeclared topics are drift with this "
+        "component's tier (default: the bound broker component, else the most critical end "
+        "of a declared mqtt edge).")
+    window: float = Field(1.5, gt=0, le=60,
+                          description="Seconds to listen on each broker.")
+    connect_timeout: float = Field(3.0, gt=0, description="Seconds to wait for the broker.")
+    sys: bool = Field(True, description="Also subscribe to `$SYS/#`: the broker's version "
+                      "(`$SYS/broker/version`) goes into the versions layer.")
+    topics: list[TopicRoute] = Field(
+        default_factory=list, description="Topic filters of each declared mqtt edge.")
+    ignore: list[str] = Field(
+        default_factory=list, description="Topic filters in use that are neither an edge nor "
+        "drift (e.g. a bridge's heartbeat).")
+
+    @field_validator("ignore")
+    @classmethod
+    def _ignore_filters(cls, v: list[str]) -> list[str]:
+        return _check_filters(v)
+
+
 _TIER_SEVERITY = {1: Severity.critical, 2: Severity.high, 3: Severity.medium, 4: Severity.low}
 
 
@@ -126,6 +185,8 @@ class ParitySpec(_Model):
         description="Column types that count as the same across engines, e.g. "
         "`[[jsonb, json, text]]` (names as parity prints them).",
     )
+    broker: BrokerObservation | None = Field(
+        None, description="Observe the MQTT topics in use on each environment's broker.")
     health_timeout: float = Field(
         3.0, gt=0, description="Seconds to wait for a service's health endpoint."
     )

@@ -13,6 +13,7 @@ engines name them differently, and a missing index is what matters, not its name
 from __future__ import annotations
 
 import re
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
@@ -57,6 +58,86 @@ def equivalences(groups: list[list[str]]) -> dict[str, str]:
         for n in group:
             out[n.lower()] = group[0].lower()
     return out
+
+
+_CAST = re.compile(r"::[a-z_][\w .\"]*(\[\])?(\(\d+(,\s*\d+)?\))?$", re.I)
+#: Spellings of "the current transaction's timestamp" (PostgreSQL now() is
+#: transaction_timestamp(); SQLite's CURRENT_TIMESTAMP is datetime('now')). Local-time and
+#: per-statement variants are other defaults and stay distinct.
+_NOW = {"now()", "current_timestamp", "current_timestamp()", "transaction_timestamp()",
+        "datetime('now')"}
+_TODAY = {"current_date", "current_date()", "curdate()", "date('now')"}
+_STRING = re.compile(r"^'(?:[^']|'')*'$")
+_TRUE = {"true", "1", "'t'", "'true'", "b'1'", "'1'"}
+_FALSE = {"false", "0", "'f'", "'false'", "b'0'", "'0'"}
+
+
+def normalise_default(text: str | None, type_: str = "") -> str | None:
+    """A column default as the engine reflects it → one spelling for every engine.
+
+    Engines spell the same default differently: PostgreSQL casts literals
+    (``'open'::character varying``), SQLite keeps the DDL's parentheses and quotes numbers
+    (``'0'``), MariaDB writes ``current_timestamp()`` and ``NULL`` for "no default". Each of
+    these becomes one form (``'open'``, ``0``, ``now``, none) so that only a changed default is
+    drift. Sequence defaults (``nextval(…)``) are auto-increment, not defaults: none.
+    ``type_`` is the column's :func:`type_name` (booleans: ``1``/``true``/``'t'`` are one).
+    """
+    if text is None:
+        return None
+    t = re.sub(r"\s+", " ", str(text).strip())
+    for _ in range(5):  # peel parentheses and casts, in either order, a few levels deep
+        before = t
+        while t.startswith("(") and t.endswith(")") and _balanced(t[1:-1]):
+            t = t[1:-1].strip()
+        t = _CAST.sub("", t).strip()
+        if t == before:
+            break
+    low = t.lower()
+    if low in ("", "null") or low.startswith("nextval("):
+        return None
+    if low.replace(" ", "") in {n.replace(" ", "") for n in _NOW}:
+        return "now"
+    if low.replace(" ", "") in _TODAY:
+        return "today"
+    if type_.startswith("boolean"):
+        if low in _TRUE:
+            return "true"
+        if low in _FALSE:
+            return "false"
+    unquoted = t[1:-1].replace("''", "'") if _STRING.match(t) else None
+    number = _number(unquoted if unquoted is not None else t)
+    if number is not None:
+        return number
+    if unquoted is not None:
+        return "'" + unquoted.replace("'", "''") + "'"
+    return low  # an expression: compared as the engine writes it, in lower case
+
+
+def _boolish(t: sa.types.TypeEngine) -> bool:
+    # MariaDB/MySQL store BOOLEAN as TINYINT(1): its default 0/1 is false/true there too.
+    if isinstance(t, sa.Boolean):
+        return True
+    return type(t).__name__.upper() == "TINYINT" and getattr(t, "display_width", None) == 1
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _number(text: str) -> str | None:
+    try:
+        d = Decimal(text.strip())
+    except (InvalidOperation, ValueError):
+        return None
+    if not d.is_finite():
+        return None
+    # 0, 0.0 and 0.00 are one default; -0 is 0
+    return format(d.normalize() + 0, "f")
 
 
 def _cols(names: list[str | None]) -> str:
@@ -121,7 +202,13 @@ def reflect(conn: sa.Connection, out: LayerFacts, component: str,
         add(f"table.{t}", "present", component)
         for c in cols:
             null = "null" if c.get("nullable", True) else "not null"
-            add(f"column.{t}.{c['name']}", f"{type_name(c['type'], eq)} {null}", component)
+            tname = type_name(c["type"], eq)
+            add(f"column.{t}.{c['name']}", f"{tname} {null}", component)
+            default = normalise_default(c.get("default"),
+                                        "boolean" if _boolish(c["type"]) else tname)
+            if default is not None:
+                add(f"default.{t}.{c['name']}", default, component,
+                    source=str(c.get("default")))
     for (_schema, t), pk in pks.items():
         if pk and pk.get("constrained_columns"):
             add(f"pk.{t}", _cols(pk["constrained_columns"]), component)

@@ -5,15 +5,26 @@ where both ends are bound), and each component's configuration shows where it ac
 connects (the ``integrations`` key of a :class:`ConfigSource`). An observed edge the estate
 does not declare is drift in its own right — staging would be rehearsing an integration path
 nobody reviewed — and so is an observed protocol that is not the declared one.
+
+The broker is observed too (``parity.broker``): parity listens on each environment's MQTT broker
+for a short window and maps every topic in use to the declared edge whose filters match it
+(``mqtt.FROM->TO``). A topic no filter maps is drift (``mqtt.topic:TOPIC``, with the broker's
+tier); a declared edge nobody published on during the window is ``unknown`` — silence in a
+second and a half proves nothing either way.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from plantstage.brokers.embedded import topic_matches
+from plantstage.parity._broker import broker_component, broker_config, observe_env
 from plantstage.parity._environment import EnvView
 from plantstage.parity._model import LayerFacts
 from plantstage.parity.collectors.config import ConfigUnreadable, load_source
+
+#: Undeclared topics listed one by one per environment; the rest are summed up in a note.
+MAX_UNDECLARED = 50
 
 
 def collect(view: EnvView) -> LayerFacts:
@@ -62,7 +73,56 @@ def collect(view: EnvView) -> LayerFacts:
                         problem=f"estate.edges declares {want}, {where} uses {protocol}")
             else:
                 out.add(key, want, src.component, f"estate.edges + {where}")
+    _broker_topics(view, out)
     return out
+
+
+def _broker_topics(view: EnvView, out: LayerFacts) -> None:
+    cfg = broker_config(view)
+    if cfg is None:
+        out.notes.append("broker topics not observed (no parity.broker in the spec)")
+        return
+    obs = observe_env(view, cfg)
+    routes = cfg.topics
+    if obs.error:
+        # Every declared edge is unknown here, never "missing": the broker was not heard.
+        for r in routes:
+            out.fail(f"mqtt.{r.from_}->{r.to}", r.from_, obs.error)
+        if not routes:
+            out.fail("mqtt.broker", broker_component(view, cfg), obs.error)
+        return
+    seen: dict[tuple[str, str], list[str]] = {}
+    undeclared: list[str] = []
+    for topic in sorted(obs.topics):
+        hit = [r for r in routes if any(topic_matches(f, topic) for f in r.topics)]
+        for r in hit:
+            seen.setdefault((r.from_, r.to), []).append(topic)
+        if not hit and not any(topic_matches(f, topic) for f in cfg.ignore):
+            undeclared.append(topic)
+    where = f"{obs.url}, {obs.window:g} s"
+    for r in routes:
+        topics = seen.get((r.from_, r.to))
+        if topics:
+            shown = ", ".join(topics[:3]) + (f" (+{len(topics) - 3})" if len(topics) > 3 else "")
+            out.add(f"mqtt.{r.from_}->{r.to}", "mqtt", r.from_, f"observed on {where}: {shown}")
+        else:
+            out.fail(f"mqtt.{r.from_}->{r.to}", r.from_,
+                     f"declared, not observed: no message on {', '.join(r.topics)} "
+                     f"during {obs.window:g} s on {obs.url}")
+    comp = broker_component(view, cfg)
+    for topic in undeclared[:MAX_UNDECLARED]:
+        n = obs.topics[topic]
+        kept = ", retained" if topic in obs.retained else ""
+        out.add(f"mqtt.topic:{topic}", "in use", comp, f"observed on {where}",
+                problem=f"undeclared topic: '{topic}' is in use on {view.name}'s broker "
+                        f"({n} message{'s' if n != 1 else ''} in {obs.window:g} s{kept}) and "
+                        f"no parity.broker.topics filter maps it to a declared edge")
+    if len(undeclared) > MAX_UNDECLARED:
+        out.notes.append(f"{len(undeclared) - MAX_UNDECLARED} more undeclared topics on "
+                         f"{obs.url} not listed")
+    if obs.dropped:
+        out.notes.append(f"{obs.url}: more than {len(obs.topics)} topics in use; "
+                         f"{obs.dropped} messages on further topics not classified")
 
 
 #: Transport variants that are the same integration path (TLS or not is a config key).

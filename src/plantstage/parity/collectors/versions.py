@@ -4,6 +4,9 @@ A service's running version is *observed* from its health endpoint when the envi
 it to a URL (production's running app); a staging service that the rehearsal has not started
 yet is *declared* — the release staging will run first (the spec's ``current``). An endpoint
 that does not answer makes that version ``unknown`` with the reason, never ``same``.
+
+An observed MQTT broker (``parity.broker``) adds its version as ``$SYS/broker/version`` gives
+it (Mosquitto does; a broker without ``$SYS`` leaves it ``unknown``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import sqlalchemy as sa
 
 from plantstage import artifacts, engines
 from plantstage.errors import PlantstageError
+from plantstage.parity._broker import VERSION_TOPIC, broker_component, broker_config, observe_env
 from plantstage.parity._environment import EnvView, Unresolved
 from plantstage.parity._model import LayerFacts
 from plantstage.spec.models import ComponentKind
@@ -59,7 +63,25 @@ def collect(view: EnvView) -> LayerFacts:
                                        f"{str(exc).splitlines()[0][:160]}")
         finally:
             engine.dispose()
+    _broker_version(view, out)
     return out
+
+
+def _broker_version(view: EnvView, out: LayerFacts) -> None:
+    cfg = broker_config(view)
+    if cfg is None or not cfg.sys:
+        return
+    comp = broker_component(view, cfg)
+    # A broker component is named by its own name; otherwise the broker is not a component.
+    is_broker = comp in view.spec.components_of(ComponentKind.broker)
+    key = f"{comp if is_broker else 'mqtt-broker'}.version"
+    obs = observe_env(view, cfg)
+    if obs.error:
+        out.fail(key, comp, obs.error)
+    elif obs.version is None:
+        out.fail(key, comp, f"{obs.url} published no {VERSION_TOPIC} during {obs.window:g} s")
+    else:
+        out.add(key, obs.version, comp, f"observed: {obs.url} {VERSION_TOPIC}")
 
 
 def _observe(view: EnvView, out: LayerFacts, name: str, url: str, health: str) -> None:
@@ -101,8 +123,9 @@ def _artifact(view: EnvView, out: LayerFacts, name: str, release) -> None:
 
 
 def _migration_head(conn: sa.Connection) -> str:
-    insp = sa.inspect(conn)
-    if not insp.has_table("alembic_version"):
+    # get_table_names, not has_table: MariaDB's has_table sends DESCRIBE, which the production
+    # statement guard refuses (it lets only SELECT/SHOW/EXPLAIN/PRAGMA/WITH through).
+    if "alembic_version" not in sa.inspect(conn).get_table_names():
         return "none (no alembic_version table)"
     heads = [r[0] for r in conn.execute(sa.text("SELECT version_num FROM alembic_version"))]
     return ",".join(sorted(heads)) or "empty"
