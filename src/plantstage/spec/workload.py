@@ -124,6 +124,9 @@ class Workload(_Model):
     grace: float = Field(5.0, ge=0, description="Seconds in-flight iterations get after the "
                          "duration before they are cancelled (and counted as 'unfinished').")
     request_timeout: float = Field(10.0, gt=0, description="Seconds one HTTP request may take.")
+    queue_settle: float = Field(
+        2.0, ge=0, description="Seconds after each phase the broker and twin queues get to drain "
+        "back to their depth before the phase ('queue_drain_s', 'queue_drained' signals).")
     tenants: list[Name] = Field(default_factory=list, description="Empty: every estate tenant.")
     flows: list[WorkloadFlow] = Field(
         default_factory=list, description="Flows driven for every selected tenant, in addition "

@@ -16,8 +16,12 @@ from plantstage.workload.verb import load as load_verb
 
 
 def _table(snap: dict[str, Any]) -> Table:
+    queues = snap.get("queues") or {}
+    depth = "".join(f" · {name} {queues[key]:.0f}" for key, name in
+                    (("broker.queue_depth", "broker queue"), ("twins.mes.backlog", "MES backlog"))
+                    if key in queues)
     t = Table(title=f"{snap['phase']}: {snap['elapsed']:.1f} / {snap['duration']:.0f} s · "
-              f"{snap['in_flight']} in flight", title_justify="left")
+              f"{snap['in_flight']} in flight{depth}", title_justify="left")
     for col in ("flow", "iterations", "per s", "errors", "dropped", "p50 ms", "p95 ms",
                 "p99 ms"):
         t.add_column(col, justify="left" if col == "flow" else "right")

@@ -11,6 +11,7 @@ iterations still running then are cancelled and counted as ``unfinished`` errors
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import secrets
 import time
@@ -18,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from time import perf_counter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,8 +30,10 @@ from plantstage.errors import PlantstageError
 from plantstage.spec.workload import Workload
 from plantstage.workload.arrivals import expected_iterations, schedule
 from plantstage.workload.flows import FLOWS, FlowError, TenantData, load_tenant_data
-from plantstage.workload.http import HttpClient
+from plantstage.workload.http import HttpClient, ServerDisconnected
+from plantstage.workload.http import ProtocolError as HttpProtocolError
 from plantstage.workload.plan import Lane, resolve_flow
+from plantstage.workload.queues import QueueProbe, QueueTrack
 from plantstage.workload.steps import Iteration, RunResources, _set
 
 _STATS = ("count", "rate", "errors", "dropped", "p50_ms", "p95_ms", "p99_ms", "max_ms")
@@ -104,13 +108,23 @@ class FlowStats:
         return out
 
 
-@dataclass
 class _Window:
-    """Per-second counters for the time series (reset on every sample)."""
+    """Per-second counters for the time series (reset on every sample).
 
-    count: int = 0
-    errors: int = 0
-    histogram: HdrHistogram = field(default_factory=_histogram)
+    Latencies are kept as a plain list (one append per iteration, the cheapest record there is)
+    and turned into the window's p95 once a second; the phase's HdrHistogram gets every value.
+    """
+
+    __slots__ = ("count", "errors", "latencies")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.errors = 0
+        self.latencies: list[int] = []
+
+    def p95_ms(self) -> float:
+        lat = sorted(self.latencies)
+        return lat[min(len(lat) - 1, int(len(lat) * 0.95))] / 1000
 
 
 @dataclass
@@ -120,6 +134,8 @@ class PhaseResult:
     #: (archetype, flow label) → stats
     lanes: dict[tuple[str, str], FlowStats]
     target: str = ""
+    #: Queue-depth summaries (``workload.<phase>.queue_depth.max`` …), see workload/queues.py.
+    queues: dict[str, float] = field(default_factory=dict)
     _signals: dict[str, float] | None = field(default=None, repr=False)
 
     @cached_property
@@ -176,6 +192,7 @@ class PhaseResult:
             out[f"{p}.errors.{kind}"] = float(n)
         for counter, n in business.items():
             out[f"{p}.business.{counter}"] = float(n)
+        out.update(self.queues)
         self._signals = out
         return dict(out)
 
@@ -189,6 +206,12 @@ def error_kind(exc: BaseException) -> str:
 
     if isinstance(exc, FlowError):
         return exc.kind
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection_refused"
+    if isinstance(exc, ServerDisconnected):
+        return "disconnected"
+    if isinstance(exc, HttpProtocolError):
+        return "bad_http_response"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return ("connection_refused" if isinstance(exc.os_error, ConnectionRefusedError)
                 else "connect_error")
@@ -200,6 +223,8 @@ def error_kind(exc: BaseException) -> str:
         return "connection_refused"
     if isinstance(exc, aiohttp.ClientError | httpx.HTTPError):
         return type(exc).__name__
+    if isinstance(exc, OSError):
+        return "connect_error"
     return f"exception_{type(exc).__name__}"  # a bug in a user flow: counted, never fatal
 
 
@@ -229,7 +254,8 @@ Tick = Callable[[dict[str, Any]], None]
 
 async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
                duration: float, progress=None, *, store=None, resources: RunResources | None = None,
-               on_tick: Tick | None = None, rate: float | None = None) -> PhaseResult:
+               on_tick: Tick | None = None, rate: float | None = None,
+               queues: QueueProbe | None = None) -> PhaseResult:
     await preflight(base_url)
     scale = 1.0
     if rate is not None:
@@ -252,6 +278,14 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
             except Exception as exc:
                 raise PlantstageError(f"cannot read tenant '{t}' master data: "
                                       f"{error_kind(exc)}", where=base_url) from None
+        track: QueueTrack | None = None
+        last_queues: dict[str, float] = {}
+        if queues is not None:
+            await queues.start()
+            last_queues = await queues.sample()
+            track = QueueTrack(last_queues)
+            if store is not None and last_queues:
+                store.points(last_queues)
         stats = {(ln.archetype, ln.label): FlowStats() for ln in lanes}
         windows = {ln.label: _Window() for ln in lanes}
         inflight: set[asyncio.Task] = set()
@@ -259,44 +293,51 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
         start = loop_start + 0.05  # a moment for every dispatcher to be ready
         end = start + duration
 
-        async def iteration(lane: Lane, st: FlowStats, win: _Window, rng: random.Random,
-                            intended: float, ref: str) -> None:
-            _set(Iteration(phase, lane.label, lane.tenant, lane.archetype, resources,
-                           st.record_step, st.record_e2e))
+        # The hot path: everything per lane is bound once, so an iteration costs one task,
+        # one flow call, one clock read and two appends/records (see docs/workload.md).
+        async def iteration(fn, tenant: TenantData, wf, st: FlowStats, win: _Window,
+                            rng: random.Random, intended: float, ref: str) -> None:
             failed = None
             try:
-                extra = await lane.fn(client, data[lane.tenant], lane.flow, rng, ref)
-                for k, v in (extra or {}).items():
-                    st.extra[k] += v
+                extra = await fn(client, tenant, wf, rng, ref)
+                if extra:
+                    for k, v in extra.items():
+                        st.extra[k] += v
             except asyncio.CancelledError:
                 failed = "unfinished"
             except Exception as exc:  # noqa: BLE001 - every failure is counted by kind
                 failed = error_kind(exc)
-            latency = _us(time.perf_counter() - intended)
+            latency = _us(perf_counter() - intended)
             st.count += 1
             st.histogram.record_value(latency)
             win.count += 1
-            win.histogram.record_value(latency)
+            win.latencies.append(latency)
             if failed is not None:
                 st.errors[failed] += 1
                 win.errors += 1
 
         async def dispatch(index: int, lane: Lane) -> None:
-            st, win = stats[(lane.archetype, lane.label)], windows[lane.label]
+            label = lane.label
+            st, win = stats[(lane.archetype, label)], windows[label]
+            # Set once here: every iteration task started below inherits this context.
+            _set(Iteration(phase, label, lane.tenant, lane.archetype, resources,
+                           st.record_step, st.record_e2e))
             rng = random.Random(f"{workload.seed}:{phase}:{index}")
             prefix = f"{phase[:1]}{token}-{index}-"
+            fn, tenant, wf, limit = lane.fn, data[lane.tenant], lane.flow, workload.concurrency
+            create_task, add = asyncio.create_task, inflight.add
             for k, offset in enumerate(schedule(lane.arrival, lane.flow.rate * scale,
                                                 duration, rng)):
                 intended = start + offset
-                delay = intended - time.perf_counter()
+                delay = intended - perf_counter()
                 # Yield even when behind schedule, so started iterations get to run.
                 await asyncio.sleep(delay if delay > 0 else 0)
-                if len(inflight) >= workload.concurrency:
+                if len(inflight) >= limit:
                     st.dropped += 1
                     continue
-                task = asyncio.create_task(iteration(lane, st, win, rng, intended,
-                                                     f"{prefix}{k}"))
-                inflight.add(task)
+                task = create_task(iteration(fn, tenant, wf, st, win, rng, intended,
+                                             f"{prefix}{k}"))
+                add(task)
                 task.add_done_callback(inflight.discard)
 
         def snapshot() -> dict[str, Any]:
@@ -305,10 +346,11 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
             for (_a, label), st in stats.items():
                 merged.setdefault(label, FlowStats()).merge(st)
             return {"phase": phase, "elapsed": max(0.0, now - start), "duration": duration,
-                    "in_flight": len(inflight),
+                    "in_flight": len(inflight), "queues": dict(last_queues),
                     "flows": {k: v.summary(max(1e-9, now - start)) for k, v in merged.items()}}
 
         async def ticker() -> None:
+            nonlocal last_queues
             last = time.perf_counter()
             n = 0
             while True:
@@ -319,16 +361,20 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
                     progress(min(1.0, max(0.0, (now - start) / duration)))
                 if on_tick is not None:
                     on_tick(snapshot())
+                if track is not None and n % 2 == 0:
+                    last_queues = await queues.sample()
+                    track.add(last_queues)
                 if store is not None and n % 2 == 0:
                     dt = now - last
                     last = now
-                    points = {f"workload.{phase}.in_flight": float(len(inflight))}
+                    points = {f"workload.{phase}.in_flight": float(len(inflight)),
+                              **last_queues}
                     for label, win in windows.items():
                         p = f"workload.{phase}.{label}"
                         points[f"{p}.throughput"] = win.count / dt
                         points[f"{p}.errors_per_s"] = win.errors / dt
-                        if win.count:
-                            points[f"{p}.p95_ms"] = _percentiles(win.histogram)["p95_ms"]
+                        if win.latencies:
+                            points[f"{p}.p95_ms"] = win.p95_ms()
                         windows[label] = _Window()
                     store.points(points)
 
@@ -347,34 +393,80 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
             for task in list(inflight):
                 task.cancel()
         seconds = time.perf_counter() - start
+        if track is not None:
+            last_queues = await _settle_queues(queues, track, workload.queue_settle, store)
         if on_tick is not None:
             on_tick(snapshot())
     finally:
         await client.aclose()
         await resources.aclose()
-    result = PhaseResult(phase, seconds, stats, base_url)
+        if queues is not None:
+            await queues.aclose()
+    result = PhaseResult(phase, seconds, stats, base_url,
+                         queues=track.signals(phase) if track is not None else {})
     if store is not None:
         store.set_many(result.signals())
     return result
+
+
+async def _settle_queues(queues: QueueProbe, track: QueueTrack, settle: float,
+                         store) -> dict[str, float]:
+    """After the load: wait (at most ``settle`` s) for the queues to drain to their level before.
+
+    ``.end`` is the last depth read; ``.drain_s`` how long draining took (``settle`` when they
+    did not drain, with ``queue_drained`` 0).
+    """
+    t0 = time.perf_counter()
+    while True:
+        q = await queues.sample()
+        track.add(q)
+        if store is not None and q:
+            store.points(q)
+        drained = track.drained(q)
+        if drained or time.perf_counter() - t0 >= settle:
+            break
+        await asyncio.sleep(0.1)
+    track.end = q
+    track.drain_s = round(min(settle, time.perf_counter() - t0), 3) if drained else settle
+    track.drained_ok = drained
+    return q
+
+
+def _loop_factory():
+    """uvloop's event loop where it is installed (it is a dependency; absent on Windows)."""
+    if os.environ.get("PLANTSTAGE_NO_UVLOOP"):
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def run_phase(base_url: str, workload: Workload, tenants: list[str], phase: str,
               duration: float | None = None, progress=None, *, lanes: list[Lane] | None = None,
               store=None, database_url: str | None = None, mqtt_url: str | None = None,
               twins: dict[str, str] | None = None, on_tick: Tick | None = None,
-              rate: float | None = None) -> PhaseResult:
+              rate: float | None = None, queues: QueueProbe | None = None) -> PhaseResult:
     """Drive the workload against ``base_url`` for one phase; return its stats.
 
     ``lanes`` (from :func:`plantstage.workload.plan.build_lanes`) carry the archetype mixes;
     without them the workload's plain ``flows`` run for each of ``tenants``. ``store`` receives
     the time series while the phase runs and the phase's signals at its end. ``rate`` scales
-    every lane so that the iterations started per second total ``rate``.
+    every lane so that the iterations started per second total ``rate``. ``queues`` samples the
+    broker's and twins' queue depths every second (``broker.queue_depth`` …) and summarises them
+    per phase (``workload.<phase>.queue_depth.{before,max,end}``); without it, and with
+    ``mqtt_url``, the broker's ``$SYS`` tree is read.
     """
     lanes = lanes if lanes is not None else lanes_for(workload, tenants)
     resources = RunResources(database_url=database_url, mqtt_url=mqtt_url, twins=twins or {})
-    return asyncio.run(_run(base_url, workload, lanes, phase,
-                            duration if duration is not None else workload.duration, progress,
-                            store=store, resources=resources, on_tick=on_tick, rate=rate))
+    if queues is None and mqtt_url is not None:
+        queues = QueueProbe(mqtt_url=mqtt_url)
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(_run(base_url, workload, lanes, phase,
+                               duration if duration is not None else workload.duration, progress,
+                               store=store, resources=resources, on_tick=on_tick, rate=rate,
+                               queues=queues))
 
 
 def describe(result: PhaseResult) -> dict[str, Any]:
@@ -386,4 +478,6 @@ def describe(result: PhaseResult) -> dict[str, Any]:
                       if k in _STATS or k.startswith("e2e_")}
                   for f, s in result.flows.items()},
         "errors": result.error_kinds(),
+        **({"queues": {k.split(".", 2)[2]: v for k, v in result.queues.items()}}
+           if result.queues else {}),
     }

@@ -1,7 +1,32 @@
+"""The workload steps: the same workload on the current version, then on the new one.
+
+Both phases write into the run's signal store (``ctx.signal_store()``), which mirrors its values
+into ``ctx.signals`` for the gates; the report compares the two phases per signal.
+"""
+
 from __future__ import annotations
 
 from plantstage.rehearsal.steps import Step, StepFailed
 from plantstage.workload.engine import describe, run_phase
+from plantstage.workload.plan import build_lanes
+from plantstage.workload.queues import QueueProbe
+
+
+def _twin_urls(ctx) -> dict[str, str]:
+    """Twin kind → URL of the twins the twins step started (flows reach them by kind)."""
+    out: dict[str, str] = {}
+    for comp, b in ctx.spec.environments["staging"].bindings.items():
+        url = ctx.placeholders.get(f"twin:{comp}")
+        if b.twin is not None and url:
+            out.setdefault(b.twin.kind.value, url)
+    return out
+
+
+def _queue_probe(ctx) -> QueueProbe:
+    """Queue depths of the twins' broker and the MES line twins (empty without twins)."""
+    from plantstage.rehearsal.steps.twins import _RUNNING
+
+    return QueueProbe.for_twins(_RUNNING.get(ctx.run_id)) or QueueProbe()
 
 
 class _Load(Step):
@@ -9,15 +34,30 @@ class _Load(Step):
 
     def run(self, ctx):
         wl = ctx.spec.workload
-        if not wl.flows:
+        loaded = ctx.loaded
+        lanes = build_lanes(ctx.spec, base_dir=loaded.base_dir, spec_path=loaded.path,
+                            text=loaded.text)
+        if not lanes:
             return {"skipped": "no workload flows declared"}
-        tenants = wl.tenants or [t.code for t in ctx.spec.estate.tenants]
-        if not tenants:
-            raise StepFailed("the workload has no tenants to drive")
-        result = run_phase(ctx.router.url, wl, tenants, self.phase,
-                           progress=getattr(ctx, "progress", None))
-        ctx.signals_from(result.signals())
-        return describe(result)
+        store = ctx.signal_store()
+        server = None
+        if wl.metrics_port is not None:
+            from plantstage.signals import MetricsServer
+
+            server = MetricsServer(store, wl.metrics_port)
+        try:
+            result = run_phase(
+                ctx.router.url, wl, [], self.phase, lanes=lanes, store=store,
+                database_url=ctx.staging_db.app_url() if ctx.staging_db is not None else None,
+                mqtt_url=ctx.placeholders.get("mqtt_url"), twins=_twin_urls(ctx),
+                progress=getattr(ctx, "progress", None), queues=_queue_probe(ctx))
+        finally:
+            if server is not None:
+                server.stop()
+        out = describe(result)
+        if result.signals().get(f"workload.{self.phase}.iterations", 0) == 0:
+            raise StepFailed("the workload completed no iteration", out)
+        return out
 
 
 class BaselineLoad(_Load):
