@@ -1,7 +1,11 @@
 """MES twin confirmations through Mosquitto (faults on) vs a bare paho-mqtt publisher.
 
-Same broker, same run, same QoS and payload size. Prints both rates and the ratio.
+Same broker, same run, same payload size; QoS 0 and QoS 1 side by side (the twin and the bare
+publisher always at the same QoS). Prints both rates and the ratio per QoS.
 Goal (issue #4): ≥ 5,000 messages/s from one core and ≥ 50% of the bare publisher.
+
+A rate is counted until the broker has acknowledged every delivery (QoS 1: PUBACKs) or, at
+QoS 0, until the client has written every packet to the socket.
 
     .venv/bin/python benchmarks/twins_mqtt.py [--n 20000] [--broker mqtt://127.0.0.1:1883]
 """
@@ -23,10 +27,8 @@ from plantstage.twins.base import TwinEnv, TwinRuntime
 from plantstage.twins.faults import FaultLog
 from plantstage.twins.mes import MesLineTwin
 
-QOS = 1
 
-
-def bare(broker, n: int, payload: bytes) -> float:
+def bare(broker, n: int, payload: bytes, qos: int) -> float:
     done = threading.Event()
     acked = [0]
 
@@ -36,13 +38,13 @@ def bare(broker, n: int, payload: bytes) -> float:
             done.set()
 
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-bare")
-    c.max_inflight_messages_set(1000)
+    c.max_inflight_messages_set(128)  # the same window as the twin's default
     c.on_publish = on_publish
     c.connect(broker.host, broker.port)
     c.loop_start()
     t0 = time.perf_counter()
     for _ in range(n):
-        c.publish("bench/bare/confirmations", payload, qos=QOS)
+        c.publish("bench/bare/confirmations", payload, qos=qos)
     done.wait(120)
     secs = time.perf_counter() - t0
     c.disconnect()
@@ -50,8 +52,9 @@ def bare(broker, n: int, payload: bytes) -> float:
     return n / secs
 
 
-def twin(broker, n: int) -> tuple[float, int, dict]:
-    spec = TwinSpec(kind="mes-line", settings={"http": False, "topic_prefix": "bench"},
+def twin(broker, n: int, qos: int) -> tuple[float, int, dict]:
+    spec = TwinSpec(kind="mes-line", settings={"http": False, "topic_prefix": "bench",
+                                               "qos": qos},
                     faults={"seed": 1, "rules": [
                         {"kind": "duplicate", "p": 0.05}, {"kind": "corrupt", "p": 0.01},
                         {"kind": "reorder", "p": 0.01}, {"kind": "drop", "p": 0.01}]})
@@ -92,14 +95,14 @@ def main() -> None:
     sample = json.dumps({"message_id": "mes-x-000001", "work_order": "WO-000001",
                          "item_code": "FG-0001", "good_qty": 5, "scrap_qty": 0, "lot": None,
                          "line": "bench-mes", "sent_at": "2025-01-01T00:00:00+00:00"}).encode()
-    bare(broker, 2000, sample)  # warm-up
-    b = bare(broker, a.n, sample)
-    t, deliveries, faults = twin(broker, a.n)
-    print(f"broker: {broker.url} ({broker.kind}), {a.n} confirmations, QoS {QOS}")
-    print(f"bare paho publisher : {b:10,.0f} msg/s")
-    print(f"MES twin with faults: {t:10,.0f} confirmations/s "
-          f"({deliveries} deliveries; faults {faults})")
-    print(f"ratio twin / bare   : {t / b:10.2f}")
+    bare(broker, 2000, sample, 1)  # warm-up
+    print(f"broker: {broker.url} ({broker.kind}), {a.n} confirmations per run")
+    print(f"{'QoS':>3}  {'bare paho msg/s':>16}  {'MES twin conf/s':>16}  {'ratio':>6}  "
+          "twin deliveries / faults")
+    for qos in (0, 1):
+        b = bare(broker, a.n, sample, qos)
+        t, deliveries, faults = twin(broker, a.n, qos)
+        print(f"{qos:>3}  {b:16,.0f}  {t:16,.0f}  {t / b:6.2f}  {deliveries} / {faults}")
     broker.stop()
 
 

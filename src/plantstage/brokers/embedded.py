@@ -95,6 +95,8 @@ class _Client:
     pid: itertools.count = field(default_factory=lambda: itertools.count(1))
     will: _Will | None = None
     closed: bool = False
+    #: QoS 1 deliveries sent to this client and not yet acknowledged (PUBACK), by packet id.
+    inflight: set[int] = field(default_factory=set)
 
     def next_pid(self) -> int:
         return (next(self.pid) - 1) % 65535 + 1
@@ -177,6 +179,29 @@ class EmbeddedBroker:
         loop.call_soon_threadsafe(loop.stop)
         self._thread.join(5)
 
+    def stats(self) -> dict[str, int]:
+        """Read-only queue counters (the workload's queue-depth signal); any thread may call.
+
+        ``inflight``: QoS 1 messages delivered and not yet acknowledged by their subscriber;
+        ``queued_bytes``: bytes waiting in the clients' socket buffers.
+        """
+        def read() -> dict[str, int]:
+            clients = [c for c in self._clients.values() if not c.closed]
+            return {"clients": len(clients), "inflight": sum(len(c.inflight) for c in clients),
+                    "queued_bytes": sum(c.writer.transport.get_write_buffer_size()
+                                        for c in clients),
+                    "retained": len(self._retained), "messages_in": self.messages_in,
+                    "messages_out": self.messages_out}
+
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            return read()
+
+        async def on_loop() -> dict[str, int]:  # the broker's state is owned by its loop
+            return read()
+
+        return asyncio.run_coroutine_threadsafe(on_loop(), loop).result(2)
+
     # -- routing --------------------------------------------------------------------------
     def _route(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
         self.messages_in += 1
@@ -200,7 +225,10 @@ class EmbeddedBroker:
 
     def _deliver(self, c: _Client, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         self.messages_out += 1
-        c.send(publish_packet(topic, payload, qos, retain, c.next_pid() if qos else None))
+        pid = c.next_pid() if qos else None
+        if pid is not None:
+            c.inflight.add(pid)
+        c.send(publish_packet(topic, payload, qos, retain, pid))
 
     def _drop_client(self, c: _Client) -> None:
         c.closed = True
@@ -304,6 +332,8 @@ class EmbeddedBroker:
         elif ptype == PUBREL:
             c.send(bytes([PUBCOMP << 4, 2]) + body[:2])
         elif ptype in (PUBACK, PUBCOMP, PUBREC):
+            if ptype == PUBACK and len(body) >= 2:
+                c.inflight.discard(struct.unpack_from("!H", body, 0)[0])
             if ptype == PUBREC:
                 c.send(bytes([(PUBREL << 4) | 2, 2]) + body[:2])
         elif ptype == SUBSCRIBE:
