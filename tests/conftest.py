@@ -27,6 +27,11 @@ def _reachable(host: str, port: int) -> bool:
 requires_postgres = pytest.mark.skipif(
     not _reachable("127.0.0.1", 5432), reason="PostgreSQL is not running at 127.0.0.1:5432")
 
+requires_mosquitto = pytest.mark.skipif(
+    not _reachable("127.0.0.1", 1883),
+    reason="Mosquitto is not running at 127.0.0.1:1883 "
+           "(start it: mosquitto -d -c /etc/mosquitto/mosquitto.conf)")
+
 
 @pytest.fixture
 def pg_database():
@@ -62,3 +67,55 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
     return subprocess.run([sys.executable, "-m", "plantstage", *args], cwd=cwd or ROOT,
                           capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "COLUMNS": "200", **(env or {})})
+
+
+requires_mariadb = pytest.mark.skipif(
+    not _reachable("127.0.0.1", 3306), reason="MariaDB is not running at 127.0.0.1:3306")
+
+
+@pytest.fixture
+def mariadb_database():
+    """A scratch MariaDB database (root, empty password), dropped afterwards; yields its URL."""
+    if not _reachable("127.0.0.1", 3306):
+        pytest.skip("MariaDB is not running at 127.0.0.1:3306")
+    import sqlalchemy as sa
+
+    name = f"ps_test_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine("mysql+pymysql://root@127.0.0.1:3306/", isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f"CREATE DATABASE `{name}`"))
+    try:
+        yield f"mysql://root@127.0.0.1:3306/{name}"
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def signing_key_dir(tmp_path_factory) -> Path:
+    """A throwaway evidence signing key folder (PLANTSTAGE_KEY_DIR) for the test session."""
+    return tmp_path_factory.mktemp("signing-key")
+
+
+@pytest.fixture(scope="session")
+def recorded_run(tmp_path_factory, production_db, signing_key_dir) -> Path:
+    """One finished demo rehearsal (GO), recorded once per session; copy it before changing it
+    (use ``copy_run``)."""
+    out = tmp_path_factory.mktemp("recorded") / "run"
+    r = run_cli("demo", "--out", str(out), env={"PLANTSTAGE_KEY_DIR": str(signing_key_dir)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out
+
+
+@pytest.fixture
+def copy_run(recorded_run, tmp_path):
+    """A private copy of the recorded run folder."""
+    import shutil
+
+    def _copy(name: str = "run") -> Path:
+        dst = tmp_path / name
+        shutil.copytree(recorded_run, dst)
+        return dst
+
+    return _copy

@@ -5,6 +5,7 @@ Exit codes (documented in docs/cli.md):
 * 0 — GO
 * 1 — NO-GO (the rehearsal ran and found a reason not to ship)
 * 2 — could not run: bad input, unreachable service, port in use …
+* 3 — PENDING: steps and gates pass, but a signoff the spec requires this run is missing
 * 130 — interrupted (Ctrl-C or SIGTERM); the run ledger says ``interrupted``
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 EXIT_GO = 0
 EXIT_NO_GO = 1
 EXIT_USAGE = 2
+EXIT_PENDING = 3
 EXIT_INTERRUPTED = 130
 
 

@@ -22,7 +22,16 @@ def schema() -> str:
 
 def check(path: str | Path) -> LoadedSpec:
     """Validate a spec; raise :class:`SpecError` naming file, line and field if it is wrong."""
-    return load_spec(path)
+    loaded = load_spec(path)
+    # What only the workload can know: archetypes exist, user flow modules import.
+    from plantstage.workload.plan import validate as _validate_workload
+
+    _validate_workload(loaded)
+    # Gate expressions name signals the spec can produce (plantstage.gates.catalogue).
+    from plantstage.gates.catalogue import validate as _validate_gates
+
+    _validate_gates(loaded)
+    return loaded
 
 
 def _pick_release(loaded: LoadedSpec, name: str | None) -> tuple[Release, Release]:
@@ -98,3 +107,22 @@ def demo(*, out: str | Path | None = None, release: str = "1.1.0",
     ensure_sample_production(EXAMPLE_DIR, echo=echo)
     return rehearse(EXAMPLE_DIR, release=release, out=out, staging_db=staging_db,
                     listener=listener)
+
+
+def load(path: str | Path, **kwargs):
+    """Drive a spec's workload against a running app (see :func:`plantstage.workload.verb.load`)."""
+    from plantstage.workload.verb import load as _load
+
+    return _load(path, **kwargs)
+
+
+def refresh(path: str | Path, **kwargs):
+    """Refresh staging from production, masked and verified (:func:`plantstage.data.refresh`)."""
+    from plantstage.data import refresh as _refresh
+
+    return _refresh(path, **kwargs)
+
+
+# Verbs that live with their feature, re-exported so the library API is one module.
+from plantstage.gates.verbs import gate, signoff, verify  # noqa: E402,F401
+from plantstage.parity import parity  # noqa: E402,F401

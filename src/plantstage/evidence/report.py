@@ -1,33 +1,51 @@
-"""Render ``report.html``: one self-contained page (no scripts, fonts or styles from elsewhere)."""
+"""Render ``report.html``: one self-contained page (no scripts, fonts or styles from elsewhere).
+
+Data apart from presentation: the evidence dict is the data, charts are inline SVG drawn by
+:mod:`plantstage.evidence.charts`, and the page is a Jinja template.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 _env = Environment(loader=PackageLoader("plantstage", "evidence/templates"),
                    autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+_env.filters["when"] = lambda t: (datetime.fromtimestamp(float(t), UTC)
+                                  .strftime("%Y-%m-%d %H:%M:%S UTC") if t else "—")
 
 
 def _workload_rows(evidence: dict[str, Any]) -> list[dict[str, Any]]:
-    """Baseline vs candidate per flow and statistic, from the signals."""
-    sig = evidence["signals"]
-    rows = []
-    flows = sorted({k.split(".")[2] for k in sig if k.startswith("workload.baseline.")
-                    and k.count(".") == 3})
-    for flow in flows:
-        for stat in ("count", "rate", "errors", "p50_ms", "p95_ms", "p99_ms", "dropped"):
-            b = sig.get(f"workload.baseline.{flow}.{stat}")
-            c = sig.get(f"workload.candidate.{flow}.{stat}")
-            if b is None and c is None:
-                continue
-            change = f"{(c / b - 1) * 100:+.0f}%" if b and c is not None else ""
-            rows.append({"flow": flow, "stat": stat, "baseline": b, "candidate": c,
-                         "change": change})
-    return rows
+    """Current (baseline) vs new version per workload signal, from the run's signal store.
+
+    ``evidence["signals"]`` is the store's values as the run recorded them; the comparison
+    itself lives with the store (plantstage.signals.compare) so gates and reports agree.
+    """
+    from plantstage.signals import compare
+
+    return [{"flow": r["subject"], "stat": r["stat"], "baseline": r["old"],
+             "candidate": r["new"], "change": r["change"]}
+            for r in compare(evidence["signals"], "workload.baseline.", "workload.candidate.")]
 
 
-def render_report(evidence: dict[str, Any]) -> str:
+def _recovery(evidence: dict[str, Any]) -> list[tuple[str, float]]:
+    s = evidence.get("signals", {})
+    names = [("backup", "backup.seconds"), ("rollback / restore", "rollback.seconds"),
+             ("restore", "restore.seconds"), ("rows lost in rollback", "rollback.rows_lost"),
+             ("tables changed by rollback", "rollback.tables_changed")]
+    return [(label, s[k]) for label, k in names if k in s]
+
+
+def render_report(evidence: dict[str, Any],
+                  series: dict[str, list[tuple[float, float]]] | None = None) -> str:
+    from plantstage.evidence.charts import workload_charts
+
+    charts = workload_charts(series or {}, evidence.get("sections") or {})
+    for c in charts:
+        c["svg"] = Markup(c["svg"])  # built from escaped parts in charts.py
     return _env.get_template("report.html.j2").render(
-        e=evidence, workload=_workload_rows(evidence))
+        e=evidence, workload=_workload_rows(evidence), charts=charts,
+        recovery=_recovery(evidence))

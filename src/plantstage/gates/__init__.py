@@ -1,5 +1,7 @@
-"""Gates: declarative judgements over a run's signals."""
+"""Gates: CEL judgements over a run's signals, the built-in library, scoring and signoffs."""
 
-from plantstage.gates.evaluate import GateResult, evaluate_gates, verdict
+from plantstage.gates.evaluate import GateResult, Score, evaluate_gates, score, verdict
+from plantstage.gates.judge import Judgement, effective_gates, judge
 
-__all__ = ["GateResult", "evaluate_gates", "verdict"]
+__all__ = ["GateResult", "Judgement", "Score", "effective_gates", "evaluate_gates", "judge",
+           "score", "verdict"]

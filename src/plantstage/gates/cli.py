@@ -1,3 +1,97 @@
 """CLI verbs of the readiness decision: gate, signoff, verify (registered on the main app)."""
 
-from plantstage.cli import app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from plantstage.cli import app, console, err
+from plantstage.errors import EXIT_GO, EXIT_NO_GO, EXIT_PENDING
+
+_STYLE = {"GO": "bold white on green", "NO-GO": "bold white on red",
+          "PENDING": "bold black on yellow"}
+_CODES = {"GO": EXIT_GO, "NO-GO": EXIT_NO_GO, "PENDING": EXIT_PENDING}
+_OUTCOME = {"pass": "green", "warn": "yellow", "waived": "yellow", "fail": "red",
+            "inconclusive": "yellow"}
+
+
+def _show(evidence: dict, run: Path) -> None:
+    t = Table(box=None, pad_edge=False)
+    for col in ("gate", "outcome", "value", "threshold"):
+        t.add_column(col)
+    for g in evidence["gates"]:
+        v = "—" if g["value"] is None else f"{g['value']:.4g}"
+        t.add_row(g["name"] + ("" if g.get("key") else " (non-key)"),
+                  Text(g["outcome"], style=_OUTCOME.get(g["outcome"], "")), v,
+                  g["threshold"] or "")
+    console.print(t)
+    sc = evidence.get("score") or {}
+    if sc.get("pct") is not None:
+        console.print(f"score {sc['pct']}% ({sc['result']}; pass ≥ {sc['pass_pct']:g}%, "
+                      f"warning ≥ {sc['warning_pct']:g}%)")
+    for r in evidence.get("signoffs", []):
+        who = ", ".join(a["by"] for a in r["approvals"]) or "—"
+        console.print(f"signoff {r['role']}: {r['state']} ({len(r['approvals'])}/{r['quorum']};"
+                      f" {who})")
+    verdict = evidence["verdict"]
+    console.print(Text(f" {verdict} ", style=_STYLE.get(verdict, "")),
+                  f"{evidence['spec']['name']} {evidence['release']['name']}")
+    for r in evidence.get("reasons", []):
+        console.print(f"  • {r}", soft_wrap=True)
+    console.print(f"  report: {run / 'report.html'}")
+
+
+@app.command()
+def gate(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    spec: Annotated[Path | None, typer.Option(
+        help="Judge with this spec's gates and signoffs instead of the run's own.")] = None,
+):
+    """Re-judge a recorded run without rerunning it. Exit 0 GO, 1 NO-GO, 3 PENDING, 2 bad input."""
+    from plantstage.gates.verbs import gate as _gate
+
+    evidence = _gate(run, spec=spec)
+    _show(evidence, run)
+    raise typer.Exit(_CODES[evidence["verdict"]])
+
+
+@app.command()
+def signoff(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    role: Annotated[str, typer.Option(help="A role the spec's signoffs declare.")],
+    by: Annotated[str, typer.Option(help="Who signs off.")],
+    decision: Annotated[str, typer.Option(help="approve or reject.")],
+    reason: Annotated[str, typer.Option(help="Why.")],
+    waive: Annotated[str | None, typer.Option(help="Waive this failing non-key gate.")] = None,
+    expires: Annotated[str | None, typer.Option(help="Waiver expiry date, YYYY-MM-DD.")] = None,
+):
+    """Record a signoff (and optionally a waiver). Exit code: the verdict after it (0/1/3)."""
+    from plantstage.gates.verbs import signoff as _signoff
+
+    evidence = _signoff(run, role=role, by=by, decision=decision, reason=reason, waive=waive,
+                        expires=expires)
+    _show(evidence, run)
+    raise typer.Exit(_CODES[evidence["verdict"]])
+
+
+@app.command()
+def verify(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    key: Annotated[Path | None, typer.Option(
+        help="Trusted public key (PEM); the bundle must be signed with it.")] = None,
+):
+    """Check a run's hash chain, signature and files. Exit 0 intact, 1 tampered, 2 bad input."""
+    from plantstage.gates.verbs import verify as _verify
+
+    v = _verify(run, key=key)
+    if v.ok:
+        console.print(f"[green]✔[/] {run}: {v.files} files, {v.entries} log entries, signed by "
+                      f"key {v.fingerprint}")
+        raise typer.Exit(0)
+    for p in v.problems:
+        err.print(Text(f"✘ {p}", style="red"), soft_wrap=True)
+    raise typer.Exit(1)

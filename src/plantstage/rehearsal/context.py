@@ -50,6 +50,13 @@ class RunContext:
     #: rendered by ``evidence/templates/_<name>.html.j2`` when that template exists.
     sections: dict[str, Any] = field(default_factory=dict)
     progress: Any = None
+    #: The run's signal store (plantstage.signals.SignalStore), made on first use; it writes
+    #: through to run_dir/signals.sqlite and mirrors its values into ``signals`` and the ledger.
+    store: Any = None
+    #: Extra ``{name}`` placeholders steps make known (``{mqtt_url}``, ``{twin:wms}`` …).
+    placeholders: dict[str, str] = field(default_factory=dict)
+    #: Callables run (last first) when the run ends, whatever happened — e.g. stopping twins.
+    cleanups: list[Any] = field(default_factory=list)
 
     @property
     def spec(self):
@@ -63,10 +70,26 @@ class RunContext:
     def signal(self, name: str, value: float) -> None:
         self.signals[name] = float(value)
         self.ledger.record_signals({name: float(value)})
+        self.signal_store().set_many({name: value}, notify=False)
 
     def signals_from(self, values: dict[str, float]) -> None:
         self.signals.update({k: float(v) for k, v in values.items()})
         self.ledger.record_signals({k: float(v) for k, v in values.items()})
+        self.signal_store().set_many(values, notify=False)
+
+    def signal_store(self):
+        """The run's signal store; values written to it land in ``signals`` and the ledger."""
+        if self.store is None:
+            from plantstage.signals import SignalStore
+
+            self.store = SignalStore(self.run_dir / "signals.sqlite")
+
+            def mirror(values: dict[str, float]) -> None:
+                self.signals.update(values)
+                self.ledger.record_signals(values)  # one transaction per batch
+
+            self.store.subscribe(mirror)
+        return self.store
 
     # -- bindings ---------------------------------------------------------------------
     def binding(self, env: str, component: str) -> Binding | None:
@@ -107,8 +130,10 @@ class RunContext:
                     raise SpecError(f"'{{db:{arg}}}' names no staging database",
                                     where="environments.staging", hint="use {db:COMPONENT}")
                 return self.staging_db.app_url()
+            if arg is not None and f"{key}:{arg}" in self.placeholders:
+                return self.placeholders[f"{key}:{arg}"]
             values = {"python": sys.executable, "spec_dir": str(self.spec_dir),
-                      "run_dir": str(self.run_dir), **extra}
+                      "run_dir": str(self.run_dir), **self.placeholders, **extra}
             if key not in values:
                 raise SpecError(f"unknown placeholder '{{{key}}}'", where=text,
                                 hint="known: python, port, artifact, spec_dir, run_dir, db:NAME")

@@ -12,8 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from plantstage.errors import EXIT_GO, EXIT_INTERRUPTED, EXIT_NO_GO, Interrupted, PlantstageError
-from plantstage.gates import verdict as judge
+from plantstage.errors import (
+    EXIT_GO,
+    EXIT_INTERRUPTED,
+    EXIT_NO_GO,
+    EXIT_PENDING,
+    Interrupted,
+    PlantstageError,
+)
 from plantstage.rehearsal import processes
 from plantstage.rehearsal.context import RunContext
 from plantstage.rehearsal.ledger import Ledger
@@ -36,7 +42,7 @@ class RunOutcome:
     run_id: str
     run_dir: Path
     status: str  # completed | could-not-run | interrupted
-    verdict: str  # GO | NO-GO
+    verdict: str  # GO | NO-GO | PENDING (gates pass, required signoffs missing)
     evidence: dict[str, Any]
     error: PlantstageError | None = None
 
@@ -46,6 +52,8 @@ class RunOutcome:
             return EXIT_INTERRUPTED
         if self.status == "could-not-run":
             return self.error.exit_code if self.error else 2
+        if self.verdict == "PENDING":
+            return EXIT_PENDING
         return EXIT_GO if self.verdict == "GO" else EXIT_NO_GO
 
 
@@ -62,6 +70,9 @@ def run_rehearsal(
     staging_db: str | None = None, listener: Listener | None = None,
     plan: list[Step] | None = None, keep_staging: bool = False,
 ) -> RunOutcome:
+    from plantstage.gates.catalogue import validate as _validate_gates
+
+    _validate_gates(loaded)  # a gate naming an unknown signal fails before anything runs
     run_id = new_run_id()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "spec.yaml").write_text(loaded.text)  # the spec exactly as used
@@ -138,18 +149,26 @@ def run_rehearsal(
         ledger.step_ended(seq, "not-run", 0.0, {}, status)
         records.append({"name": plan[seq].name, "title": plan[seq].title, "status": "not-run",
                         "seconds": 0.0, "results": {}, "error": None})
-    steps_ok = status == "completed" and all(r["status"] == "passed" for r in records)
-    verdict = judge(ctx.gate_results, steps_ok) if status == "completed" else "NO-GO"
-    from plantstage.evidence import write_evidence
+    from plantstage.evidence.bundle import judge_context, write_evidence
 
-    evidence = write_evidence(ctx, records, status=status, verdict=verdict, started=started,
-                              error=error)
+    # One judgement (gates, score, signoffs) for the ledger, the evidence and the exit code;
+    # `plantstage gate RUN` re-judges the same recorded data the same way.
+    judgement = judge_context(ctx, records, status=status, error=error)
+    verdict = judgement.verdict if status == "completed" else "NO-GO"
+    ctx.gate_results = judgement.gates
     ledger.end_run(status, verdict)
-    ledger.close()
+    ledger.close()  # before the bundle is hashed and signed: the ledger is part of it
+    evidence = write_evidence(ctx, records, status=status, started=started, error=error,
+                              judgement=judgement, verdict=verdict)
     return RunOutcome(run_id, run_dir, status, verdict, evidence, error)
 
 
 def _cleanup(ctx: RunContext, keep_staging: bool) -> None:
+    for fn in reversed(ctx.cleanups):  # e.g. twins: stopped before the app they talk to
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - keep cleaning up
+            log.warning("cleanup %r failed", fn, exc_info=True)
     for p in (ctx.green, ctx.blue):
         if p is not None:
             p.stop()

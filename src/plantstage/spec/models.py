@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from plantstage.spec.gates import Gate, Risk, Scoring, SignoffRole
 from plantstage.spec.masking import RefreshSpec
 from plantstage.spec.parity import ParitySpec
 from plantstage.spec.twins import TwinSpec
@@ -155,6 +156,8 @@ class Release(_Model):
     migrations: Migrations = Field(default_factory=Migrations)
     strategy: Strategy = Strategy.blue_green
     description: str = ""
+    risk: Risk = Field(Risk.normal, description="low, normal or high; signoff conditions "
+                       "can require roles for high-risk releases (release.risk).")
 
 
 class ReconcileCheck(_Model):
@@ -164,31 +167,6 @@ class ReconcileCheck(_Model):
     database: Name = Field(description="The database component to query.")
     sql: str
     description: str = ""
-
-
-class Gate(_Model):
-    """A judgement over one signal. Missing signal → ``inconclusive`` (never pass)."""
-
-    name: Name
-    signal: str = Field(description="Signal name, e.g. reconcile.ledger.mismatches")
-    max: float | None = None
-    min: float | None = None
-    baseline: str | None = Field(None, description="Signal to compare against.")
-    max_increase_pct: float | None = Field(
-        None, description="With baseline: fail when signal > baseline × (1 + pct/100)."
-    )
-    min_absolute_increase: float = Field(
-        0.0, description="With baseline: ignore increases smaller than this (noise floor)."
-    )
-    cause: str = Field("", description="What a failure means, in words for the report.")
-
-    @model_validator(mode="after")
-    def _has_threshold(self) -> Gate:
-        if self.max is None and self.min is None and self.max_increase_pct is None:
-            raise ValueError("a gate needs 'max', 'min' or 'baseline' with 'max_increase_pct'")
-        if (self.baseline is None) != (self.max_increase_pct is None):
-            raise ValueError("'baseline' and 'max_increase_pct' go together")
-        return self
 
 
 class Spec(_Model):
@@ -203,6 +181,11 @@ class Spec(_Model):
     workload: Workload = Field(default_factory=Workload)
     reconcile: list[ReconcileCheck] = Field(default_factory=list)
     gates: list[Gate] = Field(default_factory=list)
+    scoring: Scoring = Field(default_factory=Scoring,
+                             description="Total gate score thresholds (docs/gates.md).")
+    signoffs: list[SignoffRole] = Field(
+        default_factory=list, description="Roles that must sign off, with a quorum and an "
+        "optional CEL condition (docs/gates.md).")
     refresh: RefreshSpec | None = Field(
         None, description="Masking and subsetting for the production → staging refresh."
     )

@@ -42,11 +42,15 @@ def default_plan() -> list[Step]:
     from plantstage.rehearsal.steps.gates import Gates
     from plantstage.rehearsal.steps.load import BaselineLoad, CandidateLoad
     from plantstage.rehearsal.steps.migrate import Migrate
+    from plantstage.rehearsal.steps.parity import Parity
     from plantstage.rehearsal.steps.provision import Provision
     from plantstage.rehearsal.steps.reconcile import Reconcile
     from plantstage.rehearsal.steps.rollback import RollbackDrill
     from plantstage.rehearsal.steps.smoke import Smoke
+    from plantstage.rehearsal.steps.twins import StartTwins, TwinsCheck, TwinsReady
     from plantstage.rehearsal.steps.verify_artifacts import VerifyArtifacts
 
-    return [VerifyArtifacts(), Provision(), BaselineLoad(), Backup(), Migrate(), Deploy(),
-            Smoke(), CandidateLoad(), RollbackDrill(), Reconcile(), Gates()]
+    # Twins start before provision: the app's environment names where they listen.
+    return [Parity(), VerifyArtifacts(), StartTwins(), Provision(), TwinsReady(),
+            BaselineLoad(), Backup(), Migrate(), Deploy(), Smoke(), CandidateLoad(),
+            RollbackDrill(), Reconcile(), TwinsCheck(), Gates()]

@@ -1,30 +1,27 @@
 from __future__ import annotations
 
-from plantstage.gates import evaluate_gates
+from plantstage.gates.evaluate import evaluate_gates
+from plantstage.gates.judge import effective_gates, last_go_signals
 from plantstage.rehearsal.steps import Step
-from plantstage.spec.models import Gate
 
-
-def effective_gates(spec) -> list[Gate]:
-    """The spec's gates, plus a zero-mismatch gate for each reconcile check none covers."""
-    gates = list(spec.gates)
-    covered = {g.signal for g in gates}
-    for check in spec.reconcile:
-        sig = f"reconcile.{check.name}.mismatches"
-        if sig not in covered:
-            gates.append(Gate(name=f"reconcile-{check.name}", signal=sig, max=0,
-                              cause=check.description or f"reconciliation '{check.name}' "
-                              "found mismatches"))
-    return gates
+__all__ = ["Gates", "effective_gates"]
 
 
 class Gates(Step):
-    """Judge the recorded signals."""
+    """Judge the recorded signals (the verdict, with score and signoffs, is decided at the end
+    of the run by plantstage.gates.judge from the same data)."""
 
     name = "gates"
     title = "Judge the gates"
     after_failure = True
 
     def run(self, ctx):
-        ctx.gate_results = evaluate_gates(effective_gates(ctx.spec), ctx.signals)
+        import time
+
+        series = ctx.store.series() if ctx.store is not None else {}
+        steps = {n: "failed" for n in ctx.failed_steps}
+        ctx.gate_results = evaluate_gates(
+            effective_gates(ctx.spec), ctx.signals, series=series,
+            last_go=last_go_signals(ctx.run_dir, ctx.spec.name, time.time()),
+            variables={"steps": steps})
         return {g.name: g.outcome for g in ctx.gate_results}

@@ -6,7 +6,7 @@ from plantstage import engines
 from plantstage.errors import EngineError, SpecError
 from plantstage.rehearsal.processes import ManagedProcess, free_port
 from plantstage.rehearsal.router import Router
-from plantstage.rehearsal.steps import Step
+from plantstage.rehearsal.steps import Step, StepFailed
 
 
 def start_version(ctx, release, color: str) -> ManagedProcess:
@@ -27,6 +27,47 @@ def start_version(ctx, release, color: str) -> ManagedProcess:
     health = proc.wait_healthy(b.startup_timeout)
     proc.health = health
     return proc
+
+
+def _masked_refresh(ctx, prod_url: str, target) -> dict[str, int]:
+    """Refresh the run's staging database with masked data; record coverage and leak scan."""
+    from plantstage.data import refresh_database, refresh_state, resolve_key
+    from plantstage.rehearsal.steps.migrate import run_migration
+
+    spec = ctx.spec.refresh
+    key, key_source = resolve_key(spec.key, ctx.spec_dir)
+    ctx.staging_db = target  # the migration's {db:…} placeholder names it
+
+    def create_schema() -> None:
+        up = ctx.current.migrations.upgrade
+        if not up:
+            raise SpecError("the current release declares no upgrade migration",
+                            where=f"releases.{ctx.current.name}.migrations.upgrade",
+                            hint="needed for refresh.schema: migrations")
+        run_migration(ctx, ctx.current, up, "schema")
+
+    def progress(table: str, done: int, total: int) -> None:
+        if ctx.progress:
+            ctx.progress(done / total if total else 1.0)
+
+    result = refresh_database(prod_url, target, spec, key=key, key_source=key_source,
+                              where=str(ctx.loaded.path), create_schema=create_schema,
+                              progress=progress)
+    ctx.sections["refresh"] = result.as_dict()
+    ctx.signals_from(result.signals())
+    state = refresh_state(target.app_url())
+    if not result.ok or state != "complete":
+        problems = []
+        if result.leaks:
+            problems.append(f"{sum(result.leaks.values())} production value(s) leaked into "
+                            f"staging ({', '.join(sorted(result.leaks))})")
+        if result.fk_violations:
+            problems.append(f"{sum(result.fk_violations.values())} broken foreign key(s)")
+        if result.count_mismatches:
+            problems.append(f"{result.count_mismatches} table(s) with the wrong row count")
+        raise StepFailed("staging data refresh failed verification: " + "; ".join(
+            problems or [f"the target is marked '{state}'"]), {"refresh": result.signals()})
+    return {t["table"]: t["written"] for t in result.tables}
 
 
 class Provision(Step):
@@ -59,11 +100,18 @@ class Provision(Step):
             raise EngineError("staging resolves to the production database", where=target.label,
                               hint="bind staging to another database")
         t0 = time.perf_counter()
-        target.create()
-        ctx.staging_db = target
-        how = "clone"
         counts: dict[str, int] = {}
-        if not target.clone_from(source):
+        if ctx.spec.refresh is not None:
+            # The spec declares masking: staging gets production's data only through the
+            # refresh (subset, masked in transit, verified) — never a raw clone.
+            prod_engine.dispose()
+            how = "masked refresh"
+            counts = _masked_refresh(ctx, prod_url, target)
+        else:
+            target.create()
+            ctx.staging_db = target
+            how = "clone"
+        if ctx.spec.refresh is None and not target.clone_from(source):
             # Different engines: the current release's migrations create the schema,
             # then rows are copied table by table.
             how = "migrations + row copy"
@@ -87,7 +135,8 @@ class Provision(Step):
             ctx.old_columns = engines.table_columns(stage_engine)
         finally:
             stage_engine.dispose()
-        router = Router(free_port())
+        app_binding = ctx.binding("staging", ctx.app_component())
+        router = Router(app_binding.port or free_port())
         router.start()
         ctx.router = router
         ctx.blue = start_version(ctx, ctx.current, "blue")

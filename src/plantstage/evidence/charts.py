@@ -1,0 +1,182 @@
+"""Charts for the report: inline SVG drawn here, server-side.
+
+Hand-written on purpose: a JavaScript chart library would need a CDN (the report must open
+offline and load nothing) or be inlined at hundreds of kilobytes; a plotting library (matplotlib)
+is a heavy dependency for three line charts. Plain SVG is small, prints, and needs no script —
+the page's Content-Security-Policy forbids scripts anyway.
+
+Each chart overlays the current version (baseline phase) and the new version (candidate phase)
+on one time axis — seconds since each phase started — and draws the twins' fault timeline under
+the plot, one lane per twin, in the colour of the phase it happened in (outages as bands).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from html import escape
+from typing import Any
+
+W, H = 680, 250
+PAD_L, PAD_R, PAD_T = 56, 16, 14
+COLORS = {"baseline": "#2f6db5", "candidate": "#d9730d"}
+LABELS = {"baseline": "current", "candidate": "new"}
+
+Series = Mapping[str, list[tuple[float, float]]]
+
+
+def _phase_series(series: Series, phase: str, suffix: str, how: str) -> list[tuple[float, float]]:
+    """Combine the flows' series of one phase per timestamp (sum or max)."""
+    prefix = f"workload.{phase}."
+    by_t: dict[float, list[float]] = defaultdict(list)
+    for name, pts in series.items():
+        if name.startswith(prefix) and name.endswith("." + suffix) \
+                and name.count(".") == 3:  # workload.<phase>.<flow>.<stat>
+            for t, v in pts:
+                by_t[round(t, 1)].append(v)
+        elif name == prefix + suffix:
+            for t, v in pts:
+                by_t[round(t, 1)].append(v)
+    agg = sum if how == "sum" else max
+    return sorted((t, float(agg(vs))) for t, vs in by_t.items())
+
+
+def phase_windows(series: Series) -> dict[str, tuple[float, float]]:
+    """When each phase ran: (first point − 1 s, last point) — points come once a second."""
+    out = {}
+    for phase in ("baseline", "candidate"):
+        ts = [t for n, pts in series.items() if n.startswith(f"workload.{phase}.")
+              for t, _ in pts]
+        if ts:
+            out[phase] = (min(ts) - 1.0, max(ts))
+    return out
+
+
+def _nice_max(v: float) -> float:
+    if v <= 0:
+        return 1.0
+    import math
+
+    mag = 10 ** math.floor(math.log10(v))
+    for m in (1, 2, 2.5, 5, 10):
+        if v <= m * mag:
+            return m * mag
+    return 10 * mag
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.0f}" if v >= 10 or float(v).is_integer() else f"{v:.2g}"
+
+
+def line_chart(title: str, unit: str, lines: dict[str, list[tuple[float, float]]],
+               windows: dict[str, tuple[float, float]],
+               faults: list[dict[str, Any]] | None = None, chart_id: str = "") -> str:
+    """One SVG: a line per phase (x = seconds into the phase), fault lanes underneath."""
+    faults = faults or []
+    twins = sorted({f["twin"] for f in faults})
+    lane_h = 12
+    plot_h = H - PAD_T - 34 - lane_h * len(twins)
+    xs = [t - windows[p][0] for p, pts in lines.items() for t, _ in pts if p in windows]
+    xs += [f["x"] for f in faults]
+    x_max = max([*xs, 1.0])
+    y_max = _nice_max(max([v for pts in lines.values() for _, v in pts] + [0.0]))
+    plot_w = W - PAD_L - PAD_R
+
+    def X(x):
+        return PAD_L + plot_w * x / x_max
+
+    def Y(v):
+        return PAD_T + plot_h * (1 - v / y_max)
+
+    n_points = sum(len(p) for p in lines.values())
+    out = [f'<svg class="chart" id="{escape(chart_id)}" data-points="{n_points}" '
+           f'data-faults="{len(faults)}" viewBox="0 0 {W} {H}" width="{W}" height="{H}" '
+           f'role="img" xmlns="http://www.w3.org/2000/svg">',
+           f"<title>{escape(title)}</title>",
+           f'<text x="{PAD_L}" y="11" class="ct">{escape(title)} ({escape(unit)})</text>']
+    for i in range(5):  # grid and y labels
+        v = y_max * i / 4
+        y = Y(v)
+        out.append(f'<line x1="{PAD_L}" x2="{W - PAD_R}" y1="{y:.1f}" y2="{y:.1f}" '
+                   'stroke="#e4e6ee"/>')
+        out.append(f'<text x="{PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end" class="ax">'
+                   f"{_fmt(v)}</text>")
+    step = max(1, round(x_max / 8))
+    x = 0
+    while x <= x_max + 1e-9:
+        out.append(f'<text x="{X(x):.1f}" y="{PAD_T + plot_h + 14:.1f}" text-anchor="middle" '
+                   f'class="ax">{x:g}s</text>')
+        x += step
+    for phase, pts in lines.items():
+        if phase not in windows or not pts:
+            continue
+        color = COLORS[phase]
+        coords = " ".join(f"{X(t - windows[phase][0]):.1f},{Y(v):.1f}" for t, v in pts)
+        if len(pts) > 1:
+            out.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" '
+                       f'points="{coords}"/>')
+        for t, v in pts:
+            out.append(f'<circle cx="{X(t - windows[phase][0]):.1f}" cy="{Y(v):.1f}" r="3" '
+                       f'fill="{color}"><title>{LABELS[phase]}: {_fmt(v)} {escape(unit)} at '
+                       f'{t - windows[phase][0]:.0f}s</title></circle>')
+    top = PAD_T + plot_h + 22
+    for i, twin in enumerate(twins):
+        y = top + i * lane_h
+        out.append(f'<text x="{PAD_L - 6}" y="{y + 9}" text-anchor="end" class="ax">'
+                   f"{escape(twin)}</text>")
+        for f in (f for f in faults if f["twin"] == twin):
+            color = "#b3261e" if f["kind"] == "outage" else COLORS[f["phase"]]
+            out.append(f'<rect x="{X(f["x"]):.1f}" y="{y + 1}" width="2" height="{lane_h - 3}" '
+                       f'fill="{color}" opacity=".75"><title>{escape(f["kind"])} on '
+                       f'{escape(twin)} ({LABELS[f["phase"]]}, {f["x"]:.1f}s)'
+                       f'{": " + escape(f["detail"]) if f.get("detail") else ""}</title></rect>')
+    legend_x = W - PAD_R - 250
+    for j, phase in enumerate(("baseline", "candidate")):
+        if lines.get(phase):
+            lx = legend_x + j * 90
+            out.append(f'<rect x="{lx}" y="3" width="12" height="3" fill="{COLORS[phase]}"/>'
+                       f'<text x="{lx + 16}" y="9" class="ax">{LABELS[phase]}</text>')
+    if faults:
+        out.append(f'<rect x="{legend_x + 180}" y="1" width="3" height="9" fill="#b3261e"/>'
+                   f'<text x="{legend_x + 187}" y="9" class="ax">outage</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def fault_points(timeline: list[dict[str, Any]], windows: dict[str, tuple[float, float]]
+                 ) -> list[dict[str, Any]]:
+    """Fault events placed on the phase they happened in (others are not during load)."""
+    out = []
+    for e in timeline:
+        at = e.get("at")
+        if at is None:
+            continue
+        for phase, (start, end) in windows.items():
+            if start <= at <= end + 1.0:
+                out.append({"twin": e.get("twin", "?"), "kind": e.get("kind", "?"),
+                            "detail": e.get("detail", ""), "phase": phase, "x": at - start})
+                break
+    return out
+
+
+def workload_charts(series: Series, sections: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The report's charts: throughput, latency and queue depth, current vs new, with faults."""
+    windows = phase_windows(series)
+    if not windows:
+        return []
+    timeline = (sections.get("twins") or {}).get("timeline") or []
+    faults = fault_points(timeline, windows)
+    specs = [
+        ("throughput", "Throughput, all flows", "iterations/s", "throughput", "sum"),
+        ("latency", "Latency, slowest flow p95", "ms", "p95_ms", "max"),
+        ("queue", "Queue depth (iterations in flight)", "in flight", "in_flight", "max"),
+    ]
+    charts = []
+    for cid, title, unit, suffix, how in specs:
+        lines = {p: _phase_series(series, p, suffix, how) for p in windows}
+        if not any(lines.values()):
+            continue
+        charts.append({"id": f"chart-{cid}", "title": title,
+                       "points": sum(len(v) for v in lines.values()),
+                       "svg": line_chart(title, unit, lines, windows, faults, f"chart-{cid}")})
+    return charts

@@ -1,0 +1,138 @@
+"""The verbs of the readiness decision as library functions: gate, signoff, verify.
+
+Each works from a run folder only (``evidence.json``, ``signals.sqlite``, ``spec.yaml``,
+``chain.jsonl``) and never reruns anything. ``gate`` and ``signoff`` first verify the bundle —
+re-signing a tampered bundle would launder the edit — then re-judge, re-render
+``evidence.json`` / ``report.html`` / ``junit.xml`` and append to the hash-chained log.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from plantstage.errors import PlantstageError, SpecError
+from plantstage.evidence import bundle, chain
+
+
+class EvidenceError(PlantstageError):
+    """A run's evidence bundle fails verification (edited, incomplete or unsigned)."""
+
+
+def _run_dir(run: str | Path) -> Path:
+    p = Path(run)
+    if not (p / bundle.EVIDENCE).exists():
+        raise SpecError("no recorded run here", where=str(p),
+                        hint="give a run folder (it holds evidence.json)")
+    return p.resolve()
+
+
+def _require_intact(run_dir: Path) -> None:
+    v = chain.verify(run_dir)
+    if not v.ok:
+        raise EvidenceError(f"the evidence bundle does not verify: {v.problems[0]}",
+                            where=str(run_dir),
+                            hint="`plantstage verify RUN` lists every problem; nothing was "
+                            "changed")
+
+
+def gate(run: str | Path, *, spec: str | Path | None = None) -> dict[str, Any]:
+    """Re-judge a recorded run (optionally with a changed spec's gates); return the evidence."""
+    run_dir = _run_dir(run)
+    _require_intact(run_dir)
+    loaded = None
+    if spec is not None:
+        from plantstage.gates.catalogue import validate
+        from plantstage.spec.loader import load_spec
+
+        loaded = load_spec(spec)
+        validate(loaded)
+    return bundle.rejudge(
+        run_dir, spec=loaded.spec if loaded else None,
+        spec_label=str(loaded.path) if loaded else "spec.yaml (as used)",
+        spec_text=loaded.text if loaded else None, kind="gate",
+        data={"spec": str(loaded.path) if loaded else "spec.yaml"})
+
+
+def signoff(run: str | Path, *, role: str, by: str, decision: str, reason: str,
+            waive: str | None = None, expires: str | None = None) -> dict[str, Any]:
+    """Record one person's decision in a role (and optionally a waiver); return the evidence."""
+    from plantstage.spec.loader import parse_spec_text
+
+    run_dir = _run_dir(run)
+    if decision not in ("approve", "reject"):
+        raise SpecError(f"decision '{decision}' is not approve or reject", where="--decision",
+                        hint="--decision approve|reject")
+    if not by.strip() or not reason.strip():
+        raise SpecError("a signoff needs who (--by) and why (--reason)",
+                        where="--by" if not by.strip() else "--reason")
+    spec_file = bundle.judging_spec_file(run_dir)
+    spec = parse_spec_text(spec_file.read_text(encoding="utf-8"), spec_file).spec
+    roles = [r.role for r in spec.signoffs]
+    if role not in roles:
+        raise SpecError(f"no signoff role '{role}' in this run's spec", where="--role",
+                        hint=f"roles: {', '.join(roles)}" if roles
+                        else "the spec declares no signoffs")
+    waiver = None
+    if waive is not None or expires is not None:
+        waiver = _waiver(run_dir, spec, waive, expires, by, reason, decision)
+    _require_intact(run_dir)
+    record = {"role": role, "by": by.strip(), "decision": decision, "reason": reason.strip(),
+              "at": time.time()}
+    if waiver:
+        record["waiver"] = waiver
+    return bundle.rejudge(run_dir, kind="signoff", data=record)
+
+
+def _waiver(run_dir: Path, spec, gate_name, expires, by, reason, decision) -> dict[str, Any]:
+    from plantstage.gates.judge import effective_gates
+
+    if gate_name is None or expires is None:
+        raise SpecError("a waiver needs both --waive GATE and --expires DATE",
+                        where="--waive" if gate_name is None else "--expires")
+    if decision != "approve":
+        raise SpecError("only an approval can waive a gate", where="--waive",
+                        hint="use --decision approve")
+    gates = {g.name: g for g in effective_gates(spec)}
+    if gate_name not in gates:
+        raise SpecError(f"no gate '{gate_name}' in this run's spec", where="--waive",
+                        hint=f"gates: {', '.join(gates)}")
+    if gates[gate_name].key:
+        raise SpecError(f"gate '{gate_name}' is a key gate; key gates cannot be waived",
+                        where="--waive", hint="only gates with key: false can be waived")
+    try:
+        until = date.fromisoformat(expires)
+    except ValueError:
+        raise SpecError(f"'{expires}' is not a date", where="--expires",
+                        hint="YYYY-MM-DD") from None
+    if until < datetime.now(UTC).date():
+        raise SpecError(f"the waiver would already have expired ({expires})",
+                        where="--expires", hint="give a date from today on")
+    return {"gate": gate_name, "owner": by.strip(), "reason": reason.strip(),
+            "expires": until.isoformat(), "at": time.time()}
+
+
+def verify(run: str | Path, *, key: str | Path | None = None,
+           record: bool = True) -> chain.Verification:
+    """Check the hash chain, the signature and every file of a run's bundle.
+
+    When it verifies and ``record`` is set, the check is appended to the log and the views are
+    re-rendered (an expired waiver shows as expired), re-signed. A failing bundle is never
+    touched.
+    """
+    p = Path(run)
+    if not p.is_dir():
+        raise SpecError("no run folder here", where=str(p), hint="give a run folder")
+    trusted = None
+    if key is not None:
+        try:
+            trusted = Path(key).read_text()
+        except OSError as exc:
+            raise SpecError(f"cannot read the trusted key: {exc}", where=str(key)) from None
+    v = chain.verify(p.resolve(), trusted_public_key=trusted)
+    if v.ok and record:
+        bundle.rejudge(p.resolve(), kind="verify",
+                       data={"ok": True, "entries": v.entries, "files": v.files})
+    return v
