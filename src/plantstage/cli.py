@@ -72,7 +72,8 @@ def _fail(exc: PlantstageError) -> None:
 
 def _summary(outcome: RunOutcome) -> None:
     e = outcome.evidence
-    style = "bold white on green" if outcome.verdict == "GO" else "bold white on red"
+    style = {"GO": "bold white on green", "PENDING": "bold black on yellow"}.get(
+        outcome.verdict, "bold white on red")
     console.print()
     console.print(Text(f" {outcome.verdict} ", style=style),
                   f"{e['spec']['name']} {e['current']['version']} → {e['release']['version']}"

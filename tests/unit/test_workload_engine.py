@@ -136,3 +136,14 @@ def test_rate_scales_the_lanes(server):
     assert res.signals()["workload.test.x.count"] == 30
 
 
+
+
+def test_time_series_keep_counting_after_the_first_window(server):
+    # Iterations hold the window they were started with; resetting it must not orphan them.
+    store = SignalStore()
+    _run(server, ok_flow, rate=20, duration=3.5, store=store)
+    thr = [v for _t, v in store.series("workload.test.x.throughput")["workload.test.x.throughput"]]
+    assert len(thr) >= 3
+    assert all(v > 0 for v in thr[1:3]), thr
+    p95 = store.series("workload.test.x.p95_ms")["workload.test.x.p95_ms"]
+    assert len(p95) >= 3

@@ -122,6 +122,12 @@ class _Window:
         self.errors = 0
         self.latencies: list[int] = []
 
+    def reset(self) -> None:
+        # Reset in place: running iterations hold a reference to this window.
+        self.count = 0
+        self.errors = 0
+        self.latencies = []
+
     def p95_ms(self) -> float:
         lat = sorted(self.latencies)
         return lat[min(len(lat) - 1, int(len(lat) * 0.95))] / 1000
@@ -375,7 +381,7 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
                         points[f"{p}.errors_per_s"] = win.errors / dt
                         if win.latencies:
                             points[f"{p}.p95_ms"] = win.p95_ms()
-                        windows[label] = _Window()
+                        win.reset()
                     store.points(points)
 
         tick = asyncio.create_task(ticker())
