@@ -93,3 +93,26 @@ def test_row_masker_runs_only_changing_rules():
 def test_short_keys_are_refused():
     with pytest.raises(RefreshError, match="too short"):
         Keyed(b"short")
+
+
+def test_keyed_digest_is_hmac_sha256():
+    import hashlib
+    import hmac
+
+    for key in (b"k" * 32, b"long-key-" * 10):
+        keyed = Keyed(key)
+        for domain, value, attempt in (("email", "ann@corp.com", 0), ("noise", "7\x1e1.50", 3)):
+            msg = f"{domain}\x1f{value}\x1f{attempt}".encode()
+            assert keyed.digest(domain, value, attempt) == hmac.new(key, msg,
+                                                                    hashlib.sha256).digest()
+
+
+@pytest.mark.parametrize("values", [
+    [Decimal("12.50"), None, Decimal("0.0000001"), Decimal("-3"), Decimal("1E+2"), 7, 2.5],
+    ["a@b.com", None, "Ann Roe"],
+])
+def test_mask_column_is_mask_per_value(values):
+    rule = "email" if isinstance(values[0], str) else {"rule": "noise", "tolerance": 0.2}
+    keys = [str(i) for i in range(len(values))]
+    a, b = masker(rule), masker(rule)
+    assert a.mask_column(values, keys) == [b.mask(v, k) for v, k in zip(values, keys, strict=True)]

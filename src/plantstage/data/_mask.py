@@ -13,7 +13,6 @@ sensitive value seen in production.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import string
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
@@ -53,10 +52,21 @@ class Keyed:
             raise RefreshError("the masking key is too short (need at least 16 bytes)",
                                where="refresh.key", hint="generate one: openssl rand -hex 32")
         self._key = key
+        # HMAC-SHA256 as RFC 2104 spells it, from two SHA-256 states keyed once: a digest is
+        # then two state copies and two updates — half the cost of ``hmac.new`` per value,
+        # which matters at a million values. ``hmac.new(key, msg, sha256)`` gives the same
+        # bytes (a unit test holds it to that).
+        k = key if len(key) <= 64 else hashlib.sha256(key).digest()
+        k = k.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in k))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in k))
 
     def digest(self, domain: str, value: Any, attempt: int = 0) -> bytes:
-        msg = f"{domain}\x1f{value}\x1f{attempt}".encode()
-        return hmac.new(self._key, msg, hashlib.sha256).digest()
+        inner = self._inner.copy()
+        inner.update(f"{domain}\x1f{value}\x1f{attempt}".encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
     @staticmethod
     def stream(seed: bytes, n: int) -> bytes:
@@ -147,6 +157,8 @@ class ColumnMasker:
         self.overrides = overrides if overrides is not None else {}
         self._seen: set[int] = set()
         self._shifts: dict[Any, int] = {}
+        self._quanta: dict[Any, Decimal] = {}
+        self._tol = Decimal(repr(rule.tolerance))
 
     def mask(self, v: Any, row_key: Any = None, by: Any = None) -> Any:
         if v is None:
@@ -195,7 +207,50 @@ class ColumnMasker:
             where=self.where, hint="use a rule with a larger domain (e.g. token on a longer "
             "column) or keep the column")
 
+    def mask_column(self, values: Sequence[Any], keys: Sequence[Any] | None = None,
+                    bys: Sequence[Any] | None = None) -> list[Any]:
+        """``[mask(v, key, by) ...]`` over a column of a block, the same values faster."""
+        n = len(values)
+        if self.kind == MaskKind.noise:
+            return self._noise_column(values, keys if keys is not None else [None] * n)
+        keys = keys if keys is not None else [None] * n
+        bys = bys if bys is not None else [None] * n
+        mask = self.mask
+        return [mask(v, k, b) for v, k, b in zip(values, keys, bys, strict=True)]
+
     # -- numbers ----------------------------------------------------------------------
+    def _noise_column(self, values: Sequence[Any], keys: Sequence[Any]) -> list[Any]:
+        # ``_noise`` with the digest and the Decimal arithmetic inlined for the common case
+        # (Decimal values): per value this is most of a refresh's Python time.
+        inner, outer = self.keyed._inner, self.keyed._outer
+        pre = f"{self.domain}\x1f"
+        t, tol, quanta = self.rule.tolerance, self._tol, self._quanta
+        out: list[Any] = []
+        append = out.append
+        for v, rk in zip(values, keys, strict=True):
+            if v is None:
+                append(None)
+                continue
+            if type(v) is not Decimal:
+                append(self._noise(v, rk))
+                continue
+            h = inner.copy()
+            h.update(f"{pre}{rk}\x1e{v}\x1f0".encode())  # == Keyed.digest(domain, …, 0)
+            o = outer.copy()
+            o.update(h.digest())
+            f = 1 + t * (2 * (int.from_bytes(o.digest()[:8], "big") / 2**64) - 1)
+            exp = v.as_tuple().exponent
+            q = quanta.get(exp)
+            if q is None:
+                q = quanta[exp] = (Decimal(1).scaleb(exp) if isinstance(exp, int)
+                                   else Decimal("0.01"))
+            r = (v * Decimal(repr(f))).quantize(q)
+            lim = abs(v) * tol
+            if abs(r - v) > lim:
+                r = v + (lim if r > v else -lim).quantize(q, rounding="ROUND_DOWN")
+            append(r)
+        return out
+
     def _noise(self, v: Any, row_key: Any) -> Any:
         d = self.keyed.digest(self.domain, f"{row_key}\x1e{v}")
         u = int.from_bytes(d[:8], "big") / 2**64  # [0, 1)
@@ -203,9 +258,12 @@ class ColumnMasker:
         f = 1 + t * (2 * u - 1)
         if isinstance(v, Decimal):
             exp = v.as_tuple().exponent
-            q = Decimal(1).scaleb(exp) if isinstance(exp, int) else Decimal("0.01")
+            q = self._quanta.get(exp)
+            if q is None:  # a handful of scales per column: build each once
+                q = self._quanta[exp] = (Decimal(1).scaleb(exp) if isinstance(exp, int)
+                                         else Decimal("0.01"))
             out = (v * Decimal(repr(f))).quantize(q)
-            lim = abs(v) * Decimal(repr(t))
+            lim = abs(v) * self._tol
             if abs(out - v) > lim:  # rounding pushed it out: step back towards the original
                 out = v + (lim if out > v else -lim).quantize(q, rounding="ROUND_DOWN")
             return out

@@ -9,7 +9,10 @@ verification (row counts, foreign keys, leak scan) has passed.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import multiprocessing
+import multiprocessing.util
 import os
 import queue
 import re
@@ -19,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,23 +32,35 @@ import sqlalchemy as sa
 
 from plantstage import engines
 from plantstage.data._classify import ColumnPlan, classify
+from plantstage.data._copy import (
+    CopyMasker,
+    LeakScanner,
+    avoid_digests,
+    blocks,
+    line_blocks,
+    shift_in_query,
+    unescape,
+)
 from plantstage.data._mask import (
     ColumnMasker,
     Keyed,
     RefreshError,
     RowMasker,
     norm_text,
-    value_hash,
 )
 from plantstage.data._subset import SubsetPlan, plan_subset
 from plantstage.engines.base import EngineAdapter
-from plantstage.errors import SpecError
+from plantstage.errors import PlantstageError, SpecError
 from plantstage.spec.masking import KeyRef, MaskKind, RefreshSpec, SchemaSource
 
 MARKER = "plantstage_refresh"
 #: Source values shorter than this identify nobody and are left out of the leak scan.
 MIN_LEAK_LEN = 3
 Progress = Callable[[str, int, int], None]
+#: Tables loaded at once on a server target (the benchmark machine has two cores).
+WORKERS = 2
+#: Use COPY text between engines that speak it (False: the driver row path, for comparison).
+USE_COPY = True
 
 
 @dataclass
@@ -274,7 +290,7 @@ def refresh_database(
         for p in plans:
             by_table.setdefault(p.table, []).append(p)
 
-        avoid = _sensitive_hashes(src, src_md, plans)
+        avoid = _sensitive_hashes(src, src_md, plans, source)
         result.leak_values = len(avoid)
         subset: SubsetPlan | None = None
         if spec.subset is not None:
@@ -312,24 +328,29 @@ def refresh_database(
             shared: dict[str, dict[bytes, Any]] = {}
             if spec.schema_from == SchemaSource.migrations:
                 deferred = []
-            for table in dst_md.sorted_tables:
+            jobs = [table for table in dst_md.sorted_tables
+                    if table.name != MARKER and table.name in src_md.tables
+                    and (copy_bookkeeping or table.name not in engines.MIGRATION_BOOKKEEPING)]
+            # Tables in parallel only into bare tables: a schema made by the migrations has
+            # its foreign keys already, so parents must be loaded before children.
+            infos = _load_tables(jobs, src, src_md, dst, source, target, keyed, by_table, avoid,
+                                 shared, subset, spec.batch, progress,
+                                 parallel=spec.schema_from == SchemaSource.source)
+            for table in jobs:
                 t = table.name
-                if t == MARKER or (t in engines.MIGRATION_BOOKKEEPING and not copy_bookkeeping):
-                    continue
-                if t not in src_md.tables:
-                    continue
-                info = _copy_table(src, src_md.tables[t], dst, table, target, keyed,
-                                   by_table.get(t, []), avoid, shared, subset, spec.batch,
-                                   progress)
                 dropped = [c.name for c in src_md.tables[t].columns if c.name not in table.c]
                 if dropped:
                     result.notes.append(f"{t}: target has no column(s) {', '.join(dropped)}")
-                result.tables.append(info)
-            with dst.begin() as c:  # indexes and foreign keys after the rows, as pg_restore does
-                for ddl in deferred:
-                    c.execute(ddl)
-            target.after_bulk_load(dst, dst_md)
-            _verify(dst, dst_md, result, avoid)
+                result.tables.append(infos[t])
+            def finish_schema() -> None:
+                # Indexes and foreign keys after the rows, as pg_restore does; on a server
+                # this runs while the leak scan reads the (already complete) rows.
+                with dst.begin() as c:
+                    for ddl in deferred:
+                        c.execute(ddl)
+                target.after_bulk_load(dst, dst_md)
+
+            _verify(dst, dst_md, result, avoid, target, before_fk=finish_schema)
             result.seconds = time.perf_counter() - t0
             status = "complete" if result.ok else "failed"
             with dst.begin() as c:
@@ -354,7 +375,8 @@ def _text_masked(p: ColumnPlan) -> bool:
                                                        MaskKind.shift)
 
 
-def _sensitive_hashes(src: sa.Engine, md: sa.MetaData, plans: list[ColumnPlan]) -> set[int]:
+def _sensitive_hashes(src: sa.Engine, md: sa.MetaData, plans: list[ColumnPlan],
+                      source: EngineAdapter | None = None) -> set[int]:
     """Digests of every production value of a masked text column (one streaming pass).
 
     The maskers never emit one of these, and the leak scan looks for them in the target."""
@@ -363,24 +385,38 @@ def _sensitive_hashes(src: sa.Engine, md: sa.MetaData, plans: list[ColumnPlan]) 
     for p in plans:
         if _text_masked(p):
             cols.setdefault(p.table, []).append(p.column)
+
+    def add(v: Any) -> None:
+        if v is not None and len(t := norm_text(v)) >= MIN_LEAK_LEN:
+            out.add(int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "big"))
+
     with src.connect() as conn:
         for t, cs in cols.items():
             tbl = md.tables[t]
-            res = conn.execution_options(stream_results=True, yield_per=20_000).execute(
-                sa.select(*[tbl.c[c] for c in cs]))
+            q = sa.select(*[tbl.c[c] for c in cs])
+            # COPY text is the value's text exactly for string columns; others go through the
+            # driver so that they are hashed in the form the maskers compare.
+            if (source is not None and source.supports_copy
+                    and all(isinstance(tbl.c[c].type, sa.String) for c in cs)):
+                enc = source.copy_encoding(conn)
+                for block in blocks(source.copy_out(conn, _sql(q, src))):
+                    # every field, flat (a NULL is \N); the distinct ones of a block once each
+                    for f in set(block[:-1].replace(b"\t", b"\n").split(b"\n")):
+                        if f != b"\\N":
+                            add(unescape(f).decode(enc))
+                continue
+            res = conn.execution_options(stream_results=True, yield_per=20_000).execute(q)
             for row in res:
                 for v in row:
-                    if v is not None and len(norm_text(v)) >= MIN_LEAK_LEN:
-                        out.add(value_hash(v))
+                    add(v)
     return out
 
 
-def _copy_table(src: sa.Engine, src_tbl: sa.Table, dst: sa.Engine, table: sa.Table,
-                target: EngineAdapter, keyed: Keyed, plans: list[ColumnPlan], avoid: set[int],
-                shared: dict, subset: SubsetPlan | None, batch: int,
-                progress: Progress | None) -> dict[str, Any]:
-    t = table.name
-    cols = [c.name for c in table.columns if c.name in src_tbl.c]
+def _sql(q: sa.Select, engine: sa.Engine) -> str:
+    return str(q.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+
+
+def _unique_columns(table: sa.Table) -> set[str]:
     unique_cols = {c.name for c in table.primary_key.columns if len(table.primary_key) == 1}
     for uc in table.constraints:
         if isinstance(uc, sa.UniqueConstraint) and len(uc.columns) == 1:
@@ -388,6 +424,12 @@ def _copy_table(src: sa.Engine, src_tbl: sa.Table, dst: sa.Engine, table: sa.Tab
     for ix in table.indexes:
         if ix.unique and len(ix.columns) == 1:
             unique_cols.update(c.name for c in ix.columns)
+    return unique_cols
+
+
+def _maskers(table: sa.Table, cols: list[str], keyed: Keyed, plans: list[ColumnPlan],
+             avoid: set[int], shared: dict) -> dict[str, ColumnMasker]:
+    unique_cols = _unique_columns(table)
     maskers: dict[str, ColumnMasker] = {}
     for p in plans:
         if p.rule is None or p.column not in cols:
@@ -395,9 +437,191 @@ def _copy_table(src: sa.Engine, src_tbl: sa.Table, dst: sa.Engine, table: sa.Tab
         col = table.c[p.column]
         length = getattr(col.type, "length", None)
         maskers[p.column] = ColumnMasker(
-            keyed, f"{t}.{p.column}", p.rule, unique=p.column in unique_cols,
+            keyed, f"{table.name}.{p.column}", p.rule, unique=p.column in unique_cols,
             max_length=length if isinstance(length, int) else None, avoid=avoid,
             overrides=shared)
+    return maskers
+
+
+def _load_tables(jobs: list[sa.Table], src: sa.Engine, src_md: sa.MetaData, dst: sa.Engine,
+                 source: EngineAdapter, target: EngineAdapter, keyed: Keyed,
+                 by_table: dict[str, list[ColumnPlan]], avoid: set[int], shared: dict,
+                 subset: SubsetPlan | None, batch: int, progress: Progress | None, *,
+                 parallel: bool = True) -> dict[str, dict[str, Any]]:
+    """Copy every table; two at a time where the target takes concurrent loads.
+
+    Determinism across runs needs one thing kept in order: the text rules' collision
+    re-draws, which are shared per domain through ``shared``. Tables with a text rule therefore
+    go one after the other, in foreign-key order, in one lane; every other table (keep, noise,
+    shift: pure functions of key and value) is a job of its own. SQLite takes one writer at a
+    time, so there everything runs in order.
+    """
+    use_copy = USE_COPY and source.supports_copy and target.supports_copy
+
+    def one(table: sa.Table) -> dict[str, Any]:
+        plans = by_table.get(table.name, [])
+        fn = _copy_table_copy if use_copy else _copy_table
+        return fn(src, src_md.tables[table.name], dst, table, source, target, keyed, plans,
+                  avoid, shared, subset, batch, progress)
+
+    if not parallel or target.name == "sqlite" or WORKERS < 2:
+        return {t.name: one(t) for t in jobs}
+    lane = [t for t in jobs if any(_text_masked(p) for p in by_table.get(t.name, []))]
+    rest = [t for t in jobs if t not in lane]
+    sizes = _estimated_rows(src, [t.name for t in rest], source)
+    rest.sort(key=lambda t: -sizes.get(t.name, 0))  # the longest first: no long tail
+    groups = ([[t.name for t in lane]] if lane else []) + [[t.name] for t in rest]
+    if use_copy and _can_fork():
+        # Masking is Python work: in threads it shares one interpreter lock, so on a server
+        # target the tables go to forked worker processes instead (they inherit the plan,
+        # the maskers' inputs and the leak-scan digests, and open connections of their own).
+        state = {"source_url": _url_of(src), "target": target, "src_md": src_md,
+                 "dst_md": jobs[0].metadata, "keyed": keyed, "by_table": by_table,
+                 "avoid": avoid, "shared": shared, "subset": subset, "batch": batch,
+                 "inherited": [src, dst]}
+        out: dict[str, dict[str, Any]] = {}
+        for part in _forked(state, _child_load, groups, progress):
+            out.update(part)
+        return out
+    out = {}
+    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="refresh") as pool:
+        jobs_by = {t.name: t for t in jobs}
+        futures = [pool.submit(lambda g=g: {n: one(jobs_by[n]) for n in g}) for g in groups]
+        try:
+            for f in as_completed(futures):
+                out.update(f.result())
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+    return out
+
+
+# -- worker processes ----------------------------------------------------------------------
+#: What a forked worker inherits (set in the parent just before the fork).
+_FORK_STATE: dict[str, Any] = {}
+
+
+def _can_fork() -> bool:
+    return WORKERS > 1 and "fork" in multiprocessing.get_all_start_methods()
+
+
+def _url_of(engine: sa.Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+def _child_init() -> None:
+    st = _FORK_STATE
+    st.pop("inherited", None)  # closed before the fork; never used here
+    if "source_url" in st:
+        st["src"] = engines.connect_production(st["source_url"])
+    st["dst"] = st["target"].engine()
+    # Close the sessions when the worker exits (it leaves through os._exit, which skips
+    # atexit; multiprocessing runs its own finalizers first).
+    for name in ("src", "dst"):
+        if name in st:
+            multiprocessing.util.Finalize(None, st[name].dispose, exitpriority=10)
+
+
+def _child_run(fn: Callable[[dict, Any], Any], arg: Any) -> tuple[str, Any]:
+    try:
+        return "ok", fn(_FORK_STATE, arg)
+    except PlantstageError as exc:  # errors travel as data: exceptions with keywords
+        return "error", (exc.message, exc.where, exc.hint)  # do not unpickle reliably
+    except BaseException as exc:  # noqa: BLE001 - reported in the parent
+        return "error", (f"{type(exc).__name__}: {exc}", None, None)
+
+
+def _child_load(st: dict, names: list[str]) -> dict[str, dict[str, Any]]:
+    q = st.get("queue")
+
+    def progress(t: str, done: int, total: int) -> None:
+        if q is not None:
+            q.put((t, done, total))
+
+    out = {}
+    for n in names:
+        table = st["dst_md"].tables[n]
+        out[n] = _copy_table_copy(st["src"], st["src_md"].tables[n], st["dst"], table,
+                                  engines.adapter_for(st["source_url"]), st["target"],
+                                  st["keyed"], st["by_table"].get(n, []), st["avoid"],
+                                  st["shared"], st["subset"], st["batch"], progress)
+    return out
+
+
+def _forked(state: dict[str, Any], fn: Callable[[dict, Any], Any], args: list[Any],
+            progress: Progress | None = None,
+            started: Callable[[], None] | None = None) -> Iterator[Any]:
+    """``fn(state, arg)`` for every arg in forked worker processes; results as they come.
+
+    ``started`` runs in the parent once the workers exist (a thread started before the fork
+    could hold a connection the children would inherit)."""
+    if not args:
+        if started is not None:
+            started()
+        return
+    ctx = multiprocessing.get_context("fork")
+    for e in state.get("inherited", []):
+        # No pooled connection may cross the fork: a child finishing it would hang up the
+        # parent's session on the shared socket. The parent reconnects when it needs to.
+        e.dispose()
+    queue_ = ctx.Queue() if progress is not None else None
+    _FORK_STATE.clear()
+    _FORK_STATE.update(state, queue=queue_)
+    drain = None
+    try:
+        with ProcessPoolExecutor(max_workers=min(WORKERS, len(args)), mp_context=ctx,
+                                 initializer=_child_init) as pool:
+            futures = [pool.submit(_child_run, fn, a) for a in args]
+            if queue_ is not None:
+                def pump() -> None:
+                    while (item := queue_.get()) is not None:
+                        progress(*item)
+
+                drain = threading.Thread(target=pump, name="refresh-progress", daemon=True)
+                drain.start()
+            if started is not None:
+                started()
+            try:
+                for f in as_completed(futures):
+                    status, value = f.result()
+                    if status == "error":
+                        msg, where, hint = value
+                        raise RefreshError(msg, where=where, hint=hint)
+                    yield value
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    finally:
+        if queue_ is not None:
+            queue_.put(None)
+            if drain is not None:
+                drain.join(timeout=5)
+            queue_.close()
+        _FORK_STATE.clear()
+
+
+def _estimated_rows(src: sa.Engine, tables: list[str], source: EngineAdapter) -> dict[str, int]:
+    """Rough row counts (planner statistics on PostgreSQL), only to order the work."""
+    if source.name != "postgresql" or not tables:
+        return {}
+    # The file size, not reltuples: a freshly loaded table has no statistics yet.
+    q = sa.text("SELECT relname, pg_relation_size(oid) FROM pg_class WHERE relkind = 'r' "
+                "AND relname IN :names").bindparams(sa.bindparam("names", expanding=True))
+    with src.connect() as c:
+        return {r[0]: int(r[1]) for r in c.execute(q, {"names": tables})}
+
+
+def _copy_table(src: sa.Engine, src_tbl: sa.Table, dst: sa.Engine, table: sa.Table,
+                source: EngineAdapter, target: EngineAdapter, keyed: Keyed,
+                plans: list[ColumnPlan], avoid: set[int], shared: dict,
+                subset: SubsetPlan | None, batch: int,
+                progress: Progress | None) -> dict[str, Any]:
+    """Row by row through the drivers: any engine to any engine."""
+    t = table.name
+    cols = [c.name for c in table.columns if c.name in src_tbl.c]
+    maskers = _maskers(table, cols, keyed, plans, avoid, shared)
     pk = [c.name for c in src_tbl.primary_key.columns]
     masker = RowMasker(cols, maskers, pk)
     keep = subset.keep.get(t) if subset is not None else None
@@ -429,14 +653,78 @@ def _copy_table(src: sa.Engine, src_tbl: sa.Table, dst: sa.Engine, table: sa.Tab
                 written += len(rows)
                 if progress:
                     progress(t, written, planned)
+    return _table_info(dst, table, total, planned, written, maskers)
+
+
+def _table_info(dst: sa.Engine, table: sa.Table, total: int, planned: int, written: int,
+                maskers: dict[str, ColumnMasker]) -> dict[str, Any]:
     with dst.connect() as d:
         in_target = d.execute(sa.select(sa.func.count()).select_from(table)).scalar()
-    return {"table": t, "source": total, "planned": planned, "written": written,
+    return {"table": table.name, "source": total, "planned": planned, "written": written,
             "in_target": in_target, "masked_columns": sorted(c for c, m in maskers.items()
                                                              if m.kind != MaskKind.keep)}
 
 
-def _pipelined(source: Iterator[list[tuple]], depth: int) -> Iterator[list[tuple]]:
+def _copy_table_copy(src: sa.Engine, src_tbl: sa.Table, dst: sa.Engine, table: sa.Table,
+                     source: EngineAdapter, target: EngineAdapter, keyed: Keyed,
+                     plans: list[ColumnPlan], avoid: set[int], shared: dict,
+                     subset: SubsetPlan | None, batch: int,
+                     progress: Progress | None) -> dict[str, Any]:
+    """COPY out → mask in COPY text → COPY in (PostgreSQL to PostgreSQL).
+
+    A table with nothing to mask and no subset filter streams as raw bytes; otherwise only
+    the masked (and key) columns become Python values, column by column over a block. The
+    same maskers as the row path run, so the values written are the same.
+    """
+    from psycopg.adapt import Transformer
+
+    t = table.name
+    cols = [c.name for c in table.columns if c.name in src_tbl.c]
+    maskers = _maskers(table, cols, keyed, plans, avoid, shared)
+    pk = [c.name for c in src_tbl.primary_key.columns]
+    keep = subset.keep.get(t) if subset is not None else None
+    q = sa.select(*[src_tbl.c[c] for c in cols])
+    # One snapshot for the count, the shift plan and the rows: production is live.
+    with src.connect().execution_options(isolation_level="REPEATABLE READ") as s, \
+            dst.connect() as d:
+        enc = source.copy_encoding(s)
+        if enc != target.copy_encoding(d):  # COPY text is bytes in each side's encoding
+            return _copy_table(src, src_tbl, dst, table, source, target, keyed, plans, avoid,
+                               shared, subset, batch, progress)
+        total = s.execute(sa.select(sa.func.count()).select_from(src_tbl)).scalar() or 0
+        planned = len(keep) if keep is not None else total
+        oids = [c[1] for c in s.execute(q.limit(0)).cursor.description]
+        shifted = shift_in_query(s, src_tbl, maskers, dict(zip(cols, oids, strict=True)))
+        if shifted:
+            q = sa.select(*[shifted.get(c, src_tbl.c[c]) for c in cols])
+        masker = CopyMasker(cols, maskers, pk, oids, Transformer(s.connection.dbapi_connection),
+                            enc, keep=keep, ident=list(subset.identity[t]) if keep else None,
+                            in_query=shifted)
+        written = 0
+        if progress:
+            progress(t, 0, planned)
+        chunks = source.copy_out(s, _sql(q, src))
+
+        def produce() -> Iterator[bytes]:
+            if masker.passthrough:
+                yield from blocks(chunks)
+                return
+            for lines in line_blocks(chunks, batch):
+                out = masker.mask_lines(lines)
+                if out:
+                    out.append(b"")
+                    yield b"\n".join(out)
+
+        with d.begin(), target.copy_in(d, table, cols) as write:
+            for block in _pipelined(produce(), depth=4):
+                write(block)
+                written += block.count(b"\n")  # COPY text escapes newlines inside values
+                if progress:
+                    progress(t, written, planned)
+    return _table_info(dst, table, total, planned, written, maskers)
+
+
+def _pipelined(source: Iterator[Any], depth: int) -> Iterator[Any]:
     """Iterate ``source`` in a worker thread, ``depth`` items ahead; re-raise its errors."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
@@ -472,9 +760,43 @@ def _pipelined(source: Iterator[list[tuple]], depth: int) -> Iterator[list[tuple
         th.join()
 
 
-def _verify(dst: sa.Engine, md: sa.MetaData, result: RefreshResult, avoid: set[int]) -> None:
+def _verify(dst: sa.Engine, md: sa.MetaData, result: RefreshResult, avoid: set[int],
+            target: EngineAdapter | None = None,
+            before_fk: Callable[[], None] | None = None) -> None:
+    """Foreign keys and the leak scan. On a server they run side by side: ``before_fk`` (the
+    deferred indexes and constraints) and the anti-joins are the database's work, the scan is
+    ours (in worker processes where the target speaks COPY)."""
+    if target is None or target.name == "sqlite":
+        if before_fk is not None:
+            before_fk()
+        result.fk_violations.update(_check_foreign_keys(dst, md))
+        _leak_scan(dst, md, result, avoid, target)
+        return
+    fk_result: dict[str, Any] = {}
+
+    def database_side() -> None:
+        try:
+            if before_fk is not None:
+                before_fk()
+            fk_result["fks"] = _check_foreign_keys(dst, md)
+        except BaseException as exc:  # re-raised in the caller
+            fk_result["error"] = exc
+
+    th = threading.Thread(target=database_side, name="refresh-fk", daemon=True)
+    try:
+        _leak_scan(dst, md, result, avoid, target, started=th.start)
+    finally:
+        if th.ident is not None:  # started (always, unless the scan failed first)
+            th.join()
+    if "error" in fk_result:
+        raise fk_result["error"]
+    result.fk_violations.update(fk_result["fks"])
+
+
+def _check_foreign_keys(dst: sa.Engine, md: sa.MetaData) -> dict[str, int]:
+    """One anti-join per declared foreign key: children whose parent is missing."""
+    out: dict[str, int] = {}
     with dst.connect() as conn:
-        # Foreign-key integrity of the result.
         for table in md.sorted_tables:
             for fkc in table.foreign_key_constraints:
                 parent = fkc.referred_table
@@ -488,26 +810,60 @@ def _verify(dst: sa.Engine, md: sa.MetaData, result: RefreshResult, avoid: set[i
                 n = conn.execute(q).scalar() or 0
                 if n:
                     name = f"{table.name}({', '.join(c.name for c, _ in pairs)}) → {parent.name}"
-                    result.fk_violations[name] = n
-        # Leak scan: every text value in the target against every sensitive production value.
-        if not avoid:
-            return
-        for table in md.sorted_tables:
-            if table.name == MARKER:
-                continue
-            text_cols = [c for c in table.columns if isinstance(c.type, sa.String | sa.Text)]
-            if not text_cols:
-                continue
-            res = conn.execution_options(stream_results=True, yield_per=20_000).execute(
-                sa.select(*text_cols))
-            hits = [0] * len(text_cols)
-            for row in res:
-                for i, v in enumerate(row):
-                    if v is not None and value_hash(v) in avoid:
-                        hits[i] += 1
-            for c, n in zip(text_cols, hits, strict=True):
-                if n:
-                    result.leaks[f"{table.name}.{c.name}"] = n
+                    out[name] = n
+    return out
+
+
+def _text_columns(md: sa.MetaData) -> list[tuple[str, list[str]]]:
+    return [(t.name, cols) for t in md.sorted_tables if t.name != MARKER
+            if (cols := [c.name for c in t.columns if isinstance(c.type, sa.String | sa.Text)])]
+
+
+def _scan_table(dst: sa.Engine, table: sa.Table, cols: list[str], avoid: set[int],
+                target: EngineAdapter | None, digests: set[bytes] | None = None) -> list[int]:
+    """Hits per column of one staging table."""
+    with dst.connect() as conn:
+        copy = target is not None and target.supports_copy
+        enc = target.copy_encoding(conn) if copy else "utf-8"
+        scan = LeakScanner(avoid, len(cols), enc, MIN_LEAK_LEN, digests)
+        q = sa.select(*[table.c[c] for c in cols])
+        if copy:
+            for block in blocks(target.copy_out(conn, _sql(q, dst))):
+                scan.scan_block(block)
+        else:
+            res = conn.execution_options(stream_results=True, yield_per=20_000).execute(q)
+            for part in res.partitions(20_000):
+                scan.scan_rows(part)
+    return scan.hits
+
+
+def _child_scan(st: dict, job: tuple[str, list[str]]) -> tuple[str, list[str], list[int]]:
+    t, cols = job
+    digests = st.get("digests")
+    if digests is None:
+        digests = st["digests"] = avoid_digests(st["avoid"])
+    return t, cols, _scan_table(st["dst"], st["md"].tables[t], cols, st["avoid"], st["target"],
+                                digests)
+
+
+def _leak_scan(dst: sa.Engine, md: sa.MetaData, result: RefreshResult, avoid: set[int],
+               target: EngineAdapter | None,
+               started: Callable[[], None] | None = None) -> None:
+    """Every text value in the target against every sensitive production value."""
+    jobs = _text_columns(md) if avoid else []
+    if jobs and target is not None and target.supports_copy and _can_fork():
+        state = {"target": target, "md": md, "avoid": avoid, "inherited": [dst]}
+        found = list(_forked(state, _child_scan, jobs, started=started))
+    else:
+        if started is not None:
+            started()
+        digests = avoid_digests(avoid)
+        found = [(t, cols, _scan_table(dst, md.tables[t], cols, avoid, target, digests))
+                 for t, cols in jobs]
+    for t, cols, hits in sorted(found):
+        for c, n in zip(cols, hits, strict=True):
+            if n:
+                result.leaks[f"{t}.{c}"] = n
 
 
 # -- the verb's plumbing -------------------------------------------------------------------

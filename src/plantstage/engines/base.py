@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -84,6 +86,22 @@ class EngineAdapter:
                 out.append(tuple(r))
             rows = out
         conn.exec_driver_sql(sql, rows)
+
+    #: True when :meth:`copy_out` and :meth:`copy_in` stream the engine's COPY text format.
+    supports_copy = False
+
+    def copy_out(self, conn: sa.Connection, select_sql: str) -> Iterator[bytes]:
+        """Stream the rows of a SELECT in the engine's COPY text format (one row per item)."""
+        raise EngineError(f"COPY is not supported on {self.name}", where=self.label)
+
+    def copy_in(self, conn: sa.Connection, table: sa.Table,
+                columns: list[str]) -> AbstractContextManager[Callable[[bytes], None]]:
+        """A writer of COPY-text blocks into ``table`` inside the caller's transaction."""
+        raise EngineError(f"COPY is not supported on {self.name}", where=self.label)
+
+    def copy_encoding(self, conn: sa.Connection) -> str:
+        """The Python codec of the COPY text this connection sends and expects."""
+        raise EngineError(f"COPY is not supported on {self.name}", where=self.label)
 
     def after_bulk_load(self, engine: sa.Engine, md: sa.MetaData) -> None:
         """Fix-ups after rows were inserted with explicit keys (e.g. sequences)."""
