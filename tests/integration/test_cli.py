@@ -21,8 +21,9 @@ def test_malformed_spec_exit_2_with_file_line(tmp_path: Path):
 
 
 def test_unknown_field_exit_2(tmp_path: Path):
-    text = (EXAMPLE / "plantstage.yaml").read_text().replace(
-        "  duration: 6\n", "  duration: 6\n  durration: 7\n")
+    original = (EXAMPLE / "plantstage.yaml").read_text()
+    assert "\nworkload:\n" in original
+    text = original.replace("\nworkload:\n", "\nworkload:\n  durration: 7\n")
     spec = tmp_path / "plantstage.yaml"
     spec.write_text(text)
     r = run_cli("check", str(spec))

@@ -14,6 +14,8 @@ import asyncio
 import os
 import random
 import secrets
+import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -26,7 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 from hdrh.histogram import HdrHistogram
 
-from plantstage.errors import PlantstageError
+from plantstage.errors import Interrupted, PlantstageError
 from plantstage.spec.workload import Workload
 from plantstage.workload.arrivals import expected_iterations, schedule
 from plantstage.workload.flows import FLOWS, FlowError, TenantData, load_tenant_data
@@ -468,11 +470,40 @@ def run_phase(base_url: str, workload: Workload, tenants: list[str], phase: str,
     resources = RunResources(database_url=database_url, mqtt_url=mqtt_url, twins=twins or {})
     if queues is None and mqtt_url is not None:
         queues = QueueProbe(mqtt_url=mqtt_url)
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(_run(base_url, workload, lanes, phase,
-                               duration if duration is not None else workload.duration, progress,
-                               store=store, resources=resources, on_tick=on_tick, rate=rate,
-                               queues=queues))
+    received: list[int] = []
+
+    async def main() -> PhaseResult:
+        # A Python-level signal handler that raises is swallowed inside uvloop's callbacks, so
+        # SIGTERM is routed through the loop: it cancels the phase, which then cleans up and
+        # surfaces as Interrupted to the rehearsal (which records it and stops everything).
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+
+        def on_signal(signum: int) -> None:
+            received.append(signum)
+            if task is not None:
+                task.cancel()
+
+        if threading.current_thread() is threading.main_thread():
+            loop.add_signal_handler(signal.SIGTERM, on_signal, signal.SIGTERM)
+        return await _run(base_url, workload, lanes, phase,
+                          duration if duration is not None else workload.duration, progress,
+                          store=store, resources=resources, on_tick=on_tick, rate=rate,
+                          queues=queues)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if in_main else None
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(main())
+    except asyncio.CancelledError:
+        if received:
+            raise Interrupted(f"interrupted by {signal.Signals(received[0]).name}",
+                              where=f"workload phase {phase}") from None
+        raise
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def describe(result: PhaseResult) -> dict[str, Any]:

@@ -80,7 +80,7 @@ class QueueProbe:
     def empty(self) -> bool:
         return self.embedded is None and self.mqtt_url is None and not self.mes_twins
 
-    async def start(self, wait: float = 1.5) -> None:
+    async def start(self, wait: float = 5.0) -> None:
         """Subscribe to the broker's ``$SYS`` tree (if any); wait briefly for its first values.
 
         Mosquitto's ``$SYS`` messages are retained, so the current level arrives on subscribe.
