@@ -38,10 +38,9 @@ def _children_alive(run_dir: Path) -> list[str]:
     return alive
 
 
-def test_demo_is_go(tmp_path, production_db):
-    out = tmp_path / "demo"
-    r = run_cli("demo", "--out", str(out))
-    assert r.returncode == 0, r.stdout + r.stderr
+def test_demo_is_go(recorded_run):
+    # `recorded_run` is the session's one `plantstage demo --out DIR` (it asserts exit 0).
+    out = recorded_run
     ev = _evidence(out)
     assert ev["verdict"] == "GO"
     assert [s["status"] for s in ev["steps"]] == ["passed"] * len(ev["steps"])
