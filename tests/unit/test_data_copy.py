@@ -169,6 +169,16 @@ def test_leak_scanner_block_and_rows_agree():
     scan = LeakScanner(avoid, 3)
     scan.scan_block(text)
     assert scan.hits == [1, 1, 2]
+    # by the values' text (the refresh's way): the same hits, with and without outer spaces,
+    # escapes and non-ASCII text in the block
+    plain = {s.strip().lower().encode() for s in secret if len(s) >= 3}
+    spaced = text.replace(b"ann@corp.com ", b"zzz")
+    for block, want in ((text, [1, 1, 2]), (text.replace(b"\xcf\x83", b"s"), [1, 0, 2]),
+                        (spaced, [0, 1, 2]), (b"ann@corp.com\tok\tsomething\n", [1, 0, 0]),
+                        (b"zz\tANN@corp.COM\t ann@corp.com\x1f\n", [0, 1, 1])):
+        scan = LeakScanner(avoid, 3, plain=plain)
+        scan.scan_block(block)
+        assert scan.hits == want, block
 
 
 def test_copy_out_only_reads(pg_database):

@@ -116,3 +116,28 @@ def test_mask_column_is_mask_per_value(values):
     keys = [str(i) for i in range(len(values))]
     a, b = masker(rule), masker(rule)
     assert a.mask_column(values, keys) == [b.mask(v, k) for v, k in zip(values, keys, strict=True)]
+
+
+@pytest.mark.parametrize("rule", ["token", "digits", "phone", "person", "first_name", "last_name",
+                                  "company", "email", "address", "city"])
+@pytest.mark.parametrize("unique", [False, True])
+def test_text_column_is_mask_per_value(rule, unique):
+    # A column at a time takes an inlined first attempt and masks repeats once: the values,
+    # the collision re-draws shared by the domain and the "never a production value" checks
+    # must come out as they do one value at a time.
+    values = ["Ann Roe", "ann roe ", None, "+49 30 1234567", "Ünïcode Straße 7", "x1", 12345,
+              "Ann Roe", "ab-12-CD", "(030) 555-0199", "Ann Roe", 7, "ÄÖÜ 123 ½ ²"]
+    if not unique:  # repeats of a unique column are re-drawn: keep within small domains
+        values = values + [f"value {i % 40}" for i in range(300)]
+    first = masker(rule).mask_column(values[3:5])  # some outputs made production values
+    avoid = {value_hash(v) for v in first if v is not None}
+    col = masker(rule, unique=unique, avoid=avoid, max_length=12)
+    one = masker(rule, unique=unique, avoid=avoid, max_length=12)
+    try:
+        want = [one.mask(v) for v in values]
+    except RefreshError:  # e.g. unique digits of text without digits: no distinct value
+        with pytest.raises(RefreshError, match="too small"):
+            col.mask_column(values[:9]) + col.mask_column(values[9:])
+        return
+    assert col.mask_column(values[:9]) + col.mask_column(values[9:]) == want
+    assert col.overrides == one.overrides and col._seen == one._seen

@@ -75,11 +75,26 @@ class Keyed:
 
 
 def _pick(seq: Sequence[str], d: bytes, i: int) -> str:
-    return seq[int.from_bytes(d[i:i + 2], "big") % len(seq)]
+    return seq[(d[i] << 8 | d[i + 1]) % len(seq)]  # == int.from_bytes(d[i:i + 2], "big")
+
+
+#: ``string.digits[r % 10]`` etc. for every byte ``r``: a lookup instead of a modulo per char.
+_BY_BYTE_DIGIT = [string.digits[r % 10] for r in range(256)]
+_BY_BYTE_LOWER = [string.ascii_lowercase[r % 26] for r in range(256)]
+_BY_BYTE_UPPER = [string.ascii_uppercase[r % 26] for r in range(256)]
 
 
 def _token_text(s: str, d: bytes, digits_only: bool) -> str:
     b = Keyed.stream(d, len(s))
+    if s.isascii():
+        # The loop below for ASCII text, where isdigit() is 0-9 and isalpha() is a-z/A-Z.
+        dig = _BY_BYTE_DIGIT
+        pairs = zip(s, b, strict=False)  # ``b`` may be longer than ``s``
+        if digits_only:
+            return "".join([dig[r] if "0" <= ch <= "9" else ch for ch, r in pairs])
+        low, up = _BY_BYTE_LOWER, _BY_BYTE_UPPER
+        return "".join([dig[r] if "0" <= ch <= "9" else low[r] if "a" <= ch <= "z"
+                        else up[r] if "A" <= ch <= "Z" else ch for ch, r in pairs])
     out = []
     for ch, r in zip(s, b, strict=False):
         if ch.isdigit():
@@ -107,35 +122,47 @@ def _token_int(v: int, d: bytes) -> int:
     return -out if v < 0 else out
 
 
+def _fake_token(v: Any, d: bytes, digits_only: bool = False) -> Any:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return _token_int(v, d)
+    return _token_text(str(v), d, digits_only)
+
+
+def _fake_phone(v: Any, d: bytes) -> str:
+    s = str(v)
+    if sum(map(str.isdigit, s)) >= 4:
+        return _token_text(s, d, True)
+    return f"+1-555-{int.from_bytes(d[:3], 'big') % 10_000_000:07d}"
+
+
+def _fake_email(v: Any, d: bytes) -> str:
+    n = int.from_bytes(d[6:8], "big") % 1000
+    return (f"{_pick(W.FIRST_NAMES, d, 0)}.{_pick(W.LAST_NAMES, d, 2)}{n}"
+            f"@{_pick(W.MAIL_DOMAINS, d, 4)}").lower()
+
+
+#: One function per text rule: ``(source value, keyed digest) -> fake``. A table rather than
+#: a chain of ifs, so a column looks its rule up once, not once per value.
+_FAKES: dict[MaskKind, Callable[[Any, bytes], Any]] = {
+    MaskKind.token: _fake_token,
+    MaskKind.digits: lambda v, d: _fake_token(v, d, True),
+    MaskKind.phone: _fake_phone,
+    MaskKind.person: lambda v, d: f"{_pick(W.FIRST_NAMES, d, 0)} {_pick(W.LAST_NAMES, d, 2)}",
+    MaskKind.first_name: lambda v, d: _pick(W.FIRST_NAMES, d, 0),
+    MaskKind.last_name: lambda v, d: _pick(W.LAST_NAMES, d, 2),
+    MaskKind.company: lambda v, d: (f"{_pick(W.COMPANY_WORDS, d, 0)} "
+                                    f"{_pick(W.COMPANY_TRADES, d, 2)} "
+                                    f"{_pick(W.COMPANY_SUFFIXES, d, 4)}"),
+    MaskKind.email: _fake_email,
+    MaskKind.address: lambda v, d: (f"{1 + int.from_bytes(d[6:8], 'big') % 400} "
+                                    f"{_pick(W.STREET_NAMES, d, 0)} "
+                                    f"{_pick(W.STREET_TYPES, d, 2)}, {_pick(W.CITIES, d, 4)}"),
+    MaskKind.city: lambda v, d: _pick(W.CITIES, d, 0),
+}
+
+
 def _fake(kind: MaskKind, v: Any, d: bytes) -> Any:
-    if kind in (MaskKind.token, MaskKind.digits):
-        if isinstance(v, int) and not isinstance(v, bool):
-            return _token_int(v, d)
-        return _token_text(str(v), d, kind == MaskKind.digits)
-    if kind == MaskKind.phone:
-        s = str(v)
-        if sum(c.isdigit() for c in s) >= 4:
-            return _token_text(s, d, True)
-        return f"+1-555-{int.from_bytes(d[:3], 'big') % 10_000_000:07d}"
-    if kind == MaskKind.person:
-        return f"{_pick(W.FIRST_NAMES, d, 0)} {_pick(W.LAST_NAMES, d, 2)}"
-    if kind == MaskKind.first_name:
-        return _pick(W.FIRST_NAMES, d, 0)
-    if kind == MaskKind.last_name:
-        return _pick(W.LAST_NAMES, d, 2)
-    if kind == MaskKind.company:
-        return (f"{_pick(W.COMPANY_WORDS, d, 0)} {_pick(W.COMPANY_TRADES, d, 2)} "
-                f"{_pick(W.COMPANY_SUFFIXES, d, 4)}")
-    if kind == MaskKind.email:
-        n = int.from_bytes(d[6:8], "big") % 1000
-        return (f"{_pick(W.FIRST_NAMES, d, 0)}.{_pick(W.LAST_NAMES, d, 2)}{n}"
-                f"@{_pick(W.MAIL_DOMAINS, d, 4)}").lower()
-    if kind == MaskKind.address:
-        return (f"{1 + int.from_bytes(d[6:8], 'big') % 400} {_pick(W.STREET_NAMES, d, 0)} "
-                f"{_pick(W.STREET_TYPES, d, 2)}, {_pick(W.CITIES, d, 4)}")
-    if kind == MaskKind.city:
-        return _pick(W.CITIES, d, 0)
-    raise AssertionError(kind)  # pragma: no cover - every text rule is handled above
+    return _FAKES[kind](v, d)
 
 
 class ColumnMasker:
@@ -213,10 +240,63 @@ class ColumnMasker:
         n = len(values)
         if self.kind == MaskKind.noise:
             return self._noise_column(values, keys if keys is not None else [None] * n)
+        if self.kind in TEXT_RULES:
+            return self._text_column(values)
         keys = keys if keys is not None else [None] * n
         bys = bys if bys is not None else [None] * n
         mask = self.mask
         return [mask(v, k, b) for v, k, b in zip(values, keys, bys, strict=True)]
+
+    def _text_column(self, values: Sequence[Any]) -> list[Any]:
+        # ``_text`` over a column with its first attempt inlined (digest, fake, the checks):
+        # per value this was most of a text column's time. Anything but the first attempt
+        # succeeding — an override, a collision, a production value — goes through ``_text``
+        # itself, which redoes the same first attempt and carries on exactly as before.
+        inner, outer = self.keyed._inner, self.keyed._outer
+        pre = f"{self.domain}\x1f"
+        fake = _FAKES[self.kind]
+        overrides, domain, avoid = self.overrides, self.domain, self.avoid
+        unique, seen, max_length = self.unique, self._seen, self.max_length
+        b2, from_bytes = hashlib.blake2b, int.from_bytes
+        # Repeats within a block: the same value gives the same output unless the column is
+        # unique (a repeat is then re-drawn). Per call only: another column of the same domain
+        # may add an override between two blocks.
+        memo: dict[tuple[type, Any], Any] | None = None if unique else {}
+        out: list[Any] = []
+        append = out.append
+        for v in values:
+            if v is None:
+                append(None)
+                continue
+            if memo is not None:
+                mk = (v.__class__, v)
+                r = memo.get(mk)
+                if r is not None:
+                    append(r)
+                    continue
+            src = str(v).strip().lower()  # norm_text
+            h = inner.copy()
+            h.update(f"{pre}{src}\x1f0".encode())  # == Keyed.digest(domain, src, 0)
+            o = outer.copy()
+            o.update(h.digest())
+            base = o.digest()
+            dom = overrides.get(domain)
+            if dom is not None and base in dom:
+                r = self._text(v)
+            else:
+                r = fake(v, base)
+                if max_length is not None and isinstance(r, str):
+                    r = r[:max_length]
+                vh = from_bytes(b2(str(r).strip().lower().encode(), digest_size=8).digest(),
+                                "big")  # value_hash
+                if vh in avoid or (unique and vh in seen):
+                    r = self._text(v)
+                elif unique:
+                    seen.add(vh)
+            if memo is not None:
+                memo[mk] = r
+            append(r)
+        return out
 
     # -- numbers ----------------------------------------------------------------------
     def _noise_column(self, values: Sequence[Any], keys: Sequence[Any]) -> list[Any]:
