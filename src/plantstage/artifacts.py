@@ -48,7 +48,7 @@ def verify(path: str | Path, expected: str, *, where: str) -> str:
     actual = digest(path)
     if actual != expected:
         raise ArtifactError(
-            f"artifact digest mismatch: spec says {expected[:12]}…, {path} is {actual[:12]}…",
+            f"artifact digest mismatch: {path} is {actual}, the spec approved {expected}",
             where=where,
             hint="the artifact changed since it was approved; rebuild or update sha256 "
             "(`plantstage digest PATH` prints it)",

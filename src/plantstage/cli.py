@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from plantstage import __version__, verbs
-from plantstage.errors import EXIT_USAGE, PlantstageError
+from plantstage.errors import PlantstageError
 from plantstage.rehearsal.runner import RunOutcome
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -89,15 +89,19 @@ def _run_with_live(fn, **kwargs) -> RunOutcome:
         return fn(listener=RichListener(live), **kwargs)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"plantstage {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", help="Print the version.", is_eager=True, callback=_print_version)] = False,
 ):
     _state["debug"] = debug
-    if version:
-        console.print(f"plantstage {__version__}")
-        raise typer.Exit(0)
 
 
 @app.command()
@@ -169,31 +173,19 @@ from plantstage.workload import cli as _workload_cli  # noqa: E402,F401
 
 
 def main() -> None:
-    """Entry point: translate expected errors into one line and an exit code."""
+    """Entry point: translate expected errors into one line and an exit code.
+
+    Click runs in standalone mode, so usage errors (an unknown option, a missing argument)
+    print click's short message and exit 2, and ``typer.Exit`` codes pass through.
+    """
     debug = "--debug" in sys.argv
     try:
-        # In non-standalone mode click returns the code of a typer.Exit instead of raising it.
-        rc = app(standalone_mode=False)
+        app(standalone_mode=True)
     except PlantstageError as exc:
         if debug:
             raise
         err.print(Text(f"error: {exc.one_line()}", style="red"), soft_wrap=True)
         sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(EXIT_USAGE)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
-    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,8 +20,11 @@ def schema() -> str:
     return json_schema()
 
 
-def check(path: str | Path) -> LoadedSpec:
-    """Validate a spec; raise :class:`SpecError` naming file, line and field if it is wrong."""
+def check(path: str | Path, *, artifacts: bool = True) -> LoadedSpec:
+    """Validate a spec; raise :class:`SpecError` naming file, line and field if it is wrong.
+
+    With ``artifacts`` (the default) every release artifact must also match its digest.
+    """
     loaded = load_spec(path)
     # What only the workload can know: archetypes exist, user flow modules import.
     from plantstage.workload.plan import validate as _validate_workload
@@ -31,7 +34,24 @@ def check(path: str | Path) -> LoadedSpec:
     from plantstage.gates.catalogue import validate as _validate_gates
 
     _validate_gates(loaded)
+    if artifacts:
+        verify_artifacts(loaded)
     return loaded
+
+
+def verify_artifacts(loaded: LoadedSpec) -> dict[str, str]:
+    """Check every release artifact against its approved digest; name the spec line if not."""
+    from plantstage import artifacts
+
+    lines = loaded.text.splitlines()
+    digests = {}
+    for i, rel in enumerate(loaded.spec.releases):
+        line = next((n for n, text in enumerate(lines, 1) if rel.artifact.sha256 in text), None)
+        where = f"{loaded.path}:{line}" if line else f"{loaded.path}: releases[{i}]"
+        digests[rel.name] = artifacts.verify(
+            loaded.base_dir / rel.artifact.path, rel.artifact.sha256,
+            where=f"{where}: releases[{i}].artifact.sha256")
+    return digests
 
 
 def _pick_release(loaded: LoadedSpec, name: str | None) -> tuple[Release, Release]:
@@ -68,13 +88,16 @@ def rehearse(
     loaded = load_spec(path)
     rel, current = _pick_release(loaded, release)
     if out is None:
-        run_dir = loaded.base_dir / ".plantstage" / "runs" / new_run_id()
+        run_id: str | None = new_run_id()
+        run_dir = loaded.base_dir / ".plantstage" / "runs" / run_id
     else:
+        run_id = None
         run_dir = Path(out)
         if (run_dir / "ledger.sqlite").exists():
             raise SpecError("this folder already holds a run", where=str(run_dir),
                             hint="choose another --out or remove the folder")
     return run_rehearsal(loaded, rel, current, run_dir.resolve(), staging_db=staging_db,
+                         run_id=run_id,
                          listener=listener, keep_staging=keep_staging)
 
 

@@ -1,12 +1,16 @@
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from plantstage import verbs
 from plantstage.errors import SpecError
 from plantstage.spec.loader import load_spec
-from plantstage.verbs import check
 from plantstage.workload.archetypes import BUILTIN
 from plantstage.workload.plan import build_lanes, validate
+
+# These specs carry no real release artifacts: validate the workload, not the digests.
+check = partial(verbs.check, artifacts=False)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "sample-plant"

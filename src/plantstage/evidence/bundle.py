@@ -105,6 +105,9 @@ def write_evidence(ctx, steps: list[dict[str, Any]], *, status: str, started: fl
     if ctx.store is not None:
         ctx.store.close()  # the store is done; closing checkpoints its SQLite log
     render(ctx.run_dir, evidence)  # time series from signals.sqlite, as a re-judgement reads
+    from plantstage.engines.sqlite import seal_files
+
+    seal_files(ctx.run_dir)  # no -wal/-shm files appear later when someone reads a database
     seal(ctx.run_dir, evidence, "rehearsal", {"release": ctx.release.name, "status": status})
     return evidence
 

@@ -68,12 +68,12 @@ def _raise_interrupted(signum, _frame):  # noqa: ANN001
 def run_rehearsal(
     loaded: LoadedSpec, release: Release, current: Release, run_dir: Path, *,
     staging_db: str | None = None, listener: Listener | None = None,
-    plan: list[Step] | None = None, keep_staging: bool = False,
+    plan: list[Step] | None = None, keep_staging: bool = False, run_id: str | None = None,
 ) -> RunOutcome:
     from plantstage.gates.catalogue import validate as _validate_gates
 
     _validate_gates(loaded)  # a gate naming an unknown signal fails before anything runs
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "spec.yaml").write_text(loaded.text)  # the spec exactly as used
     ledger = Ledger(run_dir / "ledger.sqlite", run_id)
