@@ -76,7 +76,7 @@ def _summary(outcome: RunOutcome) -> None:
         outcome.verdict, "bold white on red")
     console.print()
     console.print(Text(f" {outcome.verdict} ", style=style),
-                  f"{e['spec']['name']} {e['current']['version']} → {e['release']['version']}"
+                  f"{e['spec']['name']} {e['current']['name']} → {e['release']['name']}"
                   f" in {e['seconds']:.1f} s ({outcome.status})")
     for r in e["reasons"]:
         console.print(f"  • {r}", soft_wrap=True)

@@ -40,7 +40,9 @@ def fidelity_table(ctx) -> list[dict[str, Any]]:
         rows.append({
             "component": name, "kind": comp.kind.value, "tier": comp.tier,
             "production": prod.fidelity.value if prod else "—",
-            "staging": stage.fidelity.value if stage else "not bound",
+            "staging": (stage.fidelity.value + (
+                " (no twin in this run)" if stage.fidelity.value == "simulated"
+                and stage.twin is None else "")) if stage else "not bound",
         })
     return rows
 

@@ -175,11 +175,15 @@ def judge(spec, *, signals: Mapping[str, float], series: Mapping[str, list] | No
     run_vars = run_variables(release, steps, status, signals, results, sc, shown_waivers)
     roles = signoff_state(spec, records, run_vars, signals)
 
-    reasons = list(run_reasons or [])
-    for r in results:
-        if r.outcome in ("fail", "inconclusive") or (r.outcome == "warn"):
-            reasons.append(f"gate {r.name} {r.outcome}: {r.cause or r.reason}"
-                           + (f" ({r.reason})" if r.cause and r.reason else ""))
+    # Failed gates name the cause, so they come first; a failed step often follows from the
+    # same defect (a downgrade that cannot undo duplicates). An inconclusive gate did not see
+    # the problem its cause describes — it had no data — so it says only that.
+    reasons = [f"gate {r.name} {r.outcome}: {r.cause or r.reason}"
+               + (f" ({r.reason})" if r.cause and r.reason else "")
+               for r in results if r.outcome in ("fail", "warn")]
+    reasons += list(run_reasons or [])
+    reasons += [f"gate {r.name} inconclusive: {r.reason or 'no data'}"
+                for r in results if r.outcome == "inconclusive"]
     steps_ok = status == "completed" and all(s["status"] == "passed" for s in steps)
     if sc.result == "fail" and not sc.vetoes:
         reasons.append(f"gate score {sc.pct}% is below the warning threshold "
