@@ -7,7 +7,15 @@ inconclusive → ``error`` (no data is not a pass, and not a measured failure ei
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 from typing import Any
+
+
+def _iso(epoch: float | None) -> str:
+    """JUnit's timestamp is ISO 8601 (seconds, UTC)."""
+    if epoch is None:
+        return ""
+    return datetime.fromtimestamp(float(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def to_junit(evidence: dict[str, Any]) -> str:
@@ -18,7 +26,7 @@ def to_junit(evidence: dict[str, Any]) -> str:
         "failures": str(sum(g["outcome"] == "fail" for g in gates)),
         "errors": str(sum(g["outcome"] == "inconclusive" for g in gates)),
         "skipped": "0",
-        "timestamp": str(evidence.get("judged_at") or evidence.get("ended_at") or ""),
+        "timestamp": _iso(evidence.get("judged_at") or evidence.get("ended_at")),
     })
     props = ET.SubElement(suite, "properties")
     for k, v in (("run_id", evidence["run_id"]), ("verdict", evidence["verdict"]),
