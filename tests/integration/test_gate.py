@@ -33,8 +33,8 @@ def test_stricter_threshold_changes_the_verdict_without_rerunning(copy_run, tmp_
     r = run_cli("gate", str(run), env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert " GO " in r.stdout
-    # A stricter threshold: the new version's import p95 must be at most half the baseline's.
-    strict = _spec_with(run, tmp_path, "value <= max(", "value <= 0.5 * min(")
+    # A much stricter threshold: the new version's import median must be a tenth of the limit.
+    strict = _spec_with(run, tmp_path, "value <= max(", "value <= 0.1 * min(")
     r = run_cli("gate", str(run), "--spec", str(strict), env=env)
     assert r.returncode == 1, r.stdout + r.stderr
     ev = _ev(run)
