@@ -69,21 +69,6 @@ def test_load_drives_every_archetype_and_exports_signals(plant, tmp_path):
 
 
 @requires_mosquitto
-def test_load_records_the_brokers_queue_depth(plant, tmp_path):
-    base, db_url = plant
-    out = tmp_path / "run"
-    r = run_cli("load", str(EXAMPLE), "--target", base, "--duration", "1",
-                "--tenant", "cobalt-multiplant", "--database-url", db_url,
-                "--mqtt", "mqtt://127.0.0.1:1883", "--out", str(out))
-    assert r.returncode == 0, r.stdout + r.stderr
-    csv = (out / "signals.csv").read_text()
-    # Mosquitto's $SYS store count, before/after the phase and as a series.
-    for stat in ("before", "max", "end"):
-        assert f"value,workload.load.queue_depth.{stat}," in csv
-    assert "value,workload.load.queue_drained," in csv
-    assert "series,broker.queue_depth," in csv
-
-
 def test_load_counts_errors_by_kind_and_exits_1(plant, tmp_path):
     base, _ = plant
     # Without the MES twin the MQTT flow fails: counted by kind, the run still ends.
