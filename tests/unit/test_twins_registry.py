@@ -54,7 +54,7 @@ def test_plan_rejects_bad_bindings(mutate, msg):
 
 def _ctx(loaded, run_id="r1"):
     return SimpleNamespace(loaded=loaded, run_id=run_id, router=None, sections={},
-                           placeholders={}, cleanups=[], signals={},
+                           placeholders={}, cleanups=[], signals={}, twin_set=None,
                            signals_from=lambda d: None)
 
 
@@ -67,7 +67,7 @@ def test_steps_start_check_and_always_stop(monkeypatch):
         assert ctx.placeholders["twin:wms"].startswith("http://127.0.0.1:")
         steps.TwinsReady().run(ctx)
         assert steps.TwinsCheck().run(ctx)["failures"] == {}
-        ts = steps._RUNNING[ctx.run_id]
+        ts = ctx.twin_set
         # a twin that crashes during the run is a twin failure, not the app's
         ts.twins["wms"].fail("callbacks crashed: RuntimeError: boom")
         with pytest.raises(StepFailed, match=r"twin failure \(not the app\): wms: callbacks"):
@@ -76,7 +76,7 @@ def test_steps_start_check_and_always_stop(monkeypatch):
     finally:
         for fn in reversed(ctx.cleanups):
             fn()
-    assert ctx.run_id not in steps._RUNNING
+    assert ctx.twin_set is None
     from plantstage.workload import flows
 
     assert flows._mes_channel is None

@@ -57,6 +57,9 @@ class RunContext:
     placeholders: dict[str, str] = field(default_factory=dict)
     #: Callables run (last first) when the run ends, whatever happened — e.g. stopping twins.
     cleanups: list[Any] = field(default_factory=list)
+    #: The running twins (plantstage.twins.TwinSet) the twins step started, or None. Steps
+    #: reach twins only through here (no module globals between steps).
+    twin_set: Any = None
 
     @property
     def spec(self):

@@ -24,9 +24,7 @@ def _twin_urls(ctx) -> dict[str, str]:
 
 def _queue_probe(ctx) -> QueueProbe:
     """Queue depths of the twins' broker and the MES line twins (empty without twins)."""
-    from plantstage.rehearsal.steps.twins import _RUNNING
-
-    return QueueProbe.for_twins(_RUNNING.get(ctx.run_id)) or QueueProbe()
+    return QueueProbe.for_twins(ctx.twin_set) or QueueProbe()
 
 
 class _Load(Step):

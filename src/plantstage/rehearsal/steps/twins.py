@@ -13,10 +13,6 @@ from plantstage.rehearsal.steps import Step, StepFailed
 from plantstage.twins import TwinError, TwinSet, plan_twins, start_twins
 from plantstage.twins.faults import FaultLog
 
-#: Twins running per run id (the check step finds them here; cleanup removes them).
-_RUNNING: dict[str, TwinSet] = {}
-
-
 def _primary(endpoints: dict[str, str]) -> str | None:
     for proto in ("http", "opcua", "mqtt"):
         if proto in endpoints:
@@ -71,11 +67,11 @@ class StartTwins(Step):
         ts = start_twins(ctx.loaded, planned,
                          app_url=lambda: ctx.router.url if ctx.router is not None else None,
                          log=log, wait=False)
-        _RUNNING[ctx.run_id] = ts
+        ctx.twin_set = ts
 
         def stop() -> None:
             flows.attach_mes_twin(None)
-            _RUNNING.pop(ctx.run_id, None)
+            ctx.twin_set = None
             ts.stop()
 
         ctx.cleanups.append(stop)
@@ -107,7 +103,7 @@ class TwinsReady(Step):
     setup = True
 
     def run(self, ctx):
-        ts = _RUNNING.get(ctx.run_id)
+        ts: TwinSet | None = ctx.twin_set
         if ts is None:
             return {"skipped": "no twins"}
         ts.wait_ready()
@@ -126,7 +122,7 @@ class TwinsCheck(Step):
     after_failure = True
 
     def run(self, ctx):
-        ts = _RUNNING.get(ctx.run_id)
+        ts: TwinSet | None = ctx.twin_set
         if ts is None:
             return {"skipped": "no twins ran"}
         failures = ts.failures()
