@@ -29,7 +29,9 @@ def main() -> None:
     if not prod.exists():
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c",
-                        "from plantstage.verbs import ensure_sample_production as e; e()"],
+                        "from plantstage.spec.loader import load_spec; "
+                        "from plantstage.verbs import prepare_production as p; "
+                        "p(load_spec('examples/sample-plant'))"],
                        check=True)
         print(f"generate production database (first run only): {time.perf_counter() - t0:.1f} s")
     times = []

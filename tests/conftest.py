@@ -56,9 +56,11 @@ def pg_database():
 @pytest.fixture(scope="session")
 def production_db() -> Path:
     """The sample plant's generated production database (made once per checkout)."""
-    from plantstage.verbs import ensure_sample_production
+    from plantstage.spec.loader import load_spec
+    from plantstage.verbs import prepare_production
 
-    return ensure_sample_production(EXAMPLE, echo=lambda *_: None)
+    prepare_production(load_spec(EXAMPLE), echo=lambda *_: None)
+    return EXAMPLE / ".plantstage" / "production.sqlite"
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,

@@ -145,11 +145,12 @@ def rehearse(
 @app.command()
 def demo(
     out: Annotated[Path | None, typer.Option(help="Run folder for the evidence.")] = None,
-    release: Annotated[str, typer.Option(help="Sample plant release to rehearse.")] = "1.1.0",
+    release: Annotated[str | None, typer.Option(
+        help="Release of the example to rehearse (default: its first new release).")] = None,
     staging_db: Annotated[str | None, typer.Option(help="Staging database server URL.")]
     = None,
 ):
-    """Rehearse the sample plant's 1.1.0 on the embedded default (SQLite, no services)."""
+    """Rehearse the bundled example (examples/sample-plant) on the embedded default."""
     outcome = _run_with_live(verbs.demo, out=out, release=release, staging_db=staging_db,
                              echo=console.print)
     _finish(outcome)

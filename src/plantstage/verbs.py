@@ -11,7 +11,7 @@ from plantstage.rehearsal.runner import Listener, RunOutcome, new_run_id, run_re
 from plantstage.spec.loader import LoadedSpec, json_schema, load_spec
 from plantstage.spec.models import Release
 
-#: Where the sample plant lives in a source checkout.
+#: The bundled example `plantstage demo` rehearses (a source checkout's examples/).
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "sample-plant"
 
 
@@ -78,7 +78,7 @@ def _pick_release(loaded: LoadedSpec, name: str | None) -> tuple[Release, Releas
 def rehearse(
     path: str | Path, *, release: str | None = None, out: str | Path | None = None,
     staging_db: str | None = None, listener: Listener | None = None,
-    keep_staging: bool = False,
+    keep_staging: bool = False, echo=print,
 ) -> RunOutcome:
     """Rehearse a release of the estate in ``path`` end to end; return the outcome.
 
@@ -87,6 +87,7 @@ def rehearse(
     """
     loaded = load_spec(path)
     rel, current = _pick_release(loaded, release)
+    prepare_production(loaded, echo=echo)
     if out is None:
         run_id: str | None = new_run_id()
         run_dir = loaded.base_dir / ".plantstage" / "runs" / run_id
@@ -101,35 +102,60 @@ def rehearse(
                          listener=listener, keep_staging=keep_staging)
 
 
-def ensure_sample_production(example_dir: Path = EXAMPLE_DIR, *, echo=print) -> Path:
-    """Generate the sample plant's production-like database once (it is the demo's production)."""
-    db = example_dir / ".plantstage" / "production.sqlite"
-    if db.exists():
-        return db
-    db.parent.mkdir(parents=True, exist_ok=True)
-    echo("Generating the sample plant's production database (first run only) …")
-    tmp = db.with_suffix(".partial")
-    tmp.unlink(missing_ok=True)
-    proc = subprocess.run([sys.executable, str(example_dir / "generate.py"),
-                           "--url", f"sqlite:///{tmp}"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        last = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
-        raise EngineError(f"the sample database generator failed: {last[0]}",
-                          where=str(example_dir / "generate.py"))
-    tmp.rename(db)  # only a complete database becomes "production"
-    return db
+def prepare_production(loaded: LoadedSpec, *, echo=print) -> list[Path]:
+    """Create example production databases that declare ``generate`` and do not exist yet.
+
+    Only for SQLite files (examples and trials): the command writes into a temporary file that
+    becomes the production database only when the command succeeds, so a half-written database
+    is never read as production. An existing production database is never touched.
+    """
+    import os
+
+    made: list[Path] = []
+    env = loaded.spec.environments.get("production")
+    for name, b in (env.bindings.items() if env else []):
+        if not b.generate or not b.url:
+            continue
+        where = f"{loaded.path}: environments.production.bindings.{name}.generate"
+        if not b.url.startswith("sqlite:///"):
+            raise SpecError("'generate' works only for a SQLite production database", where=where,
+                            hint="create the database yourself, then remove 'generate'")
+        rel = b.url[len("sqlite:///"):]
+        db = Path(rel) if rel.startswith("/") else (loaded.base_dir / rel)
+        if db.exists():
+            continue
+        db.parent.mkdir(parents=True, exist_ok=True)
+        echo(f"Generating the example production database {db.name} for {name} "
+             "(first run only) …")
+        tmp = db.with_name(db.name + ".partial")
+        tmp.unlink(missing_ok=True)
+        values = {"python": sys.executable, "url": f"sqlite:///{tmp}", "path": str(tmp)}
+        argv = [a.format_map(values) for a in b.generate]
+        try:
+            proc = subprocess.run(argv, cwd=loaded.base_dir, capture_output=True, text=True,
+                                  env={**os.environ})
+        except OSError as exc:
+            raise SpecError(f"cannot run the generator: {exc}", where=where,
+                            hint="check the command") from None
+        if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            last = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
+            raise EngineError(f"the production data generator failed (exit {proc.returncode}): "
+                              f"{last[0]}", where=where)
+        tmp.rename(db)  # only a complete database becomes "production"
+        made.append(db)
+    return made
 
 
-def demo(*, out: str | Path | None = None, release: str = "1.1.0",
+def demo(*, out: str | Path | None = None, release: str | None = None,
          staging_db: str | None = None, listener: Listener | None = None,
          echo=print) -> RunOutcome:
-    """Rehearse the sample plant's 1.1.0 on the embedded default (SQLite, no services)."""
+    """Rehearse the bundled example (``examples/sample-plant``) on the embedded default."""
     if not (EXAMPLE_DIR / "plantstage.yaml").exists():
-        raise SpecError("the sample plant is not here", where=str(EXAMPLE_DIR),
+        raise SpecError("the bundled example is not here", where=str(EXAMPLE_DIR),
                         hint="run the demo from a source checkout of plantstage")
-    ensure_sample_production(EXAMPLE_DIR, echo=echo)
     return rehearse(EXAMPLE_DIR, release=release, out=out, staging_db=staging_db,
-                    listener=listener)
+                    listener=listener, echo=echo)
 
 
 def load(path: str | Path, **kwargs):

@@ -103,6 +103,12 @@ class Binding(_Model):
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment.")
     health: str = Field("/health", description="HTTP path that answers 200 when healthy.")
     startup_timeout: float = Field(30.0, gt=0, description="Seconds to wait for health.")
+    generate: list[str] | None = Field(
+        None, description="Examples and trials only, on a production SQLite database: a command "
+        "that creates the database file when it does not exist yet ({url} is its URL, {path} "
+        "its file, {python} plantstage's interpreter, run in the spec's folder). plantstage "
+        "runs it into a temporary file before anything reads production and never writes to "
+        "an existing production database.")
     scale: int = Field(1, ge=0, description="Replicas / instances (scale may differ).")
     port: int | None = Field(
         None, ge=1, le=65535,
