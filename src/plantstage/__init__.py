@@ -1,11 +1,26 @@
 """plantstage: release rehearsals for manufacturing software.
 
 The verbs are library functions (``plantstage.verbs``); the CLI is a thin shell over them.
+Plugin authors use :mod:`plantstage.api`. The names below are loaded on first use, so that
+importing a feature package (or ``plantstage.__version__``) does not pull in the verbs layer.
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
 
-from plantstage.errors import PlantstageError  # noqa: E402
-from plantstage.verbs import check, demo, rehearse, schema  # noqa: E402
-
 __all__ = ["PlantstageError", "__version__", "check", "demo", "rehearse", "schema"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PlantstageError":
+        from plantstage.errors import PlantstageError
+
+        return PlantstageError
+    if name in {"check", "demo", "rehearse", "schema"}:
+        from plantstage import verbs
+
+        return getattr(verbs, name)
+    raise AttributeError(f"module 'plantstage' has no attribute {name!r}")
