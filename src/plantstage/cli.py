@@ -7,19 +7,30 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from plantstage import __version__, verbs
-from plantstage.errors import PlantstageError
+from plantstage.cli_support import (
+    console,
+    db_url_param,
+    err,
+    name_param,
+    out_dir_param,
+    path_param,
+    print_error,
+)
+from plantstage.errors import EXIT_INTERRUPTED, EXIT_USAGE, PlantstageError, SpecProblems
 from plantstage.rehearsal.runner import RunOutcome
+
+try:  # Typer ships its own copy of click; its exceptions are the ones raised.
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older Typer uses click itself
+    from click import exceptions as click_errors
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Release rehearsals for manufacturing software: GO / NO-GO with evidence.")
-console = Console()
-err = Console(stderr=True)
 _state = {"debug": False}
 
 _ICONS = {"passed": ("✔", "green"), "failed": ("✘", "red"), "skipped": ("–", "yellow"),
@@ -65,11 +76,6 @@ class RichListener:
         self.live.update(self._render())
 
 
-def _fail(exc: PlantstageError) -> None:
-    err.print(Text(f"error: {exc.one_line()}", style="red"), soft_wrap=True)
-    raise typer.Exit(exc.exit_code)
-
-
 def _summary(outcome: RunOutcome) -> None:
     e = outcome.evidence
     style = {"GO": "bold white on green", "PENDING": "bold black on yellow"}.get(
@@ -110,17 +116,28 @@ def schema():
     sys.stdout.write(verbs.schema() + "\n")
 
 
+SpecPath = Annotated[Path, typer.Argument(help="Spec file or folder.", callback=path_param)]
+OutDir = Annotated[Path | None, typer.Option(help="Run folder for the evidence.",
+                                             callback=out_dir_param)]
+
+
 @app.command()
-def check(path: Annotated[Path, typer.Argument(help="Spec file or folder.")] = Path(".")):
-    """Validate a spec: exit 0 if it is valid, 2 with file:line and field if not."""
-    loaded = verbs.check(path)
+def check(path: SpecPath = Path(".")):
+    """Validate a spec: exit 0 if it is valid; 2 with every problem, one line each, if not."""
+    try:
+        loaded = verbs.check(path)
+    except SpecProblems as exc:
+        for problem in exc.problems:
+            print_error(problem.one_line())
+        raise typer.Exit(exc.exit_code) from None
     s = loaded.spec
     console.print(f"[green]✔[/] {loaded.path}: {len(s.estate.components)} components, "
                   f"{len(s.releases)} releases, {len(s.gates)} gates")
 
 
 @app.command()
-def digest(path: Annotated[Path, typer.Argument(help="Artifact file or directory.")]):
+def digest(path: Annotated[Path, typer.Argument(help="Artifact file or directory.",
+                                                callback=path_param)]):
     """Print the SHA-256 digest of a release artifact, as artifact.sha256 expects it."""
     from plantstage.artifacts import digest as _digest
 
@@ -129,11 +146,13 @@ def digest(path: Annotated[Path, typer.Argument(help="Artifact file or directory
 
 @app.command()
 def rehearse(
-    path: Annotated[Path, typer.Argument(help="Spec file or folder.")] = Path("."),
-    release: Annotated[str | None, typer.Option(help="Release to rehearse.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run folder for the evidence.")] = None,
+    path: SpecPath = Path("."),
+    release: Annotated[str | None, typer.Option(help="Release to rehearse.",
+                                                callback=name_param)] = None,
+    out: OutDir = None,
     staging_db: Annotated[str | None, typer.Option(
-        help="Staging database server URL; the run gets its own database there.")] = None,
+        help="Staging database server URL; the run gets its own database there.",
+        callback=db_url_param)] = None,
     keep_staging: Annotated[bool, typer.Option(help="Keep the run's staging database.")] = False,
 ):
     """Rehearse a release end to end. Exit 0 = GO, 1 = NO-GO, 2 = could not run."""
@@ -144,11 +163,12 @@ def rehearse(
 
 @app.command()
 def demo(
-    out: Annotated[Path | None, typer.Option(help="Run folder for the evidence.")] = None,
+    out: OutDir = None,
     release: Annotated[str | None, typer.Option(
-        help="Release of the example to rehearse (default: its first new release).")] = None,
-    staging_db: Annotated[str | None, typer.Option(help="Staging database server URL.")]
-    = None,
+        help="Release of the example to rehearse (default: its first new release).",
+        callback=name_param)] = None,
+    staging_db: Annotated[str | None, typer.Option(help="Staging database server URL.",
+                                                   callback=db_url_param)] = None,
 ):
     """Rehearse the bundled example (examples/sample-plant) on the embedded default."""
     outcome = _run_with_live(verbs.demo, out=out, release=release, staging_db=staging_db,
@@ -158,35 +178,93 @@ def demo(
 
 def _finish(outcome: RunOutcome) -> None:
     if outcome.status == "could-not-run" and outcome.error is not None:
-        err.print(Text(f"error: {outcome.error.one_line()}", style="red"), soft_wrap=True)
-        err.print(f"  (run folder: {outcome.run_dir})")
+        print_error(outcome.error.one_line())
+        err.print(f"  (run folder: {outcome.run_dir})", highlight=False)
         raise typer.Exit(outcome.exit_code)
     _summary(outcome)
     raise typer.Exit(outcome.exit_code)
 
 
-# Verbs that live with their feature register themselves on ``app``.
-from plantstage.data import cli as _data_cli  # noqa: E402,F401
-from plantstage.gates import cli as _gates_cli  # noqa: E402,F401
-from plantstage.parity import cli as _parity_cli  # noqa: E402,F401
-from plantstage.twins import cli as _twins_cli  # noqa: E402,F401
-from plantstage.workload import cli as _workload_cli  # noqa: E402,F401
+def _register_feature_commands() -> None:
+    """Feature CLI modules declare their commands on their own Typer; they join the app here.
 
-
-def main() -> None:
-    """Entry point: translate expected errors into one line and an exit code.
-
-    Click runs in standalone mode, so usage errors (an unknown option, a missing argument)
-    print click's short message and exit 2, and ``typer.Exit`` codes pass through.
+    They import :mod:`plantstage.cli_support`, never this module, so there is no import circle.
     """
-    debug = "--debug" in sys.argv
+    from plantstage.data import cli as data_cli
+    from plantstage.gates import cli as gates_cli
+    from plantstage.parity import cli as parity_cli
+    from plantstage.twins import cli as twins_cli
+    from plantstage.workload import cli as workload_cli
+
+    for module in (data_cli, gates_cli, parity_cli, twins_cli, workload_cli):
+        app.registered_commands.extend(module.app.registered_commands)
+
+
+_register_feature_commands()
+
+
+def _usage_line(exc: click_errors.ClickException) -> str:
+    """click's message as one line, with a hint naming the command's help."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "plantstage"
+    if "(hint:" in message:
+        return message
+    return f"{message} (hint: see `{where} --help`)"
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI on ``argv`` and return the exit code; expected errors print one line.
+
+    Usage errors (an unknown option, a bad value) name the option; a :class:`PlantstageError`
+    prints its one line; an operating-system error (a read-only or full disk, a name too long)
+    names the file. Anything else is a plantstage bug: one line, or the traceback with
+    ``--debug``.
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args
+    _state["debug"] = debug
     try:
-        app(standalone_mode=True)
+        rc = app(args=args, prog_name="plantstage", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:
+        console.print(exc.ctx.get_help() if exc.ctx is not None else "", highlight=False)
+        return EXIT_USAGE
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        print_error("interrupted")
+        return EXIT_INTERRUPTED
+    except click_errors.ClickException as exc:
+        print_error(_usage_line(exc))
+        return EXIT_USAGE
     except PlantstageError as exc:
         if debug:
             raise
-        err.print(Text(f"error: {exc.one_line()}", style="red"), soft_wrap=True)
-        sys.exit(exc.exit_code)
+        print_error(exc.one_line())
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        if debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print_error(f"{where}{exc.strerror or exc} (hint: check the path, its permissions and "
+                    "the free space)")
+        return EXIT_USAGE
+    except Exception as exc:
+        if debug:
+            raise
+        text = " ".join(str(exc).split())[:300]
+        print_error(f"internal error: {type(exc).__name__}: {text} (hint: rerun with --debug "
+                    "for the traceback and report it)")
+        return EXIT_USAGE
+    return rc if isinstance(rc, int) else 0
+
+
+def main() -> None:
+    """Entry point of the ``plantstage`` command."""
+    sys.exit(run())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -50,6 +50,23 @@ class SpecError(PlantstageError):
     """The spec file is missing, malformed or invalid."""
 
 
+class SpecProblems(SpecError):
+    """Several spec problems at once; ``plantstage check`` prints every one, one per line.
+
+    Its own message and place are the first problem's, followed by how many more there are.
+    """
+
+    def __init__(self, problems: list[PlantstageError]):
+        first = problems[0]
+        more = len(problems) - 1
+        message = first.message
+        if more:
+            message += f" (and {more} more problem{'s' if more > 1 else ''}; " \
+                "`plantstage check` lists them all)"
+        super().__init__(message, where=first.where, hint=first.hint)
+        self.problems = list(problems)
+
+
 class ArtifactError(PlantstageError):
     """A release artifact is missing or its digest does not match the spec."""
 

@@ -9,8 +9,11 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from plantstage.cli import app, console, err
+from plantstage.cli_support import console, err, name_param, path_param, pem_file_param
 from plantstage.errors import EXIT_GO, EXIT_NO_GO, EXIT_PENDING
+
+#: This module's commands; plantstage.cli registers them on the main app.
+app = typer.Typer()
 
 _STYLE = {"GO": "bold white on green", "NO-GO": "bold white on red",
           "PENDING": "bold black on yellow"}
@@ -47,9 +50,10 @@ def _show(evidence: dict, run: Path) -> None:
 
 @app.command()
 def gate(
-    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    run: Annotated[Path, typer.Argument(help="Run folder.", callback=path_param)],
     spec: Annotated[Path | None, typer.Option(
-        help="Judge with this spec's gates and signoffs instead of the run's own.")] = None,
+        help="Judge with this spec's gates and signoffs instead of the run's own.",
+        callback=path_param)] = None,
 ):
     """Re-judge a recorded run without rerunning it. Exit 0 GO, 1 NO-GO, 3 PENDING, 2 bad input."""
     from plantstage.gates.verbs import gate as _gate
@@ -61,9 +65,10 @@ def gate(
 
 @app.command()
 def signoff(
-    run: Annotated[Path, typer.Argument(help="Run folder.")],
-    role: Annotated[str, typer.Option(help="A role the spec's signoffs declare.")],
-    by: Annotated[str, typer.Option(help="Who signs off.")],
+    run: Annotated[Path, typer.Argument(help="Run folder.", callback=path_param)],
+    role: Annotated[str, typer.Option(help="A role the spec's signoffs declare.",
+                                       callback=name_param)],
+    by: Annotated[str, typer.Option(help="Who signs off.", callback=name_param)],
     decision: Annotated[str, typer.Option(help="approve or reject.")],
     reason: Annotated[str, typer.Option(help="Why.")],
     waive: Annotated[str | None, typer.Option(help="Waive this failing non-key gate.")] = None,
@@ -80,9 +85,10 @@ def signoff(
 
 @app.command()
 def verify(
-    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    run: Annotated[Path, typer.Argument(help="Run folder.", callback=path_param)],
     key: Annotated[Path | None, typer.Option(
-        help="Trusted public key (PEM); the bundle must be signed with it.")] = None,
+        help="Trusted public key (PEM); the bundle must be signed with it.",
+        callback=pem_file_param)] = None,
 ):
     """Check a run's hash chain, signature and files. Exit 0 intact, 1 tampered, 2 bad input."""
     from plantstage.gates.verbs import verify as _verify

@@ -8,19 +8,24 @@ from typing import Annotated
 
 import typer
 
-from plantstage.cli import app, console  # noqa: F401
+from plantstage.cli_support import console, db_url_param, out_dir_param, path_param
+
+#: This module's commands; plantstage.cli registers them on the main app.
+app = typer.Typer()
 
 
 @app.command()
 def parity(
-    path: Annotated[Path, typer.Argument(help="Spec file or folder.")] = Path("."),
+    path: Annotated[Path, typer.Argument(help="Spec file or folder.", callback=path_param)]
+    = Path("."),
     between: Annotated[tuple[str, str], typer.Option(
         help="The two environments to compare.")] = ("production", "staging"),
     staging_db: Annotated[str | None, typer.Option(
         help="Read staging's database from this URL (default: its binding, or the schema "
-             "the current release's migrations build).")] = None,
+             "the current release's migrations build).", callback=db_url_param)] = None,
     out: Annotated[Path | None, typer.Option(
-        help="Folder for parity.json (default .plantstage/parity beside the spec).")] = None,
+        help="Folder for parity.json (default .plantstage/parity beside the spec).",
+        callback=out_dir_param)] = None,
     broker_window: Annotated[float | None, typer.Option(
         min=0.1, max=60,
         help="Seconds to listen on each broker for topics in use (default: "

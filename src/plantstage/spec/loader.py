@@ -1,24 +1,44 @@
 """Load ``plantstage.yaml`` into a :class:`Spec`, with errors that name file, line and field.
 
-PyYAML's composed node tree carries a line for every key and value; we walk it once to map each
-field path to its line, then validate the plain data with pydantic and translate the first
-validation error into one :class:`SpecError` line.
+The YAML is composed once, with bounds: the file size, the nesting depth, the number of
+aliases and the size of the document once every alias is expanded are limited, so a small
+file cannot make plantstage walk or build a huge graph (an "alias bomb"). The composed node
+tree carries a line for every key and value; it is walked once, each node once (an alias is
+not walked again), to map field paths to lines and to refuse duplicate keys. The same nodes
+are then constructed into plain data and validated with pydantic; every validation error
+becomes one :class:`SpecError` line with ``file:line`` and the field path, and all of them
+together are raised as :class:`SpecProblems`.
+
+Every YAML or encoding error (bad UTF-8, control characters, unknown tags, a bad merge key,
+an integer too long to convert …) is one line with ``file:line``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from plantstage.errors import SpecError
+from plantstage.errors import SpecError, SpecProblems
 from plantstage.spec.models import Spec
 
 SPEC_FILENAME = "plantstage.yaml"
+
+#: Largest spec file read, in bytes.
+MAX_SPEC_BYTES = 1 << 20
+#: Deepest nesting of mappings and lists.
+MAX_DEPTH = 64
+#: Most aliases (``*name``) in one spec.
+MAX_ALIASES = 256
+#: Most nodes of the document once every alias is expanded.
+MAX_EXPANDED_NODES = 100_000
+#: Most problems reported at once (``plantstage check`` prints them all up to this).
+MAX_PROBLEMS = 1000
 
 
 @dataclass(frozen=True)
@@ -28,18 +48,33 @@ class LoadedSpec:
     spec: Spec
     path: Path
     text: str
+    lines: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent
 
+    def line_of(self, *path: Any) -> int | None:
+        """1-based line of a field path (its nearest declared parent), or None."""
+        return _nearest_line(self.lines, tuple(path))
+
+    def where(self, *path: Any) -> str:
+        """``file:line`` of a field path, for error messages."""
+        line = self.line_of(*path)
+        return f"{self.path}:{line}" if line else str(self.path)
+
 
 def resolve_spec_path(path: str | Path) -> Path:
     """Accept a spec file or a directory holding ``plantstage.yaml``."""
     p = Path(path)
-    if p.is_dir():
-        p = p / SPEC_FILENAME
-    if not p.exists():
+    try:
+        if p.is_dir():
+            p = p / SPEC_FILENAME
+        exists = p.exists()
+    except (OSError, ValueError) as exc:  # name too long, NUL byte …
+        raise SpecError(f"cannot use this path: {exc}", where=str(p)[:200],
+                        hint=f"pass a {SPEC_FILENAME} or a directory that holds one") from None
+    if not exists:
         raise SpecError(
             "spec file not found",
             where=str(p),
@@ -48,37 +83,200 @@ def resolve_spec_path(path: str | Path) -> Path:
     return p
 
 
-def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict:
-    """Map each field path (tuple of keys / indexes) to its 1-based line."""
+# -- bounded YAML ------------------------------------------------------------------------
+
+class _Limit(yaml.MarkedYAMLError):
+    """A bound was exceeded while composing; carries the mark of the offending node."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with limits on nesting and aliases, and marked conversion errors."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent, index):  # noqa: ANN001, ANN201 - PyYAML's signature
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise _Limit(None, None, f"more than {MAX_ALIASES} aliases",
+                             self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Limit(None, None, f"nested deeper than {MAX_DEPTH} levels",
+                             self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node, deep=False):  # noqa: ANN001, ANN201
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:
+            text = " ".join(str(exc).split())[:160]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read this {node.tag.rsplit(':', 1)[-1]} value: {text}",
+                node.start_mark) from None
+
+
+def _expanded_size(root: yaml.Node, file: Path) -> int:
+    """Nodes in the document with every alias expanded; refuses cycles and huge expansions."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in visiting:
+            raise SpecError("an alias refers to a node that contains it (a cycle)",
+                            where=f"{file}:{node.start_mark.line + 1}",
+                            hint="use aliases only for finished, non-recursive values")
+        visiting.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                total += size(k) + size(v)
+                if total > MAX_EXPANDED_NODES:
+                    break
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item)
+                if total > MAX_EXPANDED_NODES:
+                    break
+        visiting.discard(key)
+        if total > MAX_EXPANDED_NODES:
+            raise SpecError(
+                f"the document expands to more than {MAX_EXPANDED_NODES:,} values through "
+                "aliases", where=f"{file}:{node.start_mark.line + 1}",
+                hint="expand fewer aliases (is this an alias bomb?)")
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
+def _key_of(node: yaml.Node) -> Any:
+    """A hashable path part for a mapping key node."""
+    if isinstance(node, yaml.ScalarNode):
+        return node.value
+    return f"<{node.tag.rsplit(':', 1)[-1]} key>"
+
+
+def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None,
+              _seen: set | None = None) -> dict:
+    """Map each field path (tuple of keys / indexes) to its 1-based line.
+
+    Each node is walked once: an alias (a node met again) keeps the lines of its first place,
+    and what lies under its later places maps to the alias's own line.
+    """
     out = {} if out is None else out
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value
-            out[path + (key,)] = key_node.start_mark.line + 1
-            _line_map(value_node, path + (key,), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_map(item, path + (i,), out)
+    seen: set[int] = set() if _seen is None else _seen
+    stack: list[tuple[yaml.Node, tuple]] = [(node, path)]
+    while stack:
+        n, p = stack.pop()
+        out.setdefault(p, n.start_mark.line + 1)
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            for key_node, value_node in n.value:
+                key = _key_of(key_node)
+                out.setdefault(p + (key,), key_node.start_mark.line + 1)
+                stack.append((value_node, p + (key,)))
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                stack.append((item, p + (i,)))
     return out
 
 
 def _check_duplicate_keys(node: yaml.Node, file: Path) -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if key_node.value in seen:
-                raise SpecError(
-                    f"duplicate key '{key_node.value}' (first at line {seen[key_node.value]})",
-                    where=f"{file}:{key_node.start_mark.line + 1}",
-                    hint="each key may appear once in a mapping",
-                )
-            seen[key_node.value] = key_node.start_mark.line + 1
-            _check_duplicate_keys(value_node, file)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _check_duplicate_keys(item, file)
+    """Refuse a key given twice in one mapping; each node is checked once."""
+    seen_nodes: set[int] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen_nodes:
+            continue
+        seen_nodes.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, value_node in n.value:
+                key = _key_of(key_node)
+                if isinstance(key_node, yaml.ScalarNode) and key in seen and key != "<<":
+                    raise SpecError(
+                        f"duplicate key '{str(key)[:80]}' (first at line {seen[key]})",
+                        where=f"{file}:{key_node.start_mark.line + 1}",
+                        hint="each key may appear once in a mapping",
+                    )
+                seen.setdefault(key, key_node.start_mark.line + 1)
+                stack.append(value_node)
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
 
+
+def _yaml_error(exc: yaml.YAMLError, file: Path, text: str) -> SpecError:
+    """One line for a YAML error, with the line it is on."""
+    line: int | None = None
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text[: max(exc.position, 0)].count("\n") + 1
+        if isinstance(exc.character, str):
+            code = ord(exc.character)
+        else:
+            code = exc.character
+        problem = f"character #x{code:04x} is not allowed in YAML"
+        hint = "remove the control character (or quote it as an escape in a string)"
+    else:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["?"])[0]
+        context = getattr(exc, "context", None)
+        if context and isinstance(exc, yaml.constructor.ConstructorError):
+            problem = f"{context}: {problem}"
+        if str(problem).startswith("cannot read this"):
+            problem = str(problem).split("; use sys.", 1)[0]
+            hint = "fix the value, or quote it to make it a string"
+        elif isinstance(exc, _Limit):
+            hint = "keep the spec small and flat; aliases may not multiply it"
+        elif isinstance(exc, yaml.constructor.ConstructorError):
+            hint = "plantstage.yaml takes plain YAML: no custom tags; `<<` merges mappings only"
+        else:
+            hint = "check indentation and quoting on that line"
+    problem = " ".join(str(problem).split())
+    return SpecError(f"malformed YAML: {problem}", where=f"{file}:{line or 1}", hint=hint)
+
+
+def _compose(text: str, file: Path) -> tuple[yaml.Node | None, Any]:
+    """Compose and construct ``text`` within the bounds; return (root node, (data, lines))."""
+    try:
+        loader = _BoundedLoader(text)  # the reader refuses control characters here
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, file, text) from None
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        _expanded_size(root, file)
+        lines = _line_map(root)
+        _check_duplicate_keys(root, file)
+        data = loader.construct_document(root)
+        return root, (data, lines)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, file, text) from None
+    except RecursionError:
+        raise SpecError("malformed YAML: nested too deeply", where=f"{file}:1",
+                        hint="keep the spec flat") from None
+    finally:
+        loader.dispose()
+
+
+# -- validation errors -------------------------------------------------------------------
 
 def _nearest_line(lines: dict, loc: tuple) -> int | None:
     loc = tuple(loc)
@@ -99,64 +297,102 @@ def _field_path(loc: tuple) -> str:
     return out
 
 
+_MESSAGE_PATH = re.compile(r"^([A-Za-z_][\w\-]*(?:\.[\w\-]+|\[\d+\])*): ")
+
+
+def _path_in_message(msg: str) -> tuple | None:
+    """``environments.staging.bindings.x: …`` → ('environments', 'staging', 'bindings', 'x')."""
+    m = _MESSAGE_PATH.match(msg)
+    if not m:
+        return None
+    parts: list[Any] = []
+    for token in re.findall(r"[^.\[\]]+|\[\d+\]", m.group(1)):
+        parts.append(int(token[1:-1]) if token.startswith("[") else token)
+    return tuple(parts)
+
+
+def _problem(err: dict, lines: dict, file: Path) -> SpecError:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    msg = " ".join(str(err["msg"]).split())
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if msg.startswith("Assertion failed, "):
+        msg = msg[len("Assertion failed, "):]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+        hint = "remove it or fix its spelling; `plantstage schema` lists the fields"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+        hint = "add it; `plantstage schema` lists the fields"
+    else:
+        hint = "see docs/spec.md for this field"
+    line = _nearest_line(lines, loc)
+    inner = _path_in_message(msg)
+    if inner:
+        # A model-level check names the field in its message: point at that field's line.
+        full = loc + inner
+        if full[: len(loc) + 1] in lines:
+            line = _nearest_line(lines, full)
+        elif inner[:1] in lines and not loc:
+            line = _nearest_line(lines, inner)
+        text = f"{_field_path(loc)}.{msg}" if loc else msg
+    else:
+        text = f"{_field_path(loc) or '(root)'}: {msg}"
+    return SpecError(text, where=f"{file}:{line or 1}", hint=hint)
+
+
 def parse_spec_text(text: str, file: Path) -> LoadedSpec:
-    """Validate spec text; ``file`` is used for messages and relative paths."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(
-            f"malformed YAML: {problem}",
-            where=f"{file}{line}",
-            hint="check indentation and quoting on that line",
-        ) from None
+    """Validate spec text; ``file`` is used for messages and relative paths.
+
+    Raises :class:`SpecError` for a YAML problem and :class:`SpecProblems` (every validation
+    problem, each with ``file:line`` and its field path) for an invalid spec.
+    """
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError(f"the spec is {len(text):,} characters long", where=f"{file}:1",
+                        hint=f"a spec may be at most {MAX_SPEC_BYTES:,} bytes")
+    root, loaded = _compose(text, file)
     if root is None or not isinstance(root, yaml.MappingNode):
         raise SpecError(
             "the spec must be a YAML mapping (name, estate, environments, releases …)",
-            where=f"{file}:1",
+            where=f"{file}:{root.start_mark.line + 1 if root is not None else 1}",
             hint="run `plantstage schema` to see the expected shape",
         )
-    _check_duplicate_keys(root, file)
-    lines = _line_map(root)
-    data: Any = yaml.safe_load(text)
+    data, lines = loaded
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        msg = err["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
-            hint = "remove it or fix its spelling; `plantstage schema` lists the fields"
-        elif err["type"] == "missing":
-            msg = "required field is missing"
-            hint = "add it; `plantstage schema` lists the fields"
-        else:
-            hint = "see docs/spec.md for this field"
-        field = _field_path(loc) or "(root)"
-        line = _nearest_line(lines, loc)
-        more = len(exc.errors()) - 1
-        if more:
-            msg += f" (and {more} more problem{'s' if more > 1 else ''})"
-        raise SpecError(
-            f"{field}: {msg}",
-            where=f"{file}:{line}" if line else str(file),
-            hint=hint,
-        ) from None
-    return LoadedSpec(spec=spec, path=file.resolve(), text=text)
+        errors = exc.errors()
+        problems: list = [_problem(e, lines, file) for e in errors[:MAX_PROBLEMS]]
+        if len(errors) > MAX_PROBLEMS:
+            problems.append(SpecError(f"{len(errors) - MAX_PROBLEMS} more problems not shown",
+                                      where=f"{file}:1", hint="fix the ones above first"))
+        raise SpecProblems(problems) from None
+    except RecursionError:
+        raise SpecError("the spec is nested too deeply to validate", where=f"{file}:1",
+                        hint="keep the spec flat") from None
+    return LoadedSpec(spec=spec, path=file.resolve(), text=text, lines=lines)
 
 
 def load_spec(path: str | Path) -> LoadedSpec:
     """Load and validate a spec file (or a directory holding ``plantstage.yaml``)."""
     file = resolve_spec_path(path)
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read spec: {exc}", where=str(file)) from None
+        size = file.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(f"the spec is {size:,} bytes", where=f"{file}:1",
+                            hint=f"a spec may be at most {MAX_SPEC_BYTES:,} bytes")
+        with file.open("rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(f"cannot read spec: {exc.strerror or exc}", where=str(file),
+                        hint="check the path and its permissions") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SpecError(f"the spec is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                        f"{exc.start})", where=f"{file}:{line}",
+                        hint="save the file as UTF-8") from None
     return parse_spec_text(text, file)
 
 

@@ -8,19 +8,32 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from plantstage.cli import app, console
+from plantstage.cli_support import (
+    console,
+    mqtt_url_param,
+    out_file_param,
+    path_param,
+    seconds_param,
+    source_url_param,
+)
+
+#: This module's commands; plantstage.cli registers them on the main app.
+app = typer.Typer()
 
 
 @app.command()
 def twins(
-    path: Annotated[Path, typer.Argument(help="Spec file or folder.")] = Path("."),
+    path: Annotated[Path, typer.Argument(help="Spec file or folder.", callback=path_param)]
+    = Path("."),
     broker: Annotated[str | None, typer.Option(
-        help="MQTT broker URL (default: $PLANTSTAGE_MQTT_URL, else an embedded broker).")]
+        help="MQTT broker URL (default: $PLANTSTAGE_MQTT_URL, else an embedded broker).",
+        callback=mqtt_url_param)]
     = None,
     only: Annotated[list[str] | None, typer.Option(
         help="Only this component's twin (repeatable).")] = None,
     duration: Annotated[float | None, typer.Option(
-        help="Stop after this many seconds (default: until Ctrl-C).")] = None,
+        help="Stop after this many seconds (default: until Ctrl-C).",
+        callback=seconds_param)] = None,
 ):
     """Run the twins the staging bindings declare, standalone, and print where each listens.
     Exit 0 = stopped cleanly, 1 = a twin failed, 2 = bad input (unknown kind, port in use …)."""
@@ -55,13 +68,18 @@ def twins(
 
 @app.command()
 def record(
-    source: Annotated[str, typer.Argument(help="mqtt://HOST:PORT or http://HOST:PORT")],
-    out: Annotated[Path, typer.Option(help="Capture file to write (JSON lines).")],
+    source: Annotated[str, typer.Argument(help="mqtt://HOST:PORT or http://HOST:PORT",
+                                          callback=source_url_param)],
+    out: Annotated[Path, typer.Option(help="Capture file to write (JSON lines).",
+                                      callback=out_file_param)],
     topic: Annotated[list[str] | None, typer.Option(
         help="MQTT topic filter to record (repeatable; default '#').")] = None,
-    listen: Annotated[int, typer.Option(help="HTTP: port of the recording proxy.")] = 0,
-    duration: Annotated[float | None, typer.Option(help="Stop after seconds.")] = None,
-    count: Annotated[int | None, typer.Option(help="MQTT: stop after this many.")] = None,
+    listen: Annotated[int, typer.Option(help="HTTP: port of the recording proxy.",
+                                        min=0, max=65535)] = 0,
+    duration: Annotated[float | None, typer.Option(help="Stop after seconds.",
+                                                    callback=seconds_param)] = None,
+    count: Annotated[int | None, typer.Option(help="MQTT: stop after this many.", min=1)]
+    = None,
 ):
     """Record real traffic for a replay twin: MQTT by subscribing, HTTP through a proxy."""
     from plantstage.twins.verbs import record as _record

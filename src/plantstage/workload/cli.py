@@ -10,9 +10,21 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from plantstage.cli import app, console
+from plantstage.cli_support import (
+    console,
+    db_url_param,
+    http_url_param,
+    mqtt_url_param,
+    out_dir_param,
+    path_param,
+    positive_param,
+    seconds_param,
+)
 from plantstage.workload.verb import export_signals
 from plantstage.workload.verb import load as load_verb
+
+#: This module's commands; plantstage.cli registers them on the main app.
+app = typer.Typer()
 
 
 def _table(snap: dict[str, Any]) -> Table:
@@ -35,22 +47,30 @@ def _table(snap: dict[str, Any]) -> Table:
 
 @app.command()
 def load(
-    path: Annotated[Path, typer.Argument(help="Spec file or folder.")] = Path("."),
+    path: Annotated[Path, typer.Argument(help="Spec file or folder.", callback=path_param)]
+    = Path("."),
     target: Annotated[str | None, typer.Option(
-        help="Base URL of the running app (default: the staging service's url).")] = None,
-    duration: Annotated[float | None, typer.Option(help="Seconds (default: the spec's).")]
+        help="Base URL of the running app (default: the staging service's url).",
+        callback=http_url_param)] = None,
+    duration: Annotated[float | None, typer.Option(help="Seconds (default: the spec's).",
+                                                    callback=seconds_param)]
     = None,
     rate: Annotated[float | None, typer.Option(
-        help="Total iterations started per second (scales every flow).")] = None,
+        help="Total iterations started per second (scales every flow).",
+        callback=positive_param)] = None,
     tenant: Annotated[list[str] | None, typer.Option(help="Drive only this tenant "
                                                      "(repeatable).")] = None,
     out: Annotated[Path | None, typer.Option(
-        help="Folder for signals.sqlite, signals.csv and signals.om.txt.")] = None,
+        help="Folder for signals.sqlite, signals.csv and signals.om.txt.",
+        callback=out_dir_param)] = None,
     metrics_port: Annotated[int | None, typer.Option(
-        help="Serve the signals for Prometheus on this port while running.")] = None,
+        help="Serve the signals for Prometheus on this port while running.",
+        min=1, max=65535)] = None,
     database_url: Annotated[str | None, typer.Option(
-        help="The app's database, for wait-until-visible steps (opened read-only).")] = None,
-    mqtt: Annotated[str | None, typer.Option(help="MQTT broker URL for MQTT steps.")] = None,
+        help="The app's database, for wait-until-visible steps (opened read-only).",
+        callback=db_url_param)] = None,
+    mqtt: Annotated[str | None, typer.Option(help="MQTT broker URL for MQTT steps.",
+                                              callback=mqtt_url_param)] = None,
 ):
     """Drive the spec's workload against a running app with a live view.
 
@@ -74,7 +94,8 @@ def load(
 
 @app.command()
 def signals(
-    run: Annotated[Path, typer.Argument(help="Run folder (or its signals.sqlite).")],
+    run: Annotated[Path, typer.Argument(help="Run folder (or its signals.sqlite).",
+                                        callback=path_param)],
     format: Annotated[str, typer.Option("--format", help="openmetrics or csv.")]
     = "openmetrics",
 ):
