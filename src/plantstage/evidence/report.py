@@ -1,7 +1,9 @@
 """Render ``report.html``: one self-contained page (no scripts, fonts or styles from elsewhere).
 
 Data apart from presentation: the evidence dict is the data, charts are inline SVG drawn by
-:mod:`plantstage.evidence.charts`, and the page is a Jinja template.
+:mod:`plantstage.evidence.charts`, and the page is a Jinja template. Every value is escaped
+(autoescape on for all templates): the evidence holds text from anyone who signs off, from the
+spec and from the app; none of it may become markup.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 
+# Every template is HTML (``*.html.j2``): escape every value, whatever the file name. The only
+# markup passed through is the SVG charts.py draws itself (every text in it escaped there).
 _env = Environment(loader=PackageLoader("plantstage", "evidence/templates"),
-                   autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+                   autoescape=True, trim_blocks=True, lstrip_blocks=True)
 _env.filters["when"] = lambda t: (datetime.fromtimestamp(float(t), UTC)
                                   .strftime("%Y-%m-%d %H:%M:%S UTC") if t else "—")
 
