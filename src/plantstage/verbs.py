@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from plantstage.errors import EngineError, SpecError
+from plantstage.errors import EngineError, PlantstageError, SpecError, SpecProblems
 from plantstage.rehearsal.runner import Listener, RunOutcome, new_run_id, run_rehearsal
 from plantstage.spec.loader import LoadedSpec, json_schema, load_spec
 from plantstage.spec.models import Release
@@ -26,31 +26,63 @@ def check(path: str | Path, *, artifacts: bool = True) -> LoadedSpec:
     With ``artifacts`` (the default) every release artifact must also match its digest.
     """
     loaded = load_spec(path)
+    problems: list[PlantstageError] = []  # every problem, not only the first (SpecProblems)
+
+    def collect(validate, *args) -> None:  # noqa: ANN001
+        try:
+            validate(*args)
+        except SpecProblems as exc:
+            problems.extend(exc.problems)
+        except PlantstageError as exc:
+            problems.append(exc)
+
     # What only the workload can know: archetypes exist, user flow modules import.
     from plantstage.workload.plan import validate as _validate_workload
 
-    _validate_workload(loaded)
+    collect(_validate_workload, loaded)
     # Gate expressions name signals the spec can produce (plantstage.gates.catalogue).
-    from plantstage.gates.catalogue import validate as _validate_gates
-
-    _validate_gates(loaded)
+    collect(_validate_gates, loaded)
     if artifacts:
-        verify_artifacts(loaded)
+        collect(verify_artifacts, loaded)
+    if problems:
+        raise SpecProblems(problems)
     return loaded
+
+
+def _validate_gates(loaded: LoadedSpec) -> None:
+    """Every bad gate expression or unknown signal, each with file:line and field path."""
+    from plantstage.gates.catalogue import gate_problems
+
+    found = gate_problems(loaded.spec)
+    if found:
+        raise SpecProblems([
+            SpecError(f"{_field(path)}: {msg}", where=loaded.where(*path), hint=hint)
+            for path, msg, hint in found])
+
+
+def _field(path: tuple) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
 
 
 def verify_artifacts(loaded: LoadedSpec) -> dict[str, str]:
     """Check every release artifact against its approved digest; name the spec line if not."""
     from plantstage import artifacts
 
-    lines = loaded.text.splitlines()
     digests = {}
+    problems: list[PlantstageError] = []
     for i, rel in enumerate(loaded.spec.releases):
-        line = next((n for n, text in enumerate(lines, 1) if rel.artifact.sha256 in text), None)
-        where = f"{loaded.path}:{line}" if line else f"{loaded.path}: releases[{i}]"
-        digests[rel.name] = artifacts.verify(
-            loaded.base_dir / rel.artifact.path, rel.artifact.sha256,
-            where=f"{where}: releases[{i}].artifact.sha256")
+        where = f"{loaded.where('releases', i, 'artifact', 'sha256')}: " \
+            f"releases[{i}].artifact.sha256"
+        try:
+            digests[rel.name] = artifacts.verify(
+                loaded.base_dir / rel.artifact.path, rel.artifact.sha256, where=where)
+        except PlantstageError as exc:
+            if exc.where and not exc.where.startswith(str(loaded.path)):
+                exc.message = f"{exc.where}: {exc.message}"
+                exc.where = where
+            problems.append(exc)
+    if problems:
+        raise SpecProblems(problems)
     return digests
 
 

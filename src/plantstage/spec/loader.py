@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -370,7 +371,51 @@ def parse_spec_text(text: str, file: Path) -> LoadedSpec:
     except RecursionError:
         raise SpecError("the spec is nested too deeply to validate", where=f"{file}:1",
                         hint="keep the spec flat") from None
+    problems = _path_problems(spec, file, lines)
+    if problems:
+        raise SpecProblems(problems)
     return LoadedSpec(spec=spec, path=file.resolve(), text=text, lines=lines)
+
+
+def _named_paths(spec: Spec) -> Iterator[tuple[tuple, str, str]]:
+    """(field path, path text, field name) of every file a spec names for plantstage to read."""
+    for i, rel in enumerate(spec.releases):
+        yield ("releases", i, "artifact", "path"), rel.artifact.path, "artifact.path"
+        runtime = getattr(rel, "runtime", None)
+        req = getattr(runtime, "requirements", None) if runtime is not None else None
+        if isinstance(req, str):
+            yield ("releases", i, "runtime", "requirements"), req, "runtime.requirements"
+    parity = getattr(spec, "parity", None)
+    for i, source in enumerate(getattr(parity, "config", None) or []):
+        for env in ("production", "staging"):
+            value = getattr(source, env, None)
+            if isinstance(value, str):
+                yield ("parity", "config", i, env), value, f"parity.config[{i}].{env}"
+    roles = getattr(parity, "roles", None)
+    for env in ("production", "staging"):
+        value = getattr(roles, env, None) if roles is not None else None
+        if isinstance(value, str):
+            yield ("parity", "roles", env), value, f"parity.roles.{env}"
+
+
+def _path_problems(spec: Spec, file: Path, lines: dict) -> list[SpecError]:
+    """Paths outside the spec's folder (unless ``paths.allow_outside`` allows them)."""
+    from plantstage.artifacts import confine
+    from plantstage.errors import ArtifactError
+
+    allow = list(getattr(getattr(spec, "paths", None), "allow_outside", []) or [])
+    base = file.parent
+    out: list[SpecError] = []
+    for loc, value, what in _named_paths(spec):
+        if "{" in value and not value.startswith(("{artifact}", "{spec_dir}")):
+            continue  # filled in at run time (e.g. {run_dir}); checked where it is used
+        try:
+            confine(base, value, allow_outside=allow, where=str(file), what=what)
+        except ArtifactError as exc:
+            line = _nearest_line(lines, loc) or 1
+            out.append(SpecError(f"{_field_path(loc)}: {exc.message}", where=f"{file}:{line}",
+                                 hint=exc.hint))
+    return out
 
 
 def load_spec(path: str | Path) -> LoadedSpec:

@@ -143,6 +143,16 @@ class Artifact(_Model):
     )
 
 
+class PathRules(_Model):
+    """Where the files a spec names may be."""
+
+    allow_outside: list[str] = Field(
+        default_factory=list,
+        description="Folders outside the spec's folder that artifact, runtime and parity "
+        "config paths may name (absolute, or relative to the spec). Without one, those paths "
+        "must stay inside the spec's folder.")
+
+
 class Migrations(_Model):
     upgrade: list[str] | None = Field(None, description="Command that migrates the schema up.")
     downgrade: list[str] | None = Field(None, description="Command that reverts this release.")
@@ -184,6 +194,14 @@ class Spec(_Model):
     environments: dict[Literal["production", "staging"], Environment]
     current: Name = Field(description="Name of the release production runs now.")
     releases: list[Release] = Field(min_length=1)
+    paths: PathRules = Field(
+        default_factory=PathRules, description="Folders outside the spec's folder that its "
+        "paths may name.")
+    plugins: list[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*$")]] = Field(
+        default_factory=list, description="Python modules that register flows with "
+        "plantstage.api.flow (docs/flows.md), imported from the spec's folder first, then "
+        "from installed packages; packages may also register through the entry-point group "
+        "'plantstage.plugins'.")
     workload: Workload = Field(default_factory=Workload)
     reconcile: list[ReconcileCheck] = Field(default_factory=list)
     gates: list[Gate] = Field(default_factory=list)
