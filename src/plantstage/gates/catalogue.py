@@ -2,11 +2,12 @@
 
 Signal names a rehearsal of a spec can record (documented in docs/gates.md):
 
-* ``workload.<phase>.<flow>.<stat>`` — phase ``baseline`` or ``candidate``; ``flow`` one of the
-  flows the spec drives (its archetypes' flows, ``workload.flows``); any statistic or business
-  counter after it; and the phase-level ``workload.<phase>.{iterations, errors, error_rate,
-  dropped, unfinished, archetypes, in_flight, errors.<kind>, business.<counter>,
-  archetype.<a>.…}``;
+* ``workload.<phase>.<flow>.<stat>`` — phase ``baseline`` or ``candidate``; ``flow`` the label of
+  a flow the spec drives (its archetypes' flows, ``workload.flows``: a registered name as
+  written, or for ``module:function`` the function's name as written); any statistic, step or
+  counter of the flow after it; and the phase-level ``workload.<phase>.{iterations, errors,
+  error_rate, dropped, unfinished, archetypes, in_flight, seconds, errors.<kind>,
+  business.<counter>, archetype.<a>.…, queue_drained, queue_drain_s, <queue>.{before,max,end}}``;
 * ``reconcile.<check>.mismatches`` for each ``reconcile`` check;
 * ``rollback.*``, ``backup.*``, ``parity.*``, ``refresh.*``, ``twins.*`` (twins.<component>.…
   names a component bound to a twin).
@@ -20,8 +21,23 @@ from plantstage.errors import SpecError
 from plantstage.gates.cel import GATE_FUNCTIONS, CelSyntaxError, compile_expr, signal_refs
 
 PHASES = ("baseline", "candidate")
+#: Summaries of the queue series (plantstage.workload.queues.SUMMARY_NAMES) and their drain.
+QUEUE_STATS = {"queue_depth", "broker_queued_bytes", "broker_inflight", "mes_backlog",
+               "queue_drained", "queue_drain_s"}
 PHASE_STATS = {"iterations", "errors", "error_rate", "dropped", "unfinished", "archetypes",
-               "in_flight", "business", "archetype", "count", "rate"}
+               "in_flight", "business", "archetype", "count", "rate", "seconds"} | QUEUE_STATS
+#: What every flow records (``workload.<phase>.<flow>.<stat>``) and what it means.
+FLOW_STATS = {
+    "count": "iterations finished (failed ones included)",
+    "rate": "iterations finished per second",
+    "errors": "iterations that failed",
+    "dropped": "iterations not started: the concurrency limit was reached",
+    "p50_ms": "latency from the intended start, median (also p95_ms, p99_ms, max_ms)",
+    "e2e_p95_ms": "end-to-end latency the flow recorded (ctx.record_e2e; also e2e_p50_ms …)",
+    "step.<step>.p95_ms": "a timed step (ctx.step, ctx.wait_until as wait-<name>; also p50 …)",
+    "throughput": "time series: iterations per second",
+    "errors_per_s": "time series: errors per second",
+}
 OPEN_PREFIXES = ("rollback.", "backup.", "parity.", "refresh.", "steps.")
 #: CEL's standard global functions and macros (calls the parser sees as ident_arg).
 _CEL_BUILTINS = {"size", "int", "uint", "double", "string", "bytes", "bool", "type", "dyn",
@@ -60,17 +76,58 @@ class Catalogue:
 
 
 def catalogue(spec) -> Catalogue:
-    from plantstage.workload.archetypes import archetypes
-
-    flows = {f.label for f in spec.workload.flows}
-    try:
-        for a in archetypes(spec.workload).values():
-            flows |= {f.label for f in a.flows}
-    except Exception:  # noqa: BLE001 - a bad archetype is the workload check's to report
-        pass
+    wl = spec.workload
+    flows = {f.label for f in wl.flows}
+    for a in wl.archetypes.values():
+        flows |= {f.label for f in a.flows}
     twins = {name for name, b in spec.environments["staging"].bindings.items()
              if b.twin is not None}
     return Catalogue(flows, {c.name for c in spec.reconcile}, twins)
+
+
+def signal_catalogue(loaded) -> list[tuple[str, str]]:
+    """``(signal name or pattern, meaning)`` for every signal a rehearsal of this spec records.
+
+    Flows' own counters come from what their plugin declared (``@flow(signals=…)``); a flow that
+    declares none can still record any (the catalogue then says so).
+    """
+    from plantstage.workload.plan import flow_defs
+
+    spec = loaded.spec
+    out: list[tuple[str, str]] = []
+    phase = "<phase>"
+    for label, fd in sorted(flow_defs(loaded).items()):
+        head = f"workload.{phase}.{label}"
+        origin = f" ({fd.description})" if fd.description else ""
+        out.append((f"{head}.{{count,rate,errors,dropped,p50_ms,p95_ms,p99_ms,max_ms}}",
+                    f"flow {label}{origin}"))
+        out.append((f"{head}.{{e2e_*,step.<step>.*,throughput,errors_per_s}}",
+                    "its timings and time series"))
+        for name, meaning in sorted(fd.signals.items()):
+            out.append((f"{head}.{name}", meaning))
+        if not fd.signals:
+            out.append((f"{head}.<counter>", "counters it records (it declares none)"))
+    p = f"workload.{phase}"
+    out += [
+        (f"{p}.{{iterations,errors,error_rate,dropped,seconds,archetypes}}", "phase totals"),
+        (f"{p}.errors.<kind>", "failed iterations by kind (http_<status>, timeout_<name> …)"),
+        (f"{p}.business.<counter>", "each flow counter summed over the phase's flows"),
+        (f"{p}.archetype.<archetype>.<flow>.{{count,errors,dropped,rate,p95_ms,p99_ms}}",
+         "per archetype"),
+        (f"{p}.{{queue_depth,mes_backlog,broker_queued_bytes}}.{{before,max,end}}",
+         "queue depths around the phase (with twins or --mqtt)"),
+        (f"{p}.{{queue_drained,queue_drain_s}}", "queues back to their level before the phase"),
+        (f"{p}.in_flight", "time series: iterations in flight"),
+    ]
+    for c in spec.reconcile:
+        out.append((f"reconcile.{c.name}.mismatches", c.description or "rows the check found"))
+    for name, b in sorted(spec.environments["staging"].bindings.items()):
+        if b.twin is not None:
+            out.append((f"twins.{name}.<counter>", f"the {b.twin.kind} twin's counters and "
+                        "faults.<kind>"))
+    out += [("twins.{faults,failures}", "faults injected, twins that failed"),
+            ("rollback.*, backup.*, parity.*, refresh.*, steps.*", "the rehearsal's steps")]
+    return [(name.replace("<phase>", "{baseline,candidate}"), meaning) for name, meaning in out]
 
 
 def _line_of(loaded, path: tuple) -> str:

@@ -71,11 +71,9 @@ class Edge(_Model):
 
 class Tenant(_Model):
     code: Name
-    archetype: str = Field(
-        "high-volume-discrete",
-        description="Workload profile: high-volume-discrete, process, multi-plant, "
-        "heavily-integrated.",
-    )
+    archetype: str | None = Field(
+        None, description="Workload profile: the name of one of workload.archetypes (its mix "
+        "of flows). Without one, the tenant gets only workload.flows.")
 
 
 class Estate(_Model):

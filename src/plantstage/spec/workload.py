@@ -1,16 +1,17 @@
-"""Spec models for the workload: flows, arrival models, tenant archetypes.
+"""Spec models for the workload: flows, arrival models, tenant archetypes, tenant master data.
 
-A workload names *business flows* (built in, or your own ``module:function``), drives each at an
-open-model rate shaped by an arrival model, and groups flows into *archetypes* — the workload
-profile of a kind of tenant. Each estate tenant carries an ``archetype``; a rehearsal drives every
-selected tenant with its archetype's mix, so each archetype present in the estate is covered.
+A workload names *business flows* (registered by a plugin with ``@flow``, or ``module:function``),
+drives each at an open-model rate shaped by an arrival model, and groups flows into *archetypes* —
+the workload profile of a kind of tenant. Each estate tenant may carry an ``archetype``; a
+rehearsal drives every selected tenant with its archetype's mix, so each archetype present in the
+estate is covered. plantstage ships no flow: every flow comes from the spec's plugins
+(docs/flows.md).
 """
 
 from __future__ import annotations
 
 import re
-from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -18,22 +19,12 @@ Name = str
 
 #: ``package.module:function`` — a user flow, importable from the spec's folder.
 USER_FLOW = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+#: A flow name registered with ``@flow(NAME)`` (it becomes part of signal names: no dots).
+FLOW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class FlowKind(StrEnum):
-    """The built-in flows for the sample plant's API."""
-
-    sales_order_import = "sales-order-import"
-    production_confirmation = "production-confirmation"
-    inventory_adjustment = "inventory-adjustment"
-    work_order_to_stock = "work-order-to-stock"
-    purchase_to_receipt = "purchase-to-receipt"
-    mrp_run = "mrp-run"
-    retry_storm = "retry-storm"
 
 
 class ShiftPhase(_Model):
@@ -73,39 +64,57 @@ class Arrival(_Model):
 class WorkloadFlow(_Model):
     """One business flow driven at an open-model rate."""
 
-    flow: str = Field(description="A built-in flow (see FlowKind) or a user flow "
-                      "'module:function' importable from the spec's folder.")
+    flow: str = Field(description="A flow a plugin registered with @flow (its name), or "
+                      "'module:function' importable from the spec's folder (docs/flows.md).")
     rate: float = Field(gt=0, description="Iterations started per second (open model), "
                         "per tenant.")
     arrival: Arrival | None = Field(None, description="Arrival model; default: the workload's.")
-    orders: int = Field(10, ge=1, le=500, description="sales-order-import: orders per batch.")
-    lines: int = Field(5, ge=1, description="sales-order-import, purchase-to-receipt: lines "
-                       "per order.")
-    redeliver: float = Field(
-        0.0, ge=0, le=1, description="production-confirmation: share of messages sent twice."
-    )
-    burst: int = Field(5, ge=2, le=100, description="retry-storm: copies of one message sent "
-                       "at once.")
-    items: int = Field(10, ge=1, le=200, description="mrp-run: finished items planned per run.")
-    timeout: float = Field(5.0, gt=0, description="Seconds a wait-until-visible step waits.")
-    params: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="Free parameters for user flows.")
+    timeout: float = Field(5.0, gt=0, description="Seconds a wait-until step waits by default "
+                           "(ctx.timeout).")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="The flow's own parameters (ctx.params): batch sizes, "
+        "shares, anything the flow documents.")
 
     @field_validator("flow")
     @classmethod
-    def _known_flow(cls, v: str) -> str:
-        from plantstage.workload.flows import FLOWS  # flows registered by other modules too
-
-        builtin = {k.value for k in FlowKind} | set(FLOWS)
-        if v not in builtin and not USER_FLOW.match(v):
-            raise ValueError(f"unknown flow '{v}'; built in: {', '.join(sorted(builtin))}, "
-                             "or 'module:function' for your own")
+    def _flow_name(cls, v: str) -> str:
+        if not FLOW_NAME.match(v) and not USER_FLOW.match(v):
+            raise ValueError(f"'{v}' is neither a registered flow name (letters, digits, - _) "
+                             "nor 'module:function'")
         return v
 
     @property
     def label(self) -> str:
-        """The name the flow's signals carry (a user flow: its function name)."""
-        return self.flow.rsplit(":", 1)[-1].replace("_", "-") if ":" in self.flow else self.flow
+        """The name the flow's signals carry: the registered name, or for ``module:function``
+        the function's name exactly as written (``flows:confirm_http`` → ``confirm_http``)."""
+        return self.flow.rsplit(":", 1)[-1]
+
+
+class TenantDataSource(_Model):
+    """Master data a tenant's flows draw from, loaded once per tenant per phase.
+
+    ``http``: a GET on the version under test (``{tenant}`` is the tenant's code) answering a
+    JSON list, or an object holding one at ``items`` (dotted path); ``field`` picks one field of
+    each element (dotted path). ``sql``: a read query on the staging database with the bind
+    parameter ``:tenant``; one column gives a list of values, several a list of mappings.
+    """
+
+    http: str | None = Field(None, description="Path (or URL) template, e.g. "
+                             "'/tenants/{tenant}/customers'.")
+    items: str | None = Field(None, description="http: where the list is in the answer "
+                              "(dotted path); default: the answer itself.")
+    field: str | None = Field(None, description="http: the field of each element to keep "
+                              "(dotted path); default: the whole element.")
+    sql: str | None = Field(None, description="Read query on the staging database; "
+                            ":tenant is the tenant's code.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TenantDataSource:
+        if (self.http is None) == (self.sql is None):
+            raise ValueError("give exactly one of 'http' or 'sql'")
+        if self.sql is not None and (self.field is not None or self.items is not None):
+            raise ValueError("'field' and 'items' go with 'http'; select the column in the SQL")
+        return self
 
 
 class Archetype(_Model):
@@ -132,11 +141,14 @@ class Workload(_Model):
         default_factory=list, description="Flows driven for every selected tenant, in addition "
         "to its archetype's.")
     archetypes: dict[Name, Archetype] = Field(
-        default_factory=dict, description="Archetype mixes; these override or add to the built-in "
-        "high-volume-discrete, process, multi-plant and heavily-integrated.")
+        default_factory=dict, description="Archetype mixes by name; an estate tenant's "
+        "'archetype' names one of them.")
     use_archetypes: bool | None = Field(
         None, description="Drive each tenant with its archetype's mix. Default: yes when "
-        "'archetypes' declares any (true: also with only the built-in ones).")
+        "'archetypes' declares any.")
+    tenant_data: dict[Name, TenantDataSource] = Field(
+        default_factory=dict, description="Tenant master data flows read as "
+        "ctx.tenant.data[NAME], loaded once per tenant per phase.")
     metrics_port: int | None = Field(None, ge=0, le=65535, description="Serve the run's signals "
                                      "for Prometheus on this port while the workload runs.")
 
@@ -146,4 +158,4 @@ class Workload(_Model):
         return self.use_archetypes if self.use_archetypes is not None else bool(self.archetypes)
 
 
-__all__ = ["Archetype", "Arrival", "FlowKind", "ShiftPhase", "Workload", "WorkloadFlow"]
+__all__ = ["Archetype", "Arrival", "ShiftPhase", "TenantDataSource", "Workload", "WorkloadFlow"]

@@ -31,12 +31,13 @@ from hdrh.histogram import HdrHistogram
 from plantstage.errors import Interrupted, PlantstageError
 from plantstage.spec.workload import Workload
 from plantstage.workload.arrivals import expected_iterations, schedule
-from plantstage.workload.flows import FLOWS, FlowError, TenantData, load_tenant_data
+from plantstage.workload.context import FlowContext, FlowError, LaneState, Tenant
 from plantstage.workload.http import HttpClient, ServerDisconnected
 from plantstage.workload.http import ProtocolError as HttpProtocolError
 from plantstage.workload.plan import Lane, resolve_flow
 from plantstage.workload.queues import QueueProbe, QueueTrack
-from plantstage.workload.steps import Iteration, RunResources, _set
+from plantstage.workload.resources import RunResources
+from plantstage.workload.tenant_data import load_tenant_data
 
 _STATS = ("count", "rate", "errors", "dropped", "p50_ms", "p95_ms", "p99_ms", "max_ms")
 
@@ -67,6 +68,8 @@ class FlowStats:
     errors: Counter = field(default_factory=Counter)
     dropped: int = 0
     extra: Counter = field(default_factory=Counter)
+    #: ctx.signal() levels: the highest value recorded
+    gauges: dict[str, float] = field(default_factory=dict)
     steps: dict[str, HdrHistogram] = field(default_factory=dict)
     e2e: HdrHistogram | None = None
 
@@ -87,6 +90,9 @@ class FlowStats:
         self.errors.update(other.errors)
         self.dropped += other.dropped
         self.extra.update(other.extra)
+        for name, v in other.gauges.items():
+            if name not in self.gauges or v > self.gauges[name]:
+                self.gauges[name] = v
         for name, h in other.steps.items():
             self.steps.setdefault(name, _histogram()).add(h)
         if other.e2e is not None:
@@ -107,6 +113,7 @@ class FlowStats:
         for name, h in sorted(self.steps.items()):
             out.update(_percentiles(h, f"step.{name}."))
         out.update({k: float(v) for k, v in self.extra.items()})
+        out.update(self.gauges)
         return out
 
 
@@ -251,8 +258,9 @@ async def preflight(base_url: str, timeout: float = 3.0) -> None:
 
 
 def lanes_for(workload: Workload, tenants: list[str]) -> list[Lane]:
-    """Lanes of a workload's plain ``flows`` for ``tenants`` (no archetypes, built-ins only)."""
-    return [Lane(t, "all", wf, resolve_flow(wf.flow, None, f"workload.flows[{j}]"),
+    """Lanes of a workload's plain ``flows`` for ``tenants`` (``module:function`` flows only;
+    :func:`plantstage.workload.plan.build_lanes` resolves a spec's plugins and archetypes)."""
+    return [Lane(t, "all", wf, resolve_flow(wf.flow, None, None, f"workload.flows[{j}]").fn,
                  wf.arrival or workload.arrival)
             for t in tenants for j, wf in enumerate(workload.flows)]
 
@@ -263,7 +271,8 @@ Tick = Callable[[dict[str, Any]], None]
 async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
                duration: float, progress=None, *, store=None, resources: RunResources | None = None,
                on_tick: Tick | None = None, rate: float | None = None,
-               queues: QueueProbe | None = None) -> PhaseResult:
+               queues: QueueProbe | None = None,
+               data_where: dict[str, str] | None = None) -> PhaseResult:
     await preflight(base_url)
     scale = 1.0
     if rate is not None:
@@ -274,18 +283,11 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
     client = HttpClient(base_url, timeout=workload.request_timeout,
                         connections=workload.concurrency)
     try:
-        data: dict[str, TenantData] = {}
-        needs_data = any(ln.fn in FLOWS.values() for ln in lanes)
+        # Tenant master data (workload.tenant_data): once per tenant per phase.
+        data: dict[str, dict[str, list[Any]]] = {}
         for t in sorted({ln.tenant for ln in lanes}):
-            try:
-                data[t] = await load_tenant_data(client, t) if needs_data else TenantData(t)
-            except FlowError as exc:
-                raise PlantstageError(f"cannot read tenant '{t}' master data ({exc.kind})",
-                                      where=f"{base_url}/api/{t}",
-                                      hint="is this the app the workload is for?") from None
-            except Exception as exc:
-                raise PlantstageError(f"cannot read tenant '{t}' master data: "
-                                      f"{error_kind(exc)}", where=base_url) from None
+            data[t] = await load_tenant_data(workload.tenant_data, t, client, resources,
+                                             data_where)
         track: QueueTrack | None = None
         last_queues: dict[str, float] = {}
         if queues is not None:
@@ -303,12 +305,12 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
 
         # The hot path: everything per lane is bound once, so an iteration costs one task,
         # one flow call, one clock read and two appends/records (see docs/workload.md).
-        async def iteration(fn, tenant: TenantData, wf, st: FlowStats, win: _Window,
-                            rng: random.Random, intended: float, ref: str) -> None:
+        async def iteration(fn, state: LaneState, st: FlowStats, win: _Window,
+                            intended: float, ref: str) -> None:
             failed = None
             try:
-                extra = await fn(client, tenant, wf, rng, ref)
-                if extra:
+                extra = await fn(FlowContext(state, ref))
+                if extra:  # a flow may also return {counter: n}
                     for k, v in extra.items():
                         st.extra[k] += v
             except asyncio.CancelledError:
@@ -327,12 +329,13 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
         async def dispatch(index: int, lane: Lane) -> None:
             label = lane.label
             st, win = stats[(lane.archetype, label)], windows[label]
-            # Set once here: every iteration task started below inherits this context.
-            _set(Iteration(phase, label, lane.tenant, lane.archetype, resources,
-                           st.record_step, st.record_e2e))
             rng = random.Random(f"{workload.seed}:{phase}:{index}")
             prefix = f"{phase[:1]}{token}-{index}-"
-            fn, tenant, wf, limit = lane.fn, data[lane.tenant], lane.flow, workload.concurrency
+            state = LaneState(phase, label, Tenant(lane.tenant, None if lane.archetype == "all"
+                                                   else lane.archetype, data[lane.tenant]),
+                              lane.archetype, lane.flow.params, lane.flow.timeout, rng, client,
+                              resources, st)
+            fn, limit = lane.fn, workload.concurrency
             create_task, add = asyncio.create_task, inflight.add
             for k, offset in enumerate(schedule(lane.arrival, lane.flow.rate * scale,
                                                 duration, rng)):
@@ -343,8 +346,7 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
                 if len(inflight) >= limit:
                     st.dropped += 1
                     continue
-                task = create_task(iteration(fn, tenant, wf, st, win, rng, intended,
-                                             f"{prefix}{k}"))
+                task = create_task(iteration(fn, state, st, win, intended, f"{prefix}{k}"))
                 add(task)
                 task.add_done_callback(inflight.discard)
 
@@ -454,8 +456,9 @@ def _loop_factory():
 def run_phase(base_url: str, workload: Workload, tenants: list[str], phase: str,
               duration: float | None = None, progress=None, *, lanes: list[Lane] | None = None,
               store=None, database_url: str | None = None, mqtt_url: str | None = None,
-              twins: dict[str, str] | None = None, on_tick: Tick | None = None,
-              rate: float | None = None, queues: QueueProbe | None = None) -> PhaseResult:
+              twin_set: Any = None, on_tick: Tick | None = None,
+              rate: float | None = None, queues: QueueProbe | None = None,
+              data_where: dict[str, str] | None = None) -> PhaseResult:
     """Drive the workload against ``base_url`` for one phase; return its stats.
 
     ``lanes`` (from :func:`plantstage.workload.plan.build_lanes`) carry the archetype mixes;
@@ -467,7 +470,7 @@ def run_phase(base_url: str, workload: Workload, tenants: list[str], phase: str,
     ``mqtt_url``, the broker's ``$SYS`` tree is read.
     """
     lanes = lanes if lanes is not None else lanes_for(workload, tenants)
-    resources = RunResources(database_url=database_url, mqtt_url=mqtt_url, twins=twins or {})
+    resources = RunResources(database_url=database_url, mqtt_url=mqtt_url, twin_set=twin_set)
     if queues is None and mqtt_url is not None:
         queues = QueueProbe(mqtt_url=mqtt_url)
     received: list[int] = []
@@ -489,7 +492,7 @@ def run_phase(base_url: str, workload: Workload, tenants: list[str], phase: str,
         return await _run(base_url, workload, lanes, phase,
                           duration if duration is not None else workload.duration, progress,
                           store=store, resources=resources, on_tick=on_tick, rate=rate,
-                          queues=queues)
+                          queues=queues, data_where=data_where)
 
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if in_main else None

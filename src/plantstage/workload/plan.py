@@ -1,7 +1,8 @@
 """Resolve a spec's workload into lanes: one (tenant, flow) pair driven on its own schedule.
 
-Also the check-time validation: unknown archetypes and user flow modules that do not import are
-reported here, before anything runs, as one line naming the spec file and line.
+Also the check-time validation: unknown archetypes, flows no plugin registers and user flow
+modules that do not import are reported here, before anything runs, as one line naming the spec
+file and line.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ import yaml
 
 from plantstage.errors import SpecError
 from plantstage.spec.workload import Arrival, Workload, WorkloadFlow
-from plantstage.workload.archetypes import BUILTIN, archetypes
-from plantstage.workload.flows import FLOWS
+from plantstage.workload.context import FLOW_ATTR, FlowDef
 
-FlowFn = Callable[..., Awaitable[dict[str, Any] | None]]
+FlowFn = Callable[..., Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,27 @@ class _Where:
         return f"{self.file}:{line}: {field}" if line else f"{self.file}: {field}"
 
 
-def resolve_flow(name: str, base_dir: Path | None, where: str) -> FlowFn:
-    """The coroutine function behind a flow name (built in, or ``module:function``)."""
-    if name in FLOWS:
-        return FLOWS[name]
+def _one_argument(fn: Any) -> bool:
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    required = [p for p in params if p.default is p.empty and
+                p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(required) <= 1 and (bool(params) and params[0].kind in (
+        p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL))
+
+
+def resolve_flow(name: str, registry: Any, base_dir: Path | None, where: str) -> FlowDef:
+    """The flow behind a name: one a plugin registered, or ``module:function``."""
+    flows: dict[str, FlowDef] = getattr(registry, "flows", None) or {}
+    if name in flows:
+        return flows[name]
+    if ":" not in name:
+        known = ", ".join(sorted(flows)) or "none (the spec's plugins register none)"
+        raise SpecError(f"no flow '{name}' is registered; registered: {known}", where=where,
+                        hint="list the plugin that registers it under 'plugins:', or name "
+                        "module:function (docs/flows.md)")
     module_name, _, func = name.partition(":")
     if base_dir is not None and str(base_dir) not in sys.path:
         sys.path.insert(0, str(base_dir))  # user flows live beside the spec, like a locustfile
@@ -83,16 +100,60 @@ def resolve_flow(name: str, base_dir: Path | None, where: str) -> FlowFn:
                         hint="name an async function: module:function")
     if not inspect.iscoroutinefunction(fn):
         raise SpecError(f"flow '{name}' is not an async function", where=where,
-                        hint="define it as async def f(client, tenant, wf, rng, ref)")
-    return fn
+                        hint="define it as async def f(ctx: FlowContext) (docs/flows.md)")
+    if not _one_argument(fn):
+        raise SpecError(f"flow '{name}' must take one argument, the FlowContext", where=where,
+                        hint="async def f(ctx: FlowContext); the old (client, tenant, wf, rng, "
+                        "ref) form is gone: ctx.http, ctx.tenant, ctx.params, ctx.rng, ctx.ref")
+    registered = getattr(fn, FLOW_ATTR, None)
+    label = name.rsplit(":", 1)[-1]
+    if isinstance(registered, FlowDef):
+        return FlowDef(label, fn, registered.description, registered.signals, module_name)
+    return FlowDef(label, fn, (inspect.getdoc(fn) or "").split("\n\n")[0], {}, module_name)
 
 
-def build_lanes(spec, *, base_dir: Path | None = None, spec_path: Path | None = None,
-                text: str | None = None, tenants: list[str] | None = None) -> list[Lane]:
-    """Every (tenant, flow) the workload drives; raise SpecError on what cannot work."""
+def flow_defs(loaded: Any, registry: Any = None) -> dict[str, FlowDef]:
+    """Label → FlowDef of every flow the spec's workload drives (check-time, for catalogues)."""
+    if registry is None:
+        from plantstage.workload.registry import load_plugins
+
+        registry = load_plugins(loaded)
+    wl: Workload = loaded.spec.workload
+    where = _Where(loaded.path, loaded.text)
+    out: dict[str, FlowDef] = {}
+    for j, wf in enumerate(wl.flows):
+        out.setdefault(wf.label, resolve_flow(wf.flow, registry, loaded.base_dir,
+                                              where("workload", "flows", j, "flow")))
+    for arch, a in wl.archetypes.items():
+        for j, wf in enumerate(a.flows):
+            out.setdefault(wf.label, resolve_flow(
+                wf.flow, registry, loaded.base_dir,
+                where("workload", "archetypes", arch, "flows", j, "flow")))
+    return out
+
+
+def tenant_data_where(loaded: Any) -> dict[str, str]:
+    """``workload.tenant_data.NAME`` → ``file:line: field`` (for load errors)."""
+    where = _Where(loaded.path, loaded.text)
+    return {name: where("workload", "tenant_data", name)
+            for name in loaded.spec.workload.tenant_data}
+
+
+def build_lanes(loaded: Any, *, tenants: list[str] | None = None,
+                registry: Any = None) -> list[Lane]:
+    """Every (tenant, flow) the workload drives; raise SpecError on what cannot work.
+
+    ``loaded`` is a :class:`plantstage.spec.loader.LoadedSpec`; its plugins are loaded (once).
+    """
+    if registry is None:
+        from plantstage.workload.registry import load_plugins
+
+        registry = load_plugins(loaded)
+    spec = loaded.spec
+    base_dir = loaded.base_dir
     wl: Workload = spec.workload
-    where = _Where(spec_path, text)
-    known = archetypes(wl)
+    where = _Where(loaded.path, loaded.text)
+    known = wl.archetypes
     selected = tenants or wl.tenants or [t.code for t in spec.estate.tenants]
     by_code = {t.code: (i, t) for i, t in enumerate(spec.estate.tenants)}
     lanes: list[Lane] = []
@@ -100,7 +161,7 @@ def build_lanes(spec, *, base_dir: Path | None = None, spec_path: Path | None = 
 
     def fn_for(wf: WorkloadFlow, *path: Any) -> FlowFn:
         if wf.flow not in cache:
-            cache[wf.flow] = resolve_flow(wf.flow, base_dir, where(*path))
+            cache[wf.flow] = resolve_flow(wf.flow, registry, base_dir, where(*path)).fn
         return cache[wf.flow]
 
     for code in selected:
@@ -108,25 +169,27 @@ def build_lanes(spec, *, base_dir: Path | None = None, spec_path: Path | None = 
             raise SpecError(f"'{code}' is not an estate tenant", where=where("workload",
                             "tenants"), hint="estate.tenants lists the tenant codes")
         i, tenant = by_code[code]
-        if wl.drives_archetypes:
-            arch = tenant.archetype
+        arch = tenant.archetype if wl.drives_archetypes and tenant.archetype else "all"
+        if wl.drives_archetypes and tenant.archetype is not None:
             if arch not in known:
                 raise SpecError(f"unknown archetype '{arch}'",
                                 where=where("estate", "tenants", i, "archetype"),
-                                hint=f"built in: {', '.join(BUILTIN)}; or define it under "
-                                "workload.archetypes")
-            origin = ("workload", "archetypes", arch) if arch in wl.archetypes else None
+                                hint=f"workload.archetypes defines: "
+                                f"{', '.join(known) or 'none'}")
             for j, wf in enumerate(known[arch].flows):
-                path = (*origin, "flows", j, "flow") if origin else ("workload",)
+                path = ("workload", "archetypes", arch, "flows", j, "flow")
                 lanes.append(Lane(code, arch, wf, fn_for(wf, *path), wf.arrival or wl.arrival))
         for j, wf in enumerate(wl.flows):
-            arch = tenant.archetype if wl.drives_archetypes else "all"
             lanes.append(Lane(code, arch, wf, fn_for(wf, "workload", "flows", j, "flow"),
                               wf.arrival or wl.arrival))
     return lanes
 
 
 def validate(loaded) -> list[Lane]:
-    """Check-time validation of a loaded spec's workload (called by ``plantstage check``)."""
-    return build_lanes(loaded.spec, base_dir=loaded.base_dir, spec_path=loaded.path,
-                       text=loaded.text)
+    """Check-time validation of a loaded spec's workload (called by ``plantstage check``).
+
+    Besides the lanes, every declared flow must resolve, also for archetypes no tenant uses.
+    """
+    lanes = build_lanes(loaded)
+    flow_defs(loaded)
+    return lanes

@@ -9,7 +9,7 @@ from plantstage.errors import SpecError
 from plantstage.signals import MetricsServer, SignalStore, to_csv, to_openmetrics
 from plantstage.spec.models import ComponentKind
 from plantstage.workload.engine import PhaseResult, Tick, run_phase
-from plantstage.workload.plan import build_lanes
+from plantstage.workload.plan import build_lanes, tenant_data_where
 
 
 @dataclass
@@ -50,15 +50,14 @@ def load(path: str | Path, *, target: str | None = None, duration: float | None 
     signals are kept in ``OUT/signals.sqlite`` and exported as ``signals.csv`` and
     ``signals.om.txt`` (OpenMetrics). ``metrics_port`` serves them for Prometheus while it runs.
     """
-    from plantstage.verbs import check
+    from plantstage.spec.loader import load_spec
 
-    loaded = check(path)
+    loaded = load_spec(path)
     if duration is not None and duration <= 0:
         raise SpecError("the duration must be positive", where="--duration")
     if rate is not None and rate <= 0:
         raise SpecError("the rate must be positive", where="--rate")
-    lanes = build_lanes(loaded.spec, base_dir=loaded.base_dir, spec_path=loaded.path,
-                        text=loaded.text, tenants=tenants or None)
+    lanes = build_lanes(loaded, tenants=tenants or None)
     if not lanes:
         raise SpecError("the workload drives nothing", where=f"{loaded.path}: workload",
                         hint="declare workload.flows or archetypes, and estate tenants")
@@ -71,7 +70,7 @@ def load(path: str | Path, *, target: str | None = None, duration: float | None 
     try:
         result = run_phase(target, wl, [], phase, duration, lanes=lanes, store=store,
                            database_url=database_url, mqtt_url=mqtt_url, on_tick=on_tick,
-                           rate=rate)
+                           rate=rate, data_where=tenant_data_where(loaded))
     finally:
         if server is not None:
             server.stop()

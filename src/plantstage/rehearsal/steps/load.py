@@ -8,18 +8,8 @@ from __future__ import annotations
 
 from plantstage.rehearsal.steps import Step, StepFailed
 from plantstage.workload.engine import describe, run_phase
-from plantstage.workload.plan import build_lanes
+from plantstage.workload.plan import build_lanes, tenant_data_where
 from plantstage.workload.queues import QueueProbe
-
-
-def _twin_urls(ctx) -> dict[str, str]:
-    """Twin kind → URL of the twins the twins step started (flows reach them by kind)."""
-    out: dict[str, str] = {}
-    for comp, b in ctx.spec.environments["staging"].bindings.items():
-        url = ctx.placeholders.get(f"twin:{comp}")
-        if b.twin is not None and url:
-            out.setdefault(b.twin.kind.value, url)
-    return out
 
 
 def _queue_probe(ctx) -> QueueProbe:
@@ -33,8 +23,7 @@ class _Load(Step):
     def run(self, ctx):
         wl = ctx.spec.workload
         loaded = ctx.loaded
-        lanes = build_lanes(ctx.spec, base_dir=loaded.base_dir, spec_path=loaded.path,
-                            text=loaded.text)
+        lanes = build_lanes(loaded)
         if not lanes:
             return {"skipped": "no workload flows declared"}
         store = ctx.signal_store()
@@ -47,8 +36,9 @@ class _Load(Step):
             result = run_phase(
                 ctx.router.url, wl, [], self.phase, lanes=lanes, store=store,
                 database_url=ctx.staging_db.app_url() if ctx.staging_db is not None else None,
-                mqtt_url=ctx.placeholders.get("mqtt_url"), twins=_twin_urls(ctx),
-                progress=getattr(ctx, "progress", None), queues=_queue_probe(ctx))
+                mqtt_url=ctx.placeholders.get("mqtt_url"), twin_set=ctx.twin_set,
+                progress=getattr(ctx, "progress", None), queues=_queue_probe(ctx),
+                data_where=tenant_data_where(loaded))
         finally:
             if server is not None:
                 server.stop()
@@ -67,7 +57,7 @@ class BaselineLoad(_Load):
 
 
 class CandidateLoad(_Load):
-    """The same workload on the new version, with redelivered confirmations."""
+    """The same workload on the new version."""
 
     name = "candidate-load"
     title = "Workload on the new version"
