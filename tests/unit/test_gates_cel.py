@@ -85,16 +85,16 @@ def test_mann_whitney_judge():
     ("reconciliation-zero", {}, {"reconcile.a.mismatches": 0.0, "reconcile.b.mismatches": 2.0},
      "fail"),
     ("reconciliation-zero", {}, {}, "inconclusive"),
-    ("order-throughput", {"max_drop_pct": 20},
+    ("order-throughput", {"flow": "sales-order-import", "max_drop_pct": 20},
      {"workload.candidate.sales-order-import.rate": 9.0,
       "workload.baseline.sales-order-import.rate": 10.0}, "pass"),
-    ("inventory-update-success-rate", {},
+    ("inventory-update-success-rate", {"flow": "inventory-adjustment"},
      {"workload.candidate.inventory-adjustment.errors": 5.0,
       "workload.candidate.inventory-adjustment.count": 100.0}, "fail"),
     ("zero-critical-integration-failures", {}, {"twins.failures": 0.0}, "pass"),
     ("latency-percentile", {"flow": "f", "max_ms": 200},
      {"workload.candidate.f.p95_ms": 150.0, "workload.baseline.f.p95_ms": 140.0}, "pass"),
-    ("confirmation-timing", {},
+    ("confirmation-timing", {"flow": "work-order-to-stock"},
      {"workload.candidate.work-order-to-stock.e2e_p95_ms": 900.0,
       "workload.baseline.work-order-to-stock.e2e_p95_ms": 300.0}, "fail"),
 ])
@@ -118,6 +118,8 @@ def test_bad_gates_are_spec_errors():
         G(use="nope")
     with pytest.raises(ValueError, match="needs rto_s"):
         G(use="restore-within-rto")
+    with pytest.raises(ValueError, match="order-throughput needs flow in its params"):
+        G(use="order-throughput")
     with pytest.raises(ValueError, match="exactly one of"):
         G(signal="x", max=1, **{"pass": "true"})
     with pytest.raises(CelSyntaxError):

@@ -20,12 +20,26 @@ class Expanded:
     cause: str
 
 
+class _Required:
+    """The default of a parameter a gate must give (no flow name is ever assumed)."""
+
+    def __repr__(self) -> str:
+        return "required"
+
+
+REQUIRED: Any = _Required()
+
+
 @dataclass(frozen=True)
 class Builtin:
     name: str
     summary: str
-    params: dict[str, Any]  # name → default (None = required)
+    params: dict[str, Any]  # name → default (REQUIRED: the gate must give it; None: optional)
     build: Callable[[dict[str, Any]], Expanded]
+
+    @property
+    def required(self) -> list[str]:
+        return [k for k, v in self.params.items() if v is REQUIRED]
 
 
 def _q(s: str) -> str:
@@ -119,24 +133,24 @@ def _latency(p):
 
 BUILTINS: dict[str, Builtin] = {b.name: b for b in [
     Builtin("order-throughput", "Completed orders per second vs the baseline.",
-            {"flow": "sales-order-import", "max_drop_pct": 20}, _order_throughput),
+            {"flow": REQUIRED, "max_drop_pct": 20}, _order_throughput),
     Builtin("inventory-update-success-rate", "Share of inventory updates that succeeded.",
-            {"flow": "inventory-adjustment", "min_pct": 99}, _inventory_success),
+            {"flow": REQUIRED, "min_pct": 99}, _inventory_success),
     Builtin("confirmation-timing", "Production confirmation → stock visible, vs the baseline.",
-            {"flow": "work-order-to-stock", "stat": "e2e_p95_ms", "max_increase_pct": 50,
+            {"flow": REQUIRED, "stat": "e2e_p95_ms", "max_increase_pct": 50,
              "min_absolute_ms": 100, "max_ms": None}, _confirmation_timing),
     Builtin("reconciliation-zero", "Every reconcile check found zero mismatches.", {},
             _reconciliation_zero),
     Builtin("queue-depth-recovered", "Work in flight drains back to baseline after load.",
             {"tolerance": 5}, _queue_depth),
     Builtin("restore-within-rto", "Rollback / restore finished within the declared RTO.",
-            {"rto_s": None}, _restore_rto),
+            {"rto_s": REQUIRED}, _restore_rto),
     Builtin("zero-critical-integration-failures", "No twin (plant integration) failed.",
             {"max": 0}, _integration_failures),
     Builtin("error-rate", "Errors per iteration under load.",
             {"phase": "candidate", "max": 0.01, "warn": None}, _error_rate),
     Builtin("latency-percentile", "A flow's p50/p95/p99 against a bound and/or the baseline.",
-            {"flow": None, "percentile": "p95", "max_ms": None, "max_increase_pct": 50,
+            {"flow": REQUIRED, "percentile": "p95", "max_ms": None, "max_increase_pct": 50,
              "min_absolute_ms": 50}, _latency),
 ]}
 
@@ -152,10 +166,11 @@ def expand_builtin(gate) -> Expanded:
         raise ValueError(f"gate '{gate.name}': {gate.use} has no parameter "
                          f"{', '.join(unknown)}; it takes {', '.join(b.params) or 'none'}")
     params = {**b.params, **gate.params}
-    missing = [k for k, v in params.items() if v is None and b.params[k] is None
-               and k in ("rto_s", "flow")]
+    missing = [k for k in b.required if params[k] is REQUIRED or params[k] is None]
     if missing:
-        raise ValueError(f"gate '{gate.name}': {gate.use} needs {', '.join(missing)}")
+        raise ValueError(f"gate '{gate.name}': {gate.use} needs {', '.join(missing)} in its "
+                         "params" + (" (flow: the flow's name as the workload drives it, e.g. "
+                                     "params: {flow: my-flow})" if "flow" in missing else ""))
     if b.name == "latency-percentile" and params["percentile"] not in ("p50", "p95", "p99"):
         raise ValueError(f"gate '{gate.name}': percentile is p50, p95 or p99")
     return b.build(params)
