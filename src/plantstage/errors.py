@@ -83,7 +83,25 @@ class ProcessError(PlantstageError):
     """A managed process (app version) could not be started or failed its health check."""
 
 
-class Interrupted(PlantstageError):
-    """The run was interrupted by a signal."""
+class Interrupted(KeyboardInterrupt):
+    """The run was interrupted by a signal (SIGTERM, or Ctrl-C).
+
+    Deliberately *not* a :class:`PlantstageError` (nor an ``Exception``): like
+    ``KeyboardInterrupt`` it passes through every ``except PlantstageError`` and
+    ``except Exception``, so no step, collector or retry loop can turn an interrupt into a
+    recorded failure and carry on. Only the runner (and the CLI edge) catch it.
+    """
 
     exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.where = where
+        self.hint = hint
+
+    def one_line(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.one_line()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import signal
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -44,7 +46,7 @@ class RunOutcome:
     status: str  # completed | could-not-run | interrupted
     verdict: str  # GO | NO-GO | PENDING (gates pass, required signoffs missing)
     evidence: dict[str, Any]
-    error: PlantstageError | None = None
+    error: PlantstageError | Interrupted | None = None
 
     @property
     def exit_code(self) -> int:
@@ -65,6 +67,56 @@ def _raise_interrupted(signum, _frame):  # noqa: ANN001
     raise Interrupted(f"interrupted by {signal.Signals(signum).name}", where="rehearsal")
 
 
+#: Test hook (docs/cli.md, "Testing interrupts"): ``PLANTSTAGE_TEST_INTERRUPT=STEP[:CALLS]``
+#: makes a rehearsal send itself SIGTERM inside step STEP, after CALLS Python function calls
+#: on the main thread (0, the default: as the step starts; a step that returns first gets it
+#: as it returns). Unset, the runner behaves exactly as without it.
+TEST_INTERRUPT_ENV = "PLANTSTAGE_TEST_INTERRUPT"
+
+
+class _InterruptHook:
+    """Sends SIGTERM to this process at a chosen moment of a chosen step (tests only)."""
+
+    def __init__(self, value: str | None):
+        self.step, self.calls, self.armed = None, 0, False
+        if value:
+            name, _, calls = value.partition(":")
+            self.step, self.calls = name.strip(), int(calls or 0)
+
+    def before(self, step: Step) -> None:
+        if step.name != self.step:
+            return
+        self.armed = True
+        if self.calls <= 0:
+            self._fire()
+            return
+        left = [self.calls]
+
+        def count(_frame, event, _arg):  # noqa: ANN001, ANN202
+            if event in ("call", "c_call"):
+                left[0] -= 1
+                if left[0] <= 0:
+                    self._fire()
+
+        sys.setprofile(count)
+
+    def after(self, step: Step) -> None:
+        """The step returned before the chosen call: interrupt it as it returns."""
+        if self.armed and step.name == self.step:
+            self._fire()
+
+    def disarm(self) -> None:
+        if self.armed:
+            sys.setprofile(None)
+            self.armed = False
+
+    def _fire(self) -> None:
+        if self.armed:
+            sys.setprofile(None)
+            self.armed = False
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run_rehearsal(
     loaded: LoadedSpec, release: Release, current: Release, run_dir: Path, *,
     staging_db: str | None = None, listener: Listener | None = None,
@@ -83,14 +135,16 @@ def run_rehearsal(
     if listener is not None:
         ctx.progress = listener.progress
     plan = plan or default_plan()
-    for seq, step in enumerate(plan):
-        ledger.step_planned(seq, step.name)
+    hook = _InterruptHook(os.environ.get(TEST_INTERRUPT_ENV))
     records: list[dict[str, Any]] = []
     status, error = "completed", None
     started = time.time()
     old_handlers = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM,)}
     current_seq = -1
+    ended: set[int] = set()
     try:
+        for seq, step in enumerate(plan):
+            ledger.step_planned(seq, step.name)
         for seq, step in enumerate(plan):
             current_seq = seq
             rec = {"name": step.name, "title": step.title, "status": "skipped", "seconds": 0.0,
@@ -99,6 +153,7 @@ def run_rehearsal(
             if ctx.failed_steps and not step.after_failure:
                 ledger.step_ended(seq, "skipped", 0.0, {}, f"skipped after {ctx.failed_steps[0]}")
                 rec["error"] = f"skipped after {ctx.failed_steps[0]} failed"
+                ended.add(seq)
                 if listener:
                     listener.step_ended(seq, step, "skipped", 0.0, rec["error"])
                 continue
@@ -107,7 +162,9 @@ def run_rehearsal(
                 listener.step_started(seq, step)
             t0 = time.perf_counter()
             try:
+                hook.before(step)
                 rec["results"] = step.run(ctx) or {}
+                hook.after(step)
                 rec["status"] = "passed"
             except StepFailed as exc:
                 rec.update(status="failed", results=exc.results, error=exc.reason)
@@ -126,26 +183,47 @@ def run_rehearsal(
                 (run_dir / "logs" / "plantstage-error.log").write_text(traceback.format_exc())
                 rec.update(status="failed", error=f"internal error: {type(exc).__name__}: {exc}")
             finally:
+                hook.disarm()
                 rec["seconds"] = round(time.perf_counter() - t0, 3)
                 if rec["status"] == "failed":
                     ctx.failed_steps.append(step.name)
                 ledger.step_ended(seq, rec["status"] if rec["status"] != "skipped"
                                   else "interrupted", rec["seconds"], rec["results"],
                                   rec["error"])
+                ended.add(seq)
                 if listener:
                     listener.step_ended(seq, step, rec["status"], rec["seconds"], rec["error"])
-    except Interrupted as exc:
-        status, error = "interrupted", exc
+    except KeyboardInterrupt as exc:  # Interrupted is one: SIGTERM, or Ctrl-C between steps
+        status = "interrupted"
+        error = exc if isinstance(exc, Interrupted) else \
+            Interrupted("interrupted by SIGINT", where="rehearsal")
     except PlantstageError as exc:
         status, error = "could-not-run", exc
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # cleanup must not be interrupted
+        # Cleanup is not interrupted, but a signal that arrives meanwhile is not forgotten:
+        # the run still ends as interrupted (never GO).
+        late: list[int] = []
+        signal.signal(signal.SIGTERM, lambda signum, _f: late.append(signum))
         try:
             _cleanup(ctx, keep_staging)
         finally:
             for s, h in old_handlers.items():
                 signal.signal(s, h)
-    for seq in range(current_seq + 1, len(plan)):
+    if late and status == "completed":
+        status = "interrupted"
+        error = Interrupted(f"interrupted by {signal.Signals(late[0]).name} during cleanup",
+                            where="rehearsal")
+    for seq in range(len(plan)):
+        if seq in ended:
+            continue
+        if seq <= current_seq:  # interrupted while the runner itself was recording the step
+            if seq == len(records):
+                records.append({"name": plan[seq].name, "title": plan[seq].title,
+                                "seconds": 0.0, "results": {}})
+            records[seq].update(status="interrupted", error="interrupted")
+            ledger.step_ended(seq, "interrupted", records[seq]["seconds"],
+                              records[seq]["results"], "interrupted")
+            continue
         ledger.step_ended(seq, "not-run", 0.0, {}, status)
         records.append({"name": plan[seq].name, "title": plan[seq].title, "status": "not-run",
                         "seconds": 0.0, "results": {}, "error": None})
