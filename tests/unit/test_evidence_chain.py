@@ -20,17 +20,36 @@ def key_dir(tmp_path, monkeypatch):
     return d
 
 
-def test_key_generated_once_with_a_message(key_dir, capsys):
-    k1 = signing.load_signing_key()
-    assert "generated a new Ed25519" in capsys.readouterr().err
-    k2 = signing.load_signing_key()
+def test_no_key_is_made_unless_asked(key_dir):
+    with pytest.raises(signing.SigningError) as exc:
+        signing.load_signing_key()
+    assert "plantstage keys init" in exc.value.one_line()
+    assert not key_dir.exists()
+
+
+def test_key_made_once_on_first_rehearsal_with_a_message(key_dir, capsys):
+    k1 = signing.load_signing_key(create=True)
+    assert "made an Ed25519 evidence signing key" in capsys.readouterr().err
+    k2 = signing.load_signing_key(create=True)
     assert capsys.readouterr().err == ""
     assert signing.public_pem(k1) == signing.public_pem(k2)
     assert oct((key_dir / "signing-key.pem").stat().st_mode & 0o777) == "0o600"
+    assert (key_dir / signing.PUBLIC_FILE).read_text() == signing.public_pem(k1)
+
+
+def test_keys_init_is_deliberate_and_idempotent(key_dir):
+    first = signing.init_key()
+    assert first.created and first.path == key_dir / "signing-key.pem"
+    again = signing.init_key()
+    assert not again.created and again.fingerprint == first.fingerprint
+    assert again.public_path.read_text() == first.public_pem
+    # The base64 form it prints pins the same key as the PEM file.
+    assert signing.parse_public_key(first.base64, where="b64").raw == signing.parse_public_key(
+        str(first.public_path), where="pem").raw
 
 
 def test_key_from_env_pem(key_dir, monkeypatch):
-    pem = (signing.load_signing_key(echo=lambda m: None)
+    pem = (signing.load_signing_key(echo=lambda m: None, create=True)
            .private_bytes(*_pem_args()).decode())
     monkeypatch.setenv("PLANTSTAGE_SIGNING_KEY", pem)
     assert signing.public_pem(signing.load_signing_key()) == signing.public_pem(
@@ -52,7 +71,7 @@ def test_chain_detects_every_kind_of_edit(tmp_path, key_dir):
     (run / "logs").mkdir(parents=True)
     (run / "evidence.json").write_text("{}")
     (run / "logs" / "app.log").write_text("hello")
-    key = signing.load_signing_key(echo=lambda m: None)
+    key = signing.load_signing_key(echo=lambda m: None, create=True)
     chain.append(run, "rehearsal", {"verdict": "GO"}, key=key)
     chain.append(run, "signoff", {"role": "qa"}, key=key)
     assert chain.verify(run).ok
@@ -66,8 +85,10 @@ def test_chain_detects_every_kind_of_edit(tmp_path, key_dir):
     (run / chain.CHAIN).write_text("\n".join(lines) + "\n")
     sig = json.loads((run / chain.SIGNATURE).read_text())
     sig["signature"] = sig["signature"][::-1]
-    (run / chain.SIGNATURE).write_text(json.dumps(sig))
+    (run / chain.SIGNATURE).write_text(json.dumps(sig, indent=2) + "\n")
     assert chain.verify(run).problems == ["chain.sig: the Ed25519 signature does not verify"]
+    (run / chain.SIGNATURE).write_text(json.dumps(sig))  # any other spelling is named too
+    assert "chain.sig: not written as plantstage writes it (edited)" in chain.verify(run).problems
 
 
 def test_unsealed_run_does_not_verify(tmp_path):

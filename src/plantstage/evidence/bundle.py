@@ -77,6 +77,10 @@ def write_evidence(ctx, steps: list[dict[str, Any]], *, status: str, started: fl
                    error: PlantstageError | None, judgement=None,
                    verdict: str | None = None) -> dict[str, Any]:
     """Write the bundle of a run that just ended and seal it (the first log entry)."""
+    from plantstage.evidence import signing
+
+    # The rehearsal is where a first signing key may be made (announced in one line).
+    key = signing.load_signing_key(create=True)
     if judgement is None:
         judgement = judge_context(ctx, steps, status=status, error=error)
     ended = time.time()
@@ -88,7 +92,8 @@ def write_evidence(ctx, steps: list[dict[str, Any]], *, status: str, started: fl
         "judged_with": {"spec": "spec.yaml (as used)",
                         "sha256": hashlib.sha256(ctx.loaded.text.encode()).hexdigest()},
         "release": {"name": ctx.release.name, "version": ctx.release.version,
-                    "sha256": ctx.digests.get(ctx.release.name)},
+                    "sha256": ctx.digests.get(ctx.release.name),
+                    "description": getattr(ctx.release, "description", "") or ""},
         "current": {"name": ctx.current.name, "version": ctx.current.version,
                     "sha256": ctx.digests.get(ctx.current.name)},
         "status": status,
@@ -110,7 +115,8 @@ def write_evidence(ctx, steps: list[dict[str, Any]], *, status: str, started: fl
     from plantstage.engines.sqlite import seal_files
 
     seal_files(ctx.run_dir)  # no -wal/-shm files appear later when someone reads a database
-    seal(ctx.run_dir, evidence, "rehearsal", {"release": ctx.release.name, "status": status})
+    seal(ctx.run_dir, evidence, "rehearsal", {"release": ctx.release.name, "status": status},
+         key=key)
     return evidence
 
 
@@ -127,11 +133,12 @@ def render(run_dir: Path, evidence: dict[str, Any],
     (run_dir / JUNIT).write_text(to_junit(evidence))
 
 
-def seal(run_dir: Path, evidence: dict[str, Any], kind: str, data: dict[str, Any]
-         ) -> dict[str, Any]:
+def seal(run_dir: Path, evidence: dict[str, Any], kind: str, data: dict[str, Any],
+         *, key=None) -> dict[str, Any]:
     """Append an event (with the verdict it led to) to the run's log and re-sign it."""
     return chain.append(run_dir, kind, {**data, "verdict": evidence["verdict"],
-                                        "score": (evidence.get("score") or {}).get("pct")})
+                                        "score": (evidence.get("score") or {}).get("pct")},
+                        key=key)
 
 
 def read_series(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
