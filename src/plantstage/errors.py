@@ -6,6 +6,8 @@ Exit codes (documented in docs/cli.md):
 * 1 — NO-GO (the rehearsal ran and found a reason not to ship)
 * 2 — could not run: bad input, unreachable service, port in use …
 * 3 — PENDING: steps and gates pass, but a signoff the spec requires this run is missing
+* 4 — ``verify``: the bundle is intact, but no trusted key is pinned (integrity only, signer
+  not trusted)
 * 130 — interrupted (Ctrl-C or SIGTERM); the run ledger says ``interrupted``
 """
 
@@ -15,6 +17,7 @@ EXIT_GO = 0
 EXIT_NO_GO = 1
 EXIT_USAGE = 2
 EXIT_PENDING = 3
+EXIT_UNTRUSTED = 4
 EXIT_INTERRUPTED = 130
 
 
