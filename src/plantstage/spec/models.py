@@ -183,6 +183,17 @@ class ReconcileCheck(_Model):
     description: str = ""
 
 
+class EvidenceSettings(_Model):
+    """How evidence bundles of this project are trusted (docs/evidence.md)."""
+
+    trusted_keys: list[str] = Field(
+        default_factory=list,
+        description="Public keys `plantstage verify` trusts as signers of this project's runs: "
+        "the path of a PEM public key (relative to the spec) or the base64 of the raw Ed25519 "
+        "key (`plantstage keys init` prints both). Read from the project's spec, never from "
+        "the copy inside a bundle.")
+
+
 class Spec(_Model):
     """Root of ``plantstage.yaml``."""
 
@@ -214,6 +225,8 @@ class Spec(_Model):
     parity: ParitySpec = Field(
         default_factory=ParitySpec, description="Allowed differences and blocking drift."
     )
+    evidence: EvidenceSettings = Field(
+        default_factory=EvidenceSettings, description="Trusted signing keys for `verify`.")
 
     @model_validator(mode="after")
     def _references(self) -> Spec:
