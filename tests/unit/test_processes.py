@@ -39,3 +39,73 @@ def test_stop_kills_the_process_group(tmp_path):
     assert p.alive()
     p.stop(grace=2)
     assert not p.alive()
+
+
+_SERVER = """
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class H(BaseHTTPRequestHandler):
+    def _answer(self):
+        status = int(sys.argv[2])
+        self.send_response(status)
+        self.send_header("X-App-Version", "4.2.0")
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        self.wfile.write(b"app 4.2.0 is " + (b"up" if status == 200 else b"down"))
+    do_GET = do_POST = _answer
+    def log_message(self, *a):
+        pass
+
+HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def _server(tmp_path, status: int, probe) -> ManagedProcess:
+    port = free_port()
+    return ManagedProcess("app", [sys.executable, "-c", _SERVER, str(port), str(status)],
+                          cwd=None, env={}, port=port, health_path=probe,
+                          log_path=tmp_path / "app.log")
+
+
+def test_probe_reads_the_version_where_declared_not_from_json(tmp_path):
+    from plantstage.spec.smoke import HealthProbe
+
+    probe = HealthProbe.model_validate({"method": "POST", "path": "/status",
+                                        "version": {"header": "X-App-Version"}})
+    p = _server(tmp_path, 200, probe)
+    p.start()
+    try:
+        answer = p.wait_healthy(10)
+        assert answer["version"] == "4.2.0" and answer["status"] == 200
+        assert p.health["version"] == "4.2.0"
+    finally:
+        p.stop()
+    regex = HealthProbe.model_validate({"version": {"regex": r"app (\S+) is up"}})
+    p = _server(tmp_path, 200, regex)
+    p.start()
+    try:
+        assert p.wait_healthy(10)["version"] == "4.2.0"
+    finally:
+        p.stop()
+
+
+def test_string_health_is_a_path_and_reads_no_version(tmp_path):
+    p = _server(tmp_path, 200, "/health")
+    p.start()
+    try:
+        answer = p.wait_healthy(10)
+        assert answer["healthy"] and answer["version"] is None
+    finally:
+        p.stop()
+
+
+def test_unhealthy_status_names_the_probe_and_the_status(tmp_path):
+    p = _server(tmp_path, 503, "/ready")
+    p.start()
+    try:
+        with pytest.raises(ProcessError) as exc:
+            p.wait_healthy(1.5)
+        assert "GET /ready: HTTP 503" in exc.value.message
+    finally:
+        p.stop()

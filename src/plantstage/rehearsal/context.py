@@ -60,6 +60,8 @@ class RunContext:
     #: The running twins (plantstage.twins.TwinSet) the twins step started, or None. Steps
     #: reach twins only through here (no module globals between steps).
     twin_set: Any = None
+    #: Each release's runtime (plantstage.runtime.Runtime) by release name, once resolved.
+    runtimes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def spec(self):
@@ -123,8 +125,96 @@ class RunContext:
             )
         return dbs[0]
 
-    def expand(self, text: str, **extra: str) -> str:
-        """Substitute ``{python}``, ``{spec_dir}``, ``{run_dir}``, ``{db:NAME}`` and extras."""
+    # -- release runtimes ---------------------------------------------------------------
+    def prepare_runtimes(self) -> dict[str, str]:
+        """Resolve (build or reuse) the runtimes of the current release and the one under test.
+
+        Called before any version starts, so a venv build never counts against a startup
+        timeout; a failed build raises ``RuntimeBuildError`` (exit 2) naming pip's log.
+        """
+        from plantstage.runtime import resolve
+
+        out: dict[str, str] = {}
+        todo = [r for r in dict.fromkeys((self.current, self.release))
+                if r.name not in self.runtimes]
+        for n, rel in enumerate(todo):
+            idx = self.spec.releases.index(rel)
+            lines: list[str] = []
+
+            def echo(line: str, n: int = n, lines: list[str] = lines) -> None:
+                lines.append(line)
+                if self.progress:
+                    self.progress(min(0.95, (n + min(len(lines), 20) / 20) / len(todo)))
+
+            rt = resolve(self.spec_dir, rel, where=self._runtime_where(idx),
+                         artifact_digest=self.digests.get(rel.name), echo=echo)
+            self.runtimes[rel.name] = rt
+        for rel in dict.fromkeys((self.current, self.release)):
+            out[rel.name] = self.runtimes[rel.name].describe()
+        if any(r.runtime is not None for r in (self.current, self.release)):
+            self.sections["runtimes"] = out
+        return out
+
+    def _runtime_where(self, idx: int) -> str:
+        where = getattr(self.loaded, "where", None)
+        at = where("releases", idx, "runtime") if where else str(self.loaded.path)
+        return f"{at}: releases[{idx}].runtime"
+
+    def runtime_for(self, release: Release):
+        """The release's runtime (plantstage.runtime.Runtime), prepared on first use."""
+        if release.name not in self.runtimes and release in (self.current, self.release):
+            self.prepare_runtimes()
+        if release.name not in self.runtimes:
+            from plantstage.runtime import resolve
+
+            idx = self.spec.releases.index(release)
+            self.runtimes[release.name] = resolve(
+                self.spec_dir, release, where=self._runtime_where(idx),
+                artifact_digest=self.digests.get(release.name))
+        return self.runtimes[release.name]
+
+    def _release_at(self, artifact: str | None) -> Release | None:
+        if artifact is None:
+            return None
+        for rel in self.spec.releases:
+            if str(self.artifact_dir(rel)) == artifact:
+                return rel
+        return None
+
+    # -- starting a version -----------------------------------------------------------
+    def start_version(self, release: Release, color: str) -> ManagedProcess:
+        """Start one version of the app on a free port and wait until its probe is healthy.
+
+        The command is the release's own launcher (``runtime.command``) when it has one, else
+        the staging binding's; its runtime is prepared first, so building a venv never eats
+        into ``startup_timeout``.
+        """
+        from plantstage.rehearsal.processes import free_port
+
+        comp = self.app_component()
+        b = self.binding("staging", comp)
+        rt = self.runtime_for(release)
+        port = free_port()
+        art = str(self.artifact_dir(release))
+        extra = {"port": str(port), "artifact": art}
+        command = rt.command or b.command
+        proc = ManagedProcess(
+            f"{comp}@{release.version} ({color})",
+            [self.expand(a, release=release, **extra) for a in command],
+            cwd=self.expand(b.cwd, release=release, **extra) if b.cwd else art,
+            env={k: self.expand(v, release=release, **extra) for k, v in b.env.items()},
+            port=port, health_path=b.health, log_path=self.run_dir / "logs" / f"{color}.log",
+        )
+        proc.start()
+        proc.wait_healthy(b.startup_timeout)
+        return proc
+
+    def expand(self, text: str, *, release: Release | None = None, **extra: str) -> str:
+        """Substitute ``{python}``, ``{spec_dir}``, ``{run_dir}``, ``{db:NAME}`` and extras.
+
+        ``{python}`` is the interpreter of ``release``'s runtime (or of the release whose
+        artifact ``extra["artifact"]`` names); without a runtime, plantstage's interpreter.
+        """
 
         def repl(m: re.Match) -> str:
             key, arg = m.group(1), m.group(2)
@@ -135,7 +225,12 @@ class RunContext:
                 return self.staging_db.app_url()
             if arg is not None and f"{key}:{arg}" in self.placeholders:
                 return self.placeholders[f"{key}:{arg}"]
-            values = {"python": sys.executable, "spec_dir": str(self.spec_dir),
+            if key == "python" and "python" not in extra:
+                rel = release or self._release_at(extra.get("artifact"))
+                python = self.runtime_for(rel).python if rel is not None else sys.executable
+            else:
+                python = sys.executable
+            values = {"python": python, "spec_dir": str(self.spec_dir),
                       "run_dir": str(self.run_dir), **self.placeholders, **extra}
             if key not in values:
                 raise SpecError(f"unknown placeholder '{{{key}}}'", where=text,

@@ -15,10 +15,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from plantstage.errors import ProcessError
+from plantstage.spec.smoke import HealthProbe, health_probe
 
 _LIVE: set[ManagedProcess] = set()
 
@@ -58,7 +60,7 @@ class ManagedProcess:
         cwd: Path | None,
         env: dict[str, str],
         port: int,
-        health_path: str,
+        health_path: str | HealthProbe,
         log_path: Path,
     ):
         self.name = name
@@ -66,9 +68,13 @@ class ManagedProcess:
         self.cwd = cwd
         self.env = env
         self.port = port
-        self.health_path = health_path
+        #: How to ask this version whether it is up and which version it is.
+        self.probe = health_probe(health_path)
+        self.health_path = self.probe.path
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
+        #: The last healthy answer: {"status": code, "version": str | None, "why": …}.
+        self.health: dict[str, Any] = {}
 
     @property
     def base_url(self) -> str:
@@ -96,8 +102,12 @@ class ManagedProcess:
             log.close()
         _LIVE.add(self)
 
-    def wait_healthy(self, timeout: float) -> dict:
-        """Poll the health endpoint until it answers 200; return its JSON body."""
+    def wait_healthy(self, timeout: float) -> dict[str, Any]:
+        """Poll the health probe until it answers healthy; return what it said.
+
+        The answer is ``{"status": code, "version": str | None, "why": str}``; ``version`` is
+        read where the probe declares it (JSON field, header, regex) and None otherwise.
+        """
         deadline = time.monotonic() + timeout
         last = "no answer"
         with httpx.Client(timeout=2.0) as client:
@@ -108,18 +118,17 @@ class ManagedProcess:
                         where=self.name, hint=f"see its log: {self.log_path}",
                     )
                 try:
-                    r = client.get(self.base_url + self.health_path)
-                    if r.status_code == 200:
-                        try:
-                            return r.json()
-                        except ValueError:
-                            return {}
-                    last = f"HTTP {r.status_code}"
+                    answer = probe(client, self.base_url, self.probe)
+                    if answer["healthy"]:
+                        self.health = answer
+                        return answer
+                    last = f"HTTP {answer['status']}"
                 except httpx.HTTPError as exc:
                     last = type(exc).__name__
                 time.sleep(0.1)
         raise ProcessError(
-            f"failed its health check ({self.health_path}: {last}) within {timeout:.0f} s",
+            f"failed its health check ({self.probe.method} {self.probe.path}: {last}) "
+            f"within {timeout:.0f} s",
             where=self.name, hint=f"see its log: {self.log_path}",
         )
 
@@ -143,6 +152,19 @@ class ManagedProcess:
             except ProcessLookupError:
                 pass
             proc.wait(5)
+
+
+def probe(client: httpx.Client, base_url: str, spec: HealthProbe) -> dict[str, Any]:
+    """Ask ``base_url`` once, as the probe says; never assumes a JSON body.
+
+    Returns ``{"healthy": bool, "status": int, "version": str | None, "why": str}``; HTTP
+    errors (refused, timeout) propagate as ``httpx.HTTPError``.
+    """
+    r = client.request(spec.method, base_url.rstrip("/") + spec.path, json=spec.json_body,
+                       headers=spec.headers or None)
+    healthy = spec.healthy_status(r.status_code)
+    version, why = spec.read_version(r.headers, r.text) if healthy else (None, "")
+    return {"healthy": healthy, "status": r.status_code, "version": version, "why": why}
 
 
 def stop_all() -> None:

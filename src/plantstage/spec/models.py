@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from plantstage.spec.gates import Gate, Risk, Scoring, SignoffRole
 from plantstage.spec.masking import RefreshSpec
 from plantstage.spec.parity import ParitySpec
+from plantstage.spec.smoke import HealthProbe, SmokeCheck
 from plantstage.spec.twins import TwinSpec
 from plantstage.spec.workload import Workload
 
@@ -99,7 +100,9 @@ class Binding(_Model):
     )
     cwd: str | None = Field(None, description="Working directory of the command.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment.")
-    health: str = Field("/health", description="HTTP path that answers 200 when healthy.")
+    health: str | HealthProbe = Field(
+        "/health", description="For a service: its health/version probe; a string is a path "
+        "(GET, expect 200, version not read).")
     startup_timeout: float = Field(30.0, gt=0, description="Seconds to wait for health.")
     generate: list[str] | None = Field(
         None, description="Examples and trials only, on a production SQLite database: a command "
@@ -159,6 +162,33 @@ class Migrations(_Model):
     )
 
 
+class ReleaseRuntime(_Model):
+    """The environment a release runs in. ``requirements``: a venv built once (with
+    ``python``, else plantstage's interpreter, and pip), cached by the artifact's and the file's
+    digests; ``{python}`` is then its interpreter. ``python`` alone: that interpreter.
+    ``command``: the release's own launcher, used instead of the binding's command. Paths are
+    relative to the spec; ``{artifact}`` names the release's folder. Without a runtime,
+    ``{python}`` is plantstage's own interpreter."""
+
+    requirements: str | None = Field(
+        None, description="Requirements file installed into a cached venv (pip install -r).")
+    python: str | None = Field(None, description="Interpreter: {python}, and the venv's base.")
+    command: list[str] | None = Field(
+        None, description="The release's own launcher (replaces the binding's command).")
+    pip_args: list[str] = Field(default_factory=list,
+                                description="Extra pip install arguments (e.g. an index).")
+    build_timeout: float = Field(1800.0, gt=0, description="Seconds allowed for the build.")
+
+    @model_validator(mode="after")
+    def _something(self) -> ReleaseRuntime:
+        if self.requirements is None and self.python is None and self.command is None:
+            raise ValueError("give 'requirements', 'python' or 'command'")
+        if self.command is not None and self.requirements is not None:
+            raise ValueError("'command' is the release's own launcher; it takes no "
+                             "'requirements' (use {python} in the binding's command instead)")
+        return self
+
+
 class Strategy(StrEnum):
     blue_green = "blue-green"
 
@@ -169,6 +199,9 @@ class Release(_Model):
     artifact: Artifact
     migrations: Migrations = Field(default_factory=Migrations)
     strategy: Strategy = Strategy.blue_green
+    runtime: ReleaseRuntime | None = Field(
+        None, description="Its own environment: requirements (cached venv), python, or "
+        "launcher command. Default: plantstage's interpreter for {python}.")
     description: str = ""
     risk: Risk = Field(Risk.normal, description="low, normal or high; signoff conditions "
                        "can require roles for high-risk releases (release.risk).")
@@ -227,6 +260,25 @@ class Spec(_Model):
     )
     evidence: EvidenceSettings = Field(
         default_factory=EvidenceSettings, description="Trusted signing keys for `verify`.")
+    smoke: list[SmokeCheck] = Field(
+        default_factory=list, description="Smoke and business-transaction checks run on the "
+        "new version after the switch (HTTP, SQL or a flow; none declared: none run).")
+
+    @model_validator(mode="after")
+    def _smoke_references(self) -> Spec:
+        comps = self.estate.components
+        tenants = {t.code for t in self.estate.tenants}
+        names: set[str] = set()
+        for i, c in enumerate(self.smoke):
+            if c.name in names:
+                raise ValueError(f"smoke[{i}].name: '{c.name}' is used twice")
+            names.add(c.name)
+            if c.database is not None and (c.database not in comps or
+                                           comps[c.database].kind != ComponentKind.database):
+                raise ValueError(f"smoke[{i}].database: '{c.database}' is not a database")
+            if c.tenant is not None and c.tenant not in tenants:
+                raise ValueError(f"smoke[{i}].tenant: '{c.tenant}' is not an estate tenant")
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> Spec:

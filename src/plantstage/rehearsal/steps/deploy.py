@@ -1,25 +1,70 @@
 from __future__ import annotations
 
+import time
+
+import httpx
+
 from plantstage.errors import ProcessError
+from plantstage.rehearsal.processes import probe
 from plantstage.rehearsal.steps import Step, StepFailed
-from plantstage.rehearsal.steps.provision import start_version
+from plantstage.spec.smoke import health_probe
+
+
+def traffic_reaches(ctx, version: str, *, attempts: int = 20) -> dict:
+    """Ask the app *through the router*, as clients do, until the declared probe names
+    ``version``. Returns what it answered; the version is None when the probe declares none."""
+    spec = health_probe(ctx.binding("staging", ctx.app_component()).health)
+    answer: dict = {}
+    with httpx.Client(timeout=5.0) as client:
+        for _ in range(attempts):
+            try:
+                answer = probe(client, ctx.router.url, spec)
+            except httpx.HTTPError as exc:
+                answer = {"healthy": False, "status": None, "version": None,
+                          "why": type(exc).__name__}
+            # Connections opened before the switch may still reach the old version: retry.
+            if answer["healthy"] and (spec.version == "none" or answer["version"] == version):
+                return answer
+            time.sleep(0.1)
+    return answer
 
 
 class Deploy(Step):
-    """Blue-green: start the new version beside the old one, then switch traffic to it."""
+    """Blue-green: start the new version beside the old one, then switch traffic to it.
+
+    The app's health probe (``health:`` on its binding) decides when it is up; when the probe
+    declares where the version is, the step also checks that the new process reports the
+    release's version and that traffic through the router reaches it.
+    """
 
     name = "deploy"
     title = "Deploy the new version (blue-green)"
 
     def run(self, ctx):
         try:
-            ctx.green = start_version(ctx, ctx.release, "green")
+            ctx.green = ctx.start_version(ctx.release, "green")
         except ProcessError as exc:
             raise StepFailed(f"the new version did not start: {exc.one_line()}") from None
+        want = ctx.release.version
         reported = ctx.green.health.get("version")
-        if reported and reported != ctx.release.version:
-            raise StepFailed(f"the new version reports {reported}, "
-                             f"the release is {ctx.release.version}")
+        declared = health_probe(ctx.green.probe).version != "none"
+        if declared and reported != want:
+            raise StepFailed(f"the new version reports {reported or 'no version'} "
+                             f"({ctx.green.health.get('why') or 'as declared'}), the release "
+                             f"is {want}", {"green": ctx.green.base_url, "version": reported})
         ctx.router.switch(ctx.green.port)
-        return {"green": ctx.green.base_url, "version": reported,
-                "old_still_running": ctx.blue.alive(), "traffic": "green"}
+        seen = traffic_reaches(ctx, want)
+        results = {"green": ctx.green.base_url, "version": reported,
+                   "old_still_running": ctx.blue.alive() if ctx.blue else False,
+                   "traffic": "green",
+                   "through_router": f"HTTP {seen.get('status')}, version "
+                                     f"{seen.get('version') or seen.get('why') or '—'}"}
+        if not seen.get("healthy"):
+            raise StepFailed(f"traffic does not reach {want}: the router answered "
+                             f"{results['through_router']}", results)
+        if declared and seen.get("version") != want:
+            raise StepFailed(f"traffic does not reach {want}: {results['through_router']}",
+                             results)
+        if not declared:
+            results["version_check"] = "not declared (health.version: none)"
+        return results

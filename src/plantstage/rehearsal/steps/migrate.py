@@ -9,8 +9,9 @@ def run_migration(ctx, release, command: list[str], what: str) -> str:
     art = str(ctx.artifact_dir(release))
     b = ctx.binding("staging", ctx.app_component())
     extra = {"artifact": art, "port": "0"}
-    env = {k: ctx.expand(v, **extra) for k, v in b.env.items()}
-    code, last = run_command([ctx.expand(a, **extra) for a in command], cwd=art, env=env,
+    env = {k: ctx.expand(v, release=release, **extra) for k, v in b.env.items()}
+    cmd = [ctx.expand(a, release=release, **extra) for a in command]
+    code, last = run_command(cmd, cwd=art, env=env,
                              log_path=ctx.run_dir / "logs" / "migrations.log")
     if code != 0:
         raise StepFailed(f"{what} migration of {release.name} failed (exit {code}): {last}")

@@ -1,0 +1,114 @@
+"""Release runtimes: a venv built once per artifact + requirements digest, then reused."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from plantstage.runtime import RuntimeBuildError, cache_root, resolve
+from plantstage.spec.models import Release
+
+
+def release(tmp_path, runtime: dict | None, name: str = "2.0.0") -> Release:
+    art = tmp_path / "releases" / name
+    art.mkdir(parents=True, exist_ok=True)
+    (art / "app.py").write_text("print('hello')\n")
+    return Release.model_validate({"name": name, "version": name,
+                                   "artifact": {"path": f"releases/{name}", "sha256": "0" * 64},
+                                   "runtime": runtime})
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLANTSTAGE_CACHE", str(tmp_path / "cache"))
+
+
+def _pypi_reachable() -> bool:
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_without_runtime_python_is_plantstages(tmp_path):
+    rt = resolve(tmp_path, release(tmp_path, None), where="releases[0].runtime")
+    assert rt.python == sys.executable and rt.venv is None
+
+
+def test_python_and_command_forms(tmp_path):
+    rt = resolve(tmp_path, release(tmp_path, {"python": sys.executable}), where="r")
+    assert rt.python == sys.executable
+    rt = resolve(tmp_path, release(tmp_path, {"command": ["{artifact}/run", "--port", "{port}"]}),
+                 where="r")
+    assert rt.command == ["{artifact}/run", "--port", "{port}"]
+    with pytest.raises(RuntimeBuildError, match="does not exist"):
+        resolve(tmp_path, release(tmp_path, {"python": "envs/none/bin/python"}), where="r")
+
+
+def test_cache_root_defaults_next_to_the_spec(tmp_path, monkeypatch):
+    monkeypatch.delenv("PLANTSTAGE_CACHE")
+    assert cache_root(tmp_path) == tmp_path / ".plantstage" / "runtimes"
+
+
+def test_missing_requirements_is_one_line_with_the_field(tmp_path):
+    with pytest.raises(RuntimeBuildError) as exc:
+        resolve(tmp_path, release(tmp_path, {"requirements": "{artifact}/nope.txt"}),
+                where="plantstage.yaml: releases[1].runtime")
+    assert exc.value.where == "plantstage.yaml: releases[1].runtime.requirements"
+    assert exc.value.exit_code == 2
+
+
+def test_failed_build_names_pips_log_and_is_never_reused(tmp_path):
+    (tmp_path / "req.txt").write_text("this is not === a requirement\n")
+    rel = release(tmp_path, {"requirements": "req.txt"})
+    with pytest.raises(RuntimeBuildError) as exc:
+        resolve(tmp_path, rel, where="releases[0].runtime")
+    line = exc.value.one_line()
+    assert "pip install failed (exit" in line and ".pip.log" in line and "\n" not in line
+    log = line.split("pip's log: ")[1].rstrip(")")
+    assert "this is not" in open(log).read()
+    with pytest.raises(RuntimeBuildError):  # no half-built venv is taken for a finished one
+        resolve(tmp_path, rel, where="releases[0].runtime")
+
+
+def test_concurrent_builds_of_one_runtime_build_once(tmp_path):
+    (tmp_path / "req.txt").write_text("# nothing to install\n")
+    rel = release(tmp_path, {"requirements": "req.txt"})
+    out: list = []
+    threads = [threading.Thread(target=lambda: out.append(
+        resolve(tmp_path, rel, where="r", artifact_digest="a" * 64))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.cached for r in out) == [False, True]
+    assert out[0].python == out[1].python
+    # Another artifact digest is another runtime.
+    other = resolve(tmp_path, rel, where="r", artifact_digest="b" * 64)
+    assert other.venv != out[0].venv and not other.cached
+
+
+@pytest.mark.skipif(not _pypi_reachable(), reason="PyPI is not reachable")
+def test_requirements_build_a_venv_once_then_the_cache_hits(tmp_path):
+    (tmp_path / "requirements.txt").write_text("six==1.17.0\n")
+    rel = release(tmp_path, {"requirements": "requirements.txt"})
+    lines: list[str] = []
+    t0 = time.perf_counter()
+    first = resolve(tmp_path, rel, where="r", echo=lines.append)
+    built_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    second = resolve(tmp_path, rel, where="r")
+    hit_s = time.perf_counter() - t0
+    assert not first.cached and second.cached and first.python == second.python
+    assert any(line.startswith("building runtime") for line in lines)
+    assert any("six" in line for line in lines)  # pip's progress reached the caller
+    out = subprocess.run([second.python, "-c", "import six, sys; print(six.__version__, "
+                          "sys.prefix)"], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("1.17.0") and str(second.venv) in out
+    print(f"venv build {built_s:.2f} s, cache hit {hit_s * 1000:.1f} ms")
