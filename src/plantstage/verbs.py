@@ -119,6 +119,11 @@ def rehearse(
     """
     loaded = load_spec(path)
     rel, current = _pick_release(loaded, release)
+    from plantstage.evidence.signing import load_signing_key
+    from plantstage.rehearsal.ledger import sweep_stale_runs
+
+    sweep_stale_runs(loaded.base_dir / ".plantstage" / "runs", echo=echo)  # killed → interrupted
+    load_signing_key(echo, create=True)  # evidence signing key; made (and said) on first use
     prepare_production(loaded, echo=echo)
     if out is None:
         run_id: str | None = new_run_id()

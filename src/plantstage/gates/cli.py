@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from plantstage.cli_support import console, err, name_param, path_param, pem_file_param
-from plantstage.errors import EXIT_GO, EXIT_NO_GO, EXIT_PENDING
+from plantstage.errors import EXIT_GO, EXIT_NO_GO, EXIT_PENDING, EXIT_UNTRUSTED
 
 #: This module's commands; plantstage.cli registers them on the main app.
 app = typer.Typer()
@@ -90,14 +90,53 @@ def verify(
         help="Trusted public key (PEM); the bundle must be signed with it.",
         callback=pem_file_param)] = None,
 ):
-    """Check a run's hash chain, signature and files. Exit 0 intact, 1 tampered, 2 bad input."""
+    """Check a run's hash chain, signature, files and signer; read-only (never writes or signs).
+
+    Exit 0 intact and signed by a pinned key, 4 intact but no key pinned (integrity only),
+    1 tampered or signed by a key that is not pinned, 2 bad input.
+    """
     from plantstage.gates.verbs import verify as _verify
 
     v = _verify(run, key=key)
-    if v.ok:
-        console.print(f"[green]✔[/] {run}: {v.files} files, {v.entries} log entries, signed by "
-                      f"key {v.fingerprint}")
+    if v.ok and v.trusted:
+        console.print(Text(f"✔ {run}: {v.files} files, {v.entries} log entries, signed by "
+                           f"trusted key {v.fingerprint} ({v.trusted_by})"), soft_wrap=True)
         raise typer.Exit(0)
+    if v.ok:
+        console.print(Text(f"✔ {run}: {v.files} files, {v.entries} log entries intact, signed "
+                           f"by key {v.fingerprint}"), soft_wrap=True)
+        err.print(Text("! integrity only, signer not trusted: no trusted key is pinned (hint: "
+                       "--key PUB.pem, PLANTSTAGE_TRUSTED_KEYS, or evidence.trusted_keys in the "
+                       "project's plantstage.yaml)", style="yellow"), soft_wrap=True)
+        raise typer.Exit(EXIT_UNTRUSTED)
     for p in v.problems:
         err.print(Text(f"✘ {p}", style="red"), soft_wrap=True)
     raise typer.Exit(1)
+
+
+@app.command()
+def keys(
+    action: Annotated[str, typer.Argument(help="init: make the evidence signing key if there "
+                                          "is none, and show it.")],
+):
+    """Make (init) the Ed25519 key evidence is signed with; print where it is and its public key.
+
+    Idempotent: an existing key is shown, never replaced. Verifiers pin the public key.
+    """
+    from plantstage.errors import SpecError
+    from plantstage.gates.verbs import keys_init
+
+    if action != "init":
+        raise SpecError(f"unknown keys action '{action[:40]}'", where="plantstage keys",
+                        hint="plantstage keys init")
+    info = keys_init()
+    what = "made a new" if info.created else "already have an"
+    console.print(Text(f"plantstage: {what} Ed25519 evidence signing key: {info.path}"),
+                  soft_wrap=True)
+    console.print(f"fingerprint: {info.fingerprint}")
+    if info.public_path is not None:
+        console.print(Text(f"public key:  {info.public_path}"), soft_wrap=True)
+    console.print(f"public key (base64): {info.base64}")
+    console.print("pin it where bundles are verified: verify --key PUB.pem, "
+                  "PLANTSTAGE_TRUSTED_KEYS, or evidence.trusted_keys in plantstage.yaml",
+                  soft_wrap=True)

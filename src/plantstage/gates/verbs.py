@@ -1,9 +1,11 @@
-"""The verbs of the readiness decision as library functions: gate, signoff, verify.
+"""The verbs of the readiness decision as library functions: gate, signoff, verify, keys.
 
 Each works from a run folder only (``evidence.json``, ``signals.sqlite``, ``spec.yaml``,
 ``chain.jsonl``) and never reruns anything. ``gate`` and ``signoff`` first verify the bundle —
-re-signing a tampered bundle would launder the edit — then re-judge, re-render
-``evidence.json`` / ``report.html`` / ``junit.xml`` and append to the hash-chained log.
+re-signing a tampered bundle would launder the edit — and sign only with the key that signed
+the run (and, when keys are pinned, only a bundle a pinned key signed); then re-judge,
+re-render ``evidence.json`` / ``report.html`` / ``junit.xml`` and append to the log.
+``verify`` only reads: it never writes, signs or makes a key.
 """
 
 from __future__ import annotations
@@ -21,21 +23,57 @@ class EvidenceError(PlantstageError):
     """A run's evidence bundle fails verification (edited, incomplete or unsigned)."""
 
 
+class InterruptedRunError(PlantstageError):
+    """The run folder holds a run whose process died before it finished."""
+
+
+def _interrupted(p: Path) -> str | None:
+    from plantstage.rehearsal.ledger import interrupted_note
+
+    try:
+        return interrupted_note(p)
+    except (OSError, ValueError):
+        return None
+
+
 def _run_dir(run: str | Path) -> Path:
     p = Path(run)
-    if not (p / bundle.EVIDENCE).exists():
-        raise SpecError("no recorded run here", where=str(p),
+    try:
+        found = (p / bundle.EVIDENCE).is_file() and (p / chain.CHAIN).is_file()
+    except (OSError, ValueError):
+        found = False
+    if not found:
+        note = _interrupted(p) if p.is_dir() else None
+        if note:
+            raise InterruptedRunError(note, where=str(p),
+                                      hint="rehearse the release again; there is nothing to "
+                                      "judge here")
+        if (p / bundle.EVIDENCE).is_file():
+            raise EvidenceError("this run's evidence was never sealed (no chain.jsonl)",
+                                where=str(p), hint="rehearse the release again")
+        raise SpecError("no recorded run here", where=str(p)[:300],
                         hint="give a run folder (it holds evidence.json)")
     return p.resolve()
 
 
 def _require_intact(run_dir: Path) -> None:
-    v = chain.verify(run_dir)
+    """Refuse a bundle that does not verify, that a pinned key did not sign, or that was
+    signed by another key than the one this machine would sign with."""
+    from plantstage.evidence import signing
+
+    pinned = signing.trusted_keys(run_dir)
+    v = chain.verify(run_dir, trusted=pinned)
     if not v.ok:
         raise EvidenceError(f"the evidence bundle does not verify: {v.problems[0]}",
                             where=str(run_dir),
                             hint="`plantstage verify RUN` lists every problem; nothing was "
                             "changed")
+    mine = signing.fingerprint(signing.public_pem(signing.load_signing_key()))
+    if mine != v.fingerprint:
+        raise EvidenceError(f"this bundle is signed by key {v.fingerprint}, your signing key is "
+                            f"{mine}; one log is signed by one key", where=str(run_dir),
+                            hint="sign with the key that signed the run (PLANTSTAGE_SIGNING_KEY "
+                            "or PLANTSTAGE_KEY_DIR); nothing was changed")
 
 
 def gate(run: str | Path, *, spec: str | Path | None = None) -> dict[str, Any]:
@@ -114,25 +152,38 @@ def _waiver(run_dir: Path, spec, gate_name, expires, by, reason, decision) -> di
             "expires": until.isoformat(), "at": time.time()}
 
 
-def verify(run: str | Path, *, key: str | Path | None = None,
-           record: bool = True) -> chain.Verification:
-    """Check the hash chain, the signature and every file of a run's bundle.
+def verify(run: str | Path, *, key: str | Path | list[str | Path] | None = None,
+           record: bool = False) -> chain.Verification:
+    """Check the hash chain, the signature, every file and the signer of a run's bundle.
 
-    When it verifies and ``record`` is set, the check is appended to the log and the views are
-    re-rendered (an expired waiver shows as expired), re-signed. A failing bundle is never
-    touched.
+    Strictly read-only: nothing is written, signed or generated, so the bundle stays
+    byte-identical and a read-only copy verifies. The signer is trusted only against a pinned
+    key: ``key`` (``--key``; replaces the other sources), else ``PLANTSTAGE_TRUSTED_KEYS`` and
+    the run's project (``evidence.trusted_keys``, ``.plantstage/trusted_keys``). Without one,
+    ``trusted`` is None: integrity only. ``record`` is accepted for compatibility and ignored.
     """
+    from plantstage.evidence import signing
+
+    del record
     p = Path(run)
-    if not p.is_dir():
-        raise SpecError("no run folder here", where=str(p), hint="give a run folder")
-    trusted = None
-    if key is not None:
-        try:
-            trusted = Path(key).read_text()
-        except OSError as exc:
-            raise SpecError(f"cannot read the trusted key: {exc}", where=str(key)) from None
-    v = chain.verify(p.resolve(), trusted_public_key=trusted)
-    if v.ok and record:
-        bundle.rejudge(p.resolve(), kind="verify",
-                       data={"ok": True, "entries": v.entries, "files": v.files})
+    try:
+        is_dir = p.is_dir()
+    except (OSError, ValueError):
+        is_dir = False
+    if not is_dir:
+        raise SpecError("no run folder here", where=str(p)[:300], hint="give a run folder")
+    keys = [key] if isinstance(key, (str, Path)) else list(key or [])
+    pinned = signing.trusted_keys(p, explicit=keys)
+    v = chain.verify(p.resolve(), trusted=pinned)
+    if not (p / chain.CHAIN).is_file():
+        note = _interrupted(p)
+        if note:
+            v.problems = [f"{note} ({chain.CHAIN} missing: never sealed)"]
     return v
+
+
+def keys_init():
+    """Make the evidence signing key if there is none (``plantstage keys init``)."""
+    from plantstage.evidence import signing
+
+    return signing.init_key()
