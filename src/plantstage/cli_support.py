@@ -192,6 +192,19 @@ def db_url_param(value: str | None) -> str | None:
     return value
 
 
+def env_or_url_param(value: str) -> str:
+    """An environment of the spec (a name) or a database URL; a file path is neither."""
+    if "://" in value:
+        return db_url_param(value) or value
+    if not value.strip():
+        raise _bad("the value is empty", "an environment (production, staging) or a URL")
+    if os.sep in value or "." in value or len(value) > 100:
+        raise _bad(f"'{value[:80]}' is neither an environment nor a database URL",
+                   "an environment of the spec (production, staging), or a URL such as "
+                   f"sqlite:///{value[:80]} or postgresql://127.0.0.1:5432/db")
+    return value
+
+
 def name_param(value: str | None) -> str | None:
     """A non-empty name (release, role, environment …)."""
     if value is None:

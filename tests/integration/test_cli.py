@@ -58,3 +58,62 @@ def test_digest_matches_the_spec():
     rel = spec["releases"][1]
     r = run_cli("digest", str(EXAMPLE / rel["artifact"]["path"]))
     assert r.stdout.strip() == rel["artifact"]["sha256"]
+
+
+def test_check_lists_every_problem_on_its_own_line(tmp_path: Path):
+    original = (EXAMPLE / "plantstage.yaml").read_text()
+    text = original.replace("\nworkload:\n", "\nworkload:\n  durration: 7\n  colour: red\n")
+    text = text.replace("\nestate:\n", "\nestate:\n  size: huge\n", 1)
+    spec = tmp_path / "plantstage.yaml"
+    spec.write_text(text)
+    r = run_cli("check", str(spec))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 3, r.stderr
+    for field in ("workload.durration", "workload.colour", "estate.size"):
+        (hit,) = [line for line in lines if field in line]
+        key = field.rsplit(".", 1)[1]
+        number = next(n for n, line in enumerate(text.splitlines(), 1)
+                      if line.startswith(f"  {key}:"))
+        assert hit.startswith(f"error: {spec}:{number}: {field}: unknown field"), hit
+    assert "more problem" not in r.stderr
+
+
+def test_alias_bomb_fails_fast_with_one_line(tmp_path: Path):
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, cur in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{cur}: &{cur} [" + ",".join([f"*{prev}"] * 9) + "]")
+    spec = tmp_path / "plantstage.yaml"
+    spec.write_text("\n".join(lines) + "\n")
+    r = run_cli("check", str(spec), timeout=60)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and f"{spec}:" in r.stderr
+
+
+def test_argument_errors_are_one_line_naming_the_option(tmp_path: Path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a key\n")
+    cases = [
+        (["twins", str(tmp_path), "--duration", "nan"], "--duration"),
+        (["rehearse", str(tmp_path), "--staging-db", ""], "--staging-db"),
+        (["verify", str(tmp_path), "--key", str(text)], "--key"),
+        (["load", str(tmp_path), "--metrics-port", "70000"], "--metrics-port"),
+        (["record", "mqtt://[::1", "--out", str(tmp_path / "c.jsonl")], "source"),
+        (["demo", "--out", "/proc/x"], "--out"),
+        (["check", "x" * 5000], "path"),
+        (["refresh", str(tmp_path), "--from", str(text)], "--from"),
+    ]
+    for args, option in cases:
+        r = run_cli(*args, timeout=60)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "Traceback" not in r.stderr, (args, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and option in lines[0] and "hint:" in lines[0], (args, r.stderr)
+
+
+def test_feature_cli_modules_do_not_import_the_cli_back():
+    src = Path(__file__).resolve().parents[2] / "src" / "plantstage"
+    for module in src.glob("*/cli.py"):
+        text = module.read_text()
+        assert "from plantstage.cli import" not in text, module
+        assert "import plantstage.cli\n" not in text, module

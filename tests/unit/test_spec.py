@@ -100,3 +100,156 @@ def test_json_schema_lists_top_level_fields():
 
     schema = json.loads(json_schema())
     assert {"estate", "environments", "releases", "gates"} <= set(schema["properties"])
+
+
+# -- bounded, line-accurate YAML (issue 10) -----------------------------------------------
+
+def _bomb() -> str:
+    """A classic "billion laughs": 9 levels of 9 aliases, about 500 bytes."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, cur in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{cur}: &{cur} [" + ",".join([f"*{prev}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused_with_one_line():
+    text = _bomb()
+    assert len(text.encode()) <= 510
+    e = _err(text)
+    assert "alias" in e.message and e.where.startswith("plantstage.yaml:")
+    assert "\n" not in e.one_line()
+
+
+def test_alias_count_is_limited():
+    from plantstage.spec.loader import MAX_ALIASES
+
+    text = "a: &a x\nb: [" + ", ".join(["*a"] * (MAX_ALIASES + 1)) + "]\n"
+    e = _err(text)
+    assert "aliases" in e.message and e.where == "plantstage.yaml:2"
+
+
+def test_recursive_alias_is_refused():
+    e = _err("a: &a [1, *a]\n")
+    assert "cycle" in e.message and e.where == "plantstage.yaml:1"
+
+
+def test_line_map_does_not_expand_aliases():
+    import yaml
+
+    from plantstage.spec.loader import _line_map
+
+    # 9 levels of 9 aliases is 9**9 paths when expanded; the map walks each node once.
+    root = yaml.compose(_bomb(), Loader=yaml.SafeLoader)
+    lines = _line_map(root)
+    assert len(lines) < 200
+    assert lines[("i",)] == 9
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("name: x\n<<: 7\n", 2, "merging"),
+    ("name: !custom x\n", 1, "tag"),
+    ("name: x\ntier: " + "9" * 5000 + "\n", 2, "int"),
+    ("a: " + "[" * 1000 + "]" * 1000 + "\n", 1, "nested deeper"),
+    ("".join("  " * i + f"k{i}:\n" for i in range(1000)), None, "nested deeper"),
+    ("name: x\nnote: a\x01b\n", 2, "#x0001"),
+    ("name: x\nnote: \x00\n", 2, "#x0000"),
+    ("name: 2026-13-45\n", 1, "timestamp"),
+    ("? [a, b]\n: x\n", 1, "unhashable"),
+    ("name: !!binary '***'\nx: [\n", None, "malformed YAML"),
+])
+def test_every_yaml_error_is_one_line_with_file_and_line(text, line, words):
+    e = _err(text)
+    assert words in e.message
+    file, _, number = e.where.rpartition(":")
+    assert file == "plantstage.yaml" and number.isdigit()
+    if line is not None:
+        assert int(number) == line
+    assert "\n" not in e.one_line() and "Traceback" not in e.one_line()
+
+
+def test_bad_utf8_names_the_line(tmp_path):
+    spec = tmp_path / "plantstage.yaml"
+    spec.write_bytes(MINIMAL.encode().replace(b"name: tiny", b"name: ti\xffny"))
+    with pytest.raises(SpecError) as exc:
+        load_spec(spec)
+    assert exc.value.where == f"{spec}:1" and "UTF-8" in exc.value.message
+
+
+def test_oversized_spec_is_refused(tmp_path):
+    from plantstage.spec.loader import MAX_SPEC_BYTES
+
+    spec = tmp_path / "plantstage.yaml"
+    spec.write_text(MINIMAL + "#" * MAX_SPEC_BYTES)
+    with pytest.raises(SpecError) as exc:
+        load_spec(spec)
+    assert "bytes" in exc.value.message and exc.value.where == f"{spec}:1"
+
+
+def test_every_validation_problem_is_listed_with_line_and_field():
+    from plantstage.errors import SpecProblems
+
+    text = (MINIMAL.replace("tier: 1}", "tier: 9}", 1)
+            .replace("kind: database", "kind: datbase")
+            .replace('    version: "1.0"\n', '    version: "1.0"\n    colour: red\n'))
+    with pytest.raises(SpecProblems) as exc:
+        parse_spec_text(text, Path("plantstage.yaml"))
+    got = {(p.where, p.message.split(":")[0]) for p in exc.value.problems}
+    assert got == {("plantstage.yaml:4", "estate.components.app.tier"),
+                   ("plantstage.yaml:5", "estate.components.db.kind"),
+                   ("plantstage.yaml:18", "releases[0].colour")}
+    assert "2 more problems" in exc.value.one_line()
+
+
+def test_model_level_problem_points_at_the_named_field():
+    e = _err(MINIMAL.replace("      db: {url: \"sqlite:///stage.db\"}",
+                             "      db: {url: \"sqlite:///stage.db\"}\n      ghost: {}"))
+    assert "ghost" in e.message
+    assert e.where == "plantstage.yaml:13"
+
+
+@pytest.mark.parametrize("path, words", [
+    ("../../../../../../../..", "outside the spec's folder"),
+    ("/etc/hostname", "absolute paths outside"),
+    ("rel/../../elsewhere", "outside the spec's folder"),
+])
+def test_artifact_paths_are_confined(tmp_path, path, words):
+    spec = tmp_path / "plantstage.yaml"
+    spec.write_text(MINIMAL.replace("path: rel", f"path: {path}"))
+    with pytest.raises(SpecError) as exc:
+        load_spec(spec)
+    assert "releases[0].artifact.path" in exc.value.message
+    assert exc.value.where == f"{spec}:18"
+    assert words in exc.value.one_line()
+
+
+def test_allow_outside_permits_a_named_root(tmp_path):
+    outside = tmp_path / "builds"
+    outside.mkdir()
+    home = tmp_path / "project"
+    home.mkdir()
+    spec = home / "plantstage.yaml"
+    text = MINIMAL.replace("path: rel", f"path: {outside}")
+    spec.write_text(text)
+    with pytest.raises(SpecError):
+        load_spec(spec)
+    spec.write_text(text + "paths: {allow_outside: [../builds]}\n")
+    assert load_spec(spec).spec.paths.allow_outside == ["../builds"]
+
+
+def test_symlink_out_of_the_spec_folder_is_refused(tmp_path):
+    home = tmp_path / "project"
+    home.mkdir()
+    (home / "rel").symlink_to("/etc")
+    spec = home / "plantstage.yaml"
+    spec.write_text(MINIMAL)
+    with pytest.raises(SpecError) as exc:
+        load_spec(spec)
+    assert "outside" in exc.value.message
+
+
+def test_line_of_and_where_on_a_loaded_spec(tmp_path):
+    spec = tmp_path / "plantstage.yaml"
+    spec.write_text(MINIMAL)
+    loaded = load_spec(spec)
+    assert loaded.line_of("releases", 0, "artifact") == 18
+    assert loaded.where("estate", "components", "db") == f"{spec.resolve()}:5"

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from plantstage.cli_support import console, name_param, path_param
+from plantstage.cli_support import console, env_or_url_param, path_param
 from plantstage.errors import EXIT_USAGE
 
 #: This module's commands; plantstage.cli registers them on the main app.
@@ -22,11 +22,11 @@ def refresh(
     = Path("."),
     from_: Annotated[str, typer.Option(
         "--from", help="Source: an environment of the spec or a database URL (read-only).",
-        callback=name_param)]
+        callback=env_or_url_param)]
     = "production",
     to: Annotated[str, typer.Option(
         "--to", help="Target: an environment of the spec or a database URL (rebuilt).",
-        callback=name_param)]
+        callback=env_or_url_param)]
     = "staging",
     allow_unclassified: Annotated[bool, typer.Option(
         help="Go on when columns are unclassified or new: tokenize sensitive-looking ones, "
