@@ -223,3 +223,65 @@ def test_health_version_from_json_header_or_regex():
         HealthProbe.model_validate({"version": {"json": "v", "header": "X"}})
     with pytest.raises(ValidationError, match="regex does not compile"):
         HealthProbe.model_validate({"version": {"regex": "("}})
+
+
+class _App:
+    """A real HTTP server on a free port: GET /status → JSON, anything else → an HTML 404."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class H(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                if self.path == "/status":
+                    body, status, ctype = b'{"version": "2.0.0", "kg": 2.750}', 200, "json"
+                else:
+                    body, status, ctype = b"<h1>Not Found</h1>", 404, "html"
+                self.send_response(status)
+                self.send_header("Content-Type", f"text/{ctype}")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_step_runs_every_check_and_fails_with_the_first(engine):
+    app = _App()
+    try:
+        spec = SimpleNamespace(
+            smoke=[check(http={"path": "/status"},
+                         expect={"json": {"version": "{release.version}",
+                                          "kg": {"approx": 2.75, "tolerance": 0}}}),
+                   SmokeCheck(name="stock", sql="SELECT * FROM stock WHERE kg < 0",
+                              expect={"rows": 0}),
+                   SmokeCheck(name="orders", http={"path": "/t/{tenant}/orders"})],
+            workload=SimpleNamespace(tenants=[]),
+            estate=SimpleNamespace(tenants=[SimpleNamespace(code="t9")]))
+        rel = SimpleNamespace(name="2.0.0", version="2.0.0")
+        ctx = SimpleNamespace(spec=spec, sections={}, release=rel, current=rel,
+                              router=SimpleNamespace(url=app.url),
+                              staging_db=SimpleNamespace(readonly_engine=lambda: engine),
+                              database_component=lambda: "db")
+        with pytest.raises(Exception) as exc:
+            Smoke().run(ctx)
+    finally:
+        app.close()
+    reason = exc.value.reason
+    assert reason.startswith("smoke check stock failed: query returned 1 row(s), expected 0")
+    assert reason.endswith("(and 1 more failed)")
+    checks = {c["name"]: c for c in exc.value.results["checks"]}
+    assert checks["c"]["status"] == "passed"
+    assert checks["orders"]["detail"] == (f"GET {app.url}/t/t9/orders answered HTTP 404 "
+                                          "(expected 200): <h1>Not Found</h1>")
+    assert ctx.sections["smoke"]["failed"] == 2

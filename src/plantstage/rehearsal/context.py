@@ -135,8 +135,9 @@ class RunContext:
         from plantstage.runtime import resolve
 
         out: dict[str, str] = {}
-        todo = [r for r in dict.fromkeys((self.current, self.release))
-                if r.name not in self.runtimes]
+        both = [self.current] + ([self.release] if self.release.name != self.current.name
+                                 else [])
+        todo = [r for r in both if r.name not in self.runtimes]
         for n, rel in enumerate(todo):
             idx = self.spec.releases.index(rel)
             lines: list[str] = []
@@ -149,7 +150,7 @@ class RunContext:
             rt = resolve(self.spec_dir, rel, where=self._runtime_where(idx),
                          artifact_digest=self.digests.get(rel.name), echo=echo)
             self.runtimes[rel.name] = rt
-        for rel in dict.fromkeys((self.current, self.release)):
+        for rel in both:
             out[rel.name] = self.runtimes[rel.name].describe()
         if any(r.runtime is not None for r in (self.current, self.release)):
             self.sections["runtimes"] = out
@@ -162,7 +163,8 @@ class RunContext:
 
     def runtime_for(self, release: Release):
         """The release's runtime (plantstage.runtime.Runtime), prepared on first use."""
-        if release.name not in self.runtimes and release in (self.current, self.release):
+        if release.name not in self.runtimes and \
+                release.name in (self.current.name, self.release.name):
             self.prepare_runtimes()
         if release.name not in self.runtimes:
             from plantstage.runtime import resolve

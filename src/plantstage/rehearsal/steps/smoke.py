@@ -10,7 +10,6 @@ check, not an internal error.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -185,8 +184,10 @@ def run_sql(check: SmokeCheck, engine, names: dict[str, str]) -> str:
     return f"value {_show(got)}"
 
 
-def run_flow(ctx, check: SmokeCheck, tenant: str, names: dict[str, str]) -> dict[str, float]:
+def run_flow(ctx, check: SmokeCheck, tenant: str, names: dict[str, str],
+             where: str | None = None) -> dict[str, float]:
     """Run a plugin flow once against the new version (FlowError → CheckFailed)."""
+    from plantstage.workload.context import FlowError
     from plantstage.workload.once import run_flow_once
     from plantstage.workload.resources import RunResources
 
@@ -196,17 +197,12 @@ def run_flow(ctx, check: SmokeCheck, tenant: str, names: dict[str, str]) -> dict
     params = substitute(check.params, names)
     try:
         return run_flow_once(ctx.loaded, check.flow, params, base_url=ctx.router.url,
-                             resources=resources, tenant=tenant)
+                             resources=resources, tenant=tenant, timeout=check.timeout,
+                             where=where)
+    except FlowError as exc:
+        raise CheckFailed(f"flow {check.flow} failed for {tenant}: {exc}"[:400]) from None
     except PlantstageError as exc:
         raise CheckFailed(f"flow {check.flow}: {exc.one_line()}") from None
-    except Exception as exc:  # noqa: BLE001 - FlowError and the flow's own errors
-        raise CheckFailed(f"flow {check.flow} failed: {type(exc).__name__}: {exc}"[:300]) \
-            from None
-    finally:
-        try:
-            asyncio.run(resources.aclose())
-        except Exception:  # noqa: BLE001 - closing what the flow opened; nothing to keep
-            pass
 
 
 def default_tenant(spec) -> str:
@@ -230,7 +226,7 @@ class Smoke(Step):
             ctx.sections["smoke"] = {"checks": [], "note": "no smoke checks declared"}
             return {"checks": [], "note": "no smoke checks declared"}
         out: list[dict[str, Any]] = []
-        for check in declared:
+        for i, check in enumerate(declared):
             tenant = check.tenant or default_tenant(ctx.spec)
             names = {"release.name": ctx.release.name, "release.version": ctx.release.version,
                      "current.name": ctx.current.name, "current.version": ctx.current.version,
@@ -250,7 +246,9 @@ class Smoke(Step):
                     finally:
                         engine.dispose()
                 else:
-                    signals = run_flow(ctx, check, tenant, names)
+                    where = ctx.loaded.where("smoke", i) if hasattr(ctx.loaded, "where") \
+                        else None
+                    signals = run_flow(ctx, check, tenant, names, where)
                     rec["detail"] = f"flow {check.flow} ran once for {tenant}"
                     rec["signals"] = {k: float(v) for k, v in (signals or {}).items()}
                 rec["status"] = "passed"
