@@ -206,3 +206,30 @@ def _run(cmd: list[str], log, deadline: float, *, where: str, log_path: Path, wh
     if code != 0:
         raise RuntimeBuildError(f"{what} failed (exit {code})", where=where,
                                 hint=f"pip's log: {log_path}")
+
+
+def prepare(loaded, releases: list[Release], *, echo: Callable[[str], None] | None = None
+            ) -> dict[str, Runtime]:
+    """Resolve the runtimes of ``releases`` before a rehearsal's clock starts.
+
+    A release's artifact is verified against its approved digest before its requirements are
+    installed (pip never runs a requirements file from an artifact that was not approved).
+    Returns release name → runtime; builds are cached, so the run itself finds them ready.
+    """
+    out: dict[str, Runtime] = {}
+    for rel in releases:
+        if rel.name in out or rel.runtime is None:
+            continue
+        idx = loaded.spec.releases.index(rel)
+        at = loaded.where("releases", idx, "runtime") if hasattr(loaded, "where") \
+            else str(loaded.path)
+        digest = None
+        if rel.runtime.requirements is not None:
+            digest = artifacts.verify(loaded.base_dir / rel.artifact.path, rel.artifact.sha256,
+                                      where=f"{at}: releases[{idx}].artifact.sha256")
+        say = (lambda line, n=rel.name: echo(f"runtime {n}: {line}")) if echo else None
+        out[rel.name] = resolve(loaded.base_dir, rel, where=f"{at}: releases[{idx}].runtime",
+                                artifact_digest=digest, echo=say)
+        if echo and out[rel.name].venv is not None and out[rel.name].cached:
+            echo(f"runtime {rel.name}: {out[rel.name].describe()}")
+    return out

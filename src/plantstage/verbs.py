@@ -125,6 +125,9 @@ def rehearse(
     sweep_stale_runs(loaded.base_dir / ".plantstage" / "runs", echo=echo)  # killed → interrupted
     load_signing_key(echo, create=True)  # evidence signing key; made (and said) on first use
     prepare_production(loaded, echo=echo)
+    from plantstage.runtime import prepare as prepare_runtimes
+
+    prepare_runtimes(loaded, [current, rel], echo=echo)  # venvs built before the clock starts
     if out is None:
         run_id: str | None = new_run_id()
         run_dir = loaded.base_dir / ".plantstage" / "runs" / run_id

@@ -112,3 +112,21 @@ def test_requirements_build_a_venv_once_then_the_cache_hits(tmp_path):
                           "sys.prefix)"], capture_output=True, text=True, check=True).stdout
     assert out.startswith("1.17.0") and str(second.venv) in out
     print(f"venv build {built_s:.2f} s, cache hit {hit_s * 1000:.1f} ms")
+
+
+def test_prepare_verifies_the_artifact_before_pip_runs_its_requirements(tmp_path):
+    from types import SimpleNamespace
+
+    from plantstage.errors import ArtifactError
+    from plantstage.runtime import prepare
+
+    rel = release(tmp_path, {"requirements": "{artifact}/requirements.txt"})
+    (tmp_path / "releases" / "2.0.0" / "requirements.txt").write_text("six\n")
+    loaded = SimpleNamespace(spec=SimpleNamespace(releases=[rel]), base_dir=tmp_path,
+                             path=tmp_path / "plantstage.yaml",
+                             where=lambda *p: "plantstage.yaml:9")
+    with pytest.raises(ArtifactError) as exc:  # sha256 "000…" is not this artifact's digest
+        prepare(loaded, [rel], echo=print)
+    assert "releases[0].artifact.sha256" in exc.value.one_line()
+    assert not (tmp_path / "cache" / "runtimes").exists()
+    assert prepare(loaded, [release(tmp_path, None, "1.0.0")]) == {}
