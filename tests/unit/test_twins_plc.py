@@ -19,10 +19,16 @@ def test_plc_tags_move_as_the_mes_produces():
     log = FaultLog()
     env = TwinEnv(broker_url=broker.url, log=log)
     rt, rt2 = TwinRuntime(), TwinRuntime()
-    mes = MesLineTwin("mes-line", TwinSpec(kind="mes-line", settings={"http": False}), env)
+    contract = {"quantities": {"made": {"unit": "EA", "decimals": 0}},
+                "publish": {"topic": "l/{tenant}/made", "payload": {"n": "{made}"}},
+                "ack": {"mode": "none"}}
+    mes = MesLineTwin("mes-line", TwinSpec(kind="mes-line", settings={"http": False},
+                                           contract=contract), env)
     rt.start(mes)
     env.peers["mes-line"] = mes
-    plc = PlcLineTwin("plc-line", TwinSpec(kind="plc-line", settings={"tick_s": 0.1}), env)
+    # tag names and the value the good counter follows are declared, not built in
+    plc = PlcLineTwin("plc-line", TwinSpec(kind="plc-line", settings={"tick_s": 0.1}, contract={
+        "tags": {"good": "PartsOut"}, "follows": {"good": "made"}}), env)
     rt2.start(plc, timeout=90)
     try:
         async def client_side():
@@ -34,13 +40,13 @@ def test_plc_tags_move_as_the_mes_produces():
 
             async with Client(plc.url) as c:
                 idx = await c.get_namespace_index("urn:plantstage:plc")
-                good = await c.nodes.objects.get_child([f"{idx}:Line1", f"{idx}:GoodCount"])
+                good = await c.nodes.objects.get_child([f"{idx}:Line1", f"{idx}:PartsOut"])
                 state = await c.nodes.objects.get_child([f"{idx}:Line1", f"{idx}:State"])
                 temp = await c.nodes.objects.get_child([f"{idx}:Line1", f"{idx}:Temperature"])
                 sub = await c.create_subscription(50, Handler())
                 await sub.subscribe_data_change(good)
                 for i in range(3):
-                    rt.call(mes.confirm("acme", "WO-1", f"r{i}", good=5, wait_acks=False))
+                    rt.call(mes.send("acme", {"made": 5}, key=f"r{i}", wait=False))
                 for _ in range(100):
                     if seen and seen[-1] == 15:
                         break

@@ -42,7 +42,16 @@ def test_plan_from_the_sample_plant():
     (lambda s: s["environments"]["staging"]["bindings"]["wms"].update(fidelity="real"),
      "not simulated"),
     (lambda s: s["environments"]["staging"]["bindings"]["erp-db"].update(
-        twin={"kind": "wms"}), "only external components"),
+        twin=s["environments"]["staging"]["bindings"]["wms"]["twin"]),
+     "only external components"),
+    (lambda s: s["environments"]["staging"]["bindings"]["wms"]["twin"].pop("contract"),
+     "a wms twin needs a contract"),
+    (lambda s: s["environments"]["staging"]["bindings"]["wms"]["twin"]["contract"]["routes"]
+     .pop("book"), "needs contract.routes.book"),
+    (lambda s: s["environments"]["staging"]["bindings"]["wms"]["twin"]["contract"]["routes"]
+     .update(ship={"path": "/ship"}), "contract.routes.ship: unknown role"),
+    (lambda s: s["environments"]["staging"]["bindings"]["mes-line"]["twin"]["contract"]
+     ["quantities"]["good_qty"].update(decimals=-1), "greater than or equal to 0"),
     (lambda s: s["environments"]["staging"]["bindings"]["wms"]["twin"]["faults"]["rules"]
      .append({"kind": "drop", "link": "mqtt"}), "no link 'mqtt'"),
 ])
@@ -50,6 +59,7 @@ def test_plan_rejects_bad_bindings(mutate, msg):
     with pytest.raises(SpecError, match=msg) as exc:
         plan_twins(_loaded(mutate))
     assert "plantstage.yaml" in exc.value.where
+    assert "Traceback" not in str(exc.value)
 
 
 def _ctx(loaded, run_id="r1"):
@@ -68,6 +78,10 @@ def test_steps_start_check_and_always_stop(monkeypatch):
         steps.TwinsReady().run(ctx)
         assert steps.TwinsCheck().run(ctx)["failures"] == {}
         ts = ctx.twin_set
+        # flows find each twin by component, with its primary endpoint and counters
+        assert ts.twins["wms"].url == ctx.placeholders["twin:wms"]
+        assert ts.twins["mes-line"].url == ctx.placeholders["mqtt_url"]
+        assert ts.twins["supplier-portal"].counters()["purchase_orders"] == 0
         # a twin that crashes during the run is a twin failure, not the app's
         ts.twins["wms"].fail("callbacks crashed: RuntimeError: boom")
         with pytest.raises(StepFailed, match=r"twin failure \(not the app\): wms: callbacks"):
@@ -77,9 +91,6 @@ def test_steps_start_check_and_always_stop(monkeypatch):
         for fn in reversed(ctx.cleanups):
             fn()
     assert ctx.twin_set is None
-    from plantstage.workload import flows
-
-    assert flows._mes_channel is None
 
 
 def test_start_twins_stops_what_started_on_error(tmp_path: Path):

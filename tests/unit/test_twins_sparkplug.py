@@ -8,7 +8,6 @@ NDEATH Will when the twin's connection dies.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -23,7 +22,7 @@ import pytest
 from plantstage.brokers import open_broker
 from plantstage.spec.twins import TwinSpec
 from plantstage.twins import sparkplug as spb
-from plantstage.twins.base import TwinEnv, TwinError, TwinRuntime
+from plantstage.twins.base import TwinEnv, TwinRuntime
 from plantstage.twins.faults import FaultLog
 from plantstage.twins.mes import MesLineTwin
 
@@ -99,11 +98,33 @@ def _count(kind: str, n: int = 1):
     return lambda msgs: sum(1 for k, _, _ in msgs if k == kind) >= n
 
 
+def contract(group: str, node: str = "MES1") -> dict:
+    """Sparkplug B with the metric names a line controller might use (declared, not built in)."""
+    ea = {"unit": "EA", "decimals": 0}
+    return {
+        "quantities": {"good": ea, "scrap": ea}, "defaults": {"good": 1, "scrap": 0, "lot": None},
+        "publish": {"format": "sparkplug", "sparkplug": {
+            "group": group, "node": node, "device": "Line1", "metrics": {
+                "Production/GoodCount": {"type": "UInt64", "total": "good"},
+                "Production/ScrapCount": {"type": "UInt64", "total": "scrap"},
+                "Confirmation/MessageId": {"type": "String", "value": "{id}"},
+                "Confirmation/Tenant": {"type": "String", "value": "{tenant}"},
+                "Confirmation/WorkOrder": {"type": "String", "value": "{order}"},
+                "Confirmation/GoodQty": {"type": "UInt32", "value": "{good}"},
+                "Confirmation/ScrapQty": {"type": "UInt32", "value": "{scrap}"},
+                "Confirmation/Lot": {"type": "String", "value": "{lot}"},
+                "Confirmation/SentAt": {"type": "DateTime", "value": "{now}"}}}},
+        "ack": {"mode": "none"}}
+
+
+def _send(rt, mes, order: str, key: str, good: int | None = None) -> None:
+    values = {"order": order} if good is None else {"order": order, "good": good}
+    rt.call(mes.send("acme", values, key=key, wait=False))
+
+
 def _mes(broker, group: str, rules=(), **settings):
-    spec = TwinSpec(kind="mes-line", settings={
-        "http": False, "format": "sparkplug", "max_redeliveries": 0, "ack_timeout": 0.05,
-        "sparkplug": {"group": group, "node": "MES1", "device": "Line1"}, **settings},
-        faults={"seed": 3, "rules": list(rules)})
+    spec = TwinSpec(kind="mes-line", settings={"http": False, **settings},
+                    contract=contract(group), faults={"seed": 3, "rules": list(rules)})
     log = FaultLog()
     rt = TwinRuntime()
     twin = MesLineTwin("mes-line", spec, TwinEnv(broker_url=broker.url, log=log))
@@ -123,7 +144,7 @@ def test_birth_data_death_seq_wrap_and_aliases(broker):
         host.wait(_count("DBIRTH"))
         n = 300  # more than 256 messages: seq must wrap 255 -> 0
         for i in range(n):
-            rt.call(mes.confirm("acme", f"WO-{i % 7}", str(i), good=3, wait_acks=False))
+            _send(rt, mes, f"WO-{i % 7}", str(i), good=3)
         host.wait(_count("DDATA", n))
     finally:
         rt.stop()
@@ -150,8 +171,7 @@ def test_birth_data_death_seq_wrap_and_aliases(broker):
     first = msgs[2][2]
     assert all(not m.name and m.alias in aliases for m in first.metrics)
     by_name = {aliases[m.alias]: spb.metric_value(m) for m in first.metrics}
-    assert by_name["Confirmation/MessageId"] == "mes-Line1-0" or \
-        by_name["Confirmation/MessageId"].endswith("-0")
+    assert by_name["Confirmation/MessageId"] == "0"
     assert by_name["Confirmation/WorkOrder"] == "WO-0"
     assert by_name["Confirmation/GoodQty"] == 3
     assert by_name["Confirmation/Lot"] is None  # is_null
@@ -165,13 +185,13 @@ def test_will_fires_when_the_connection_is_killed_then_a_new_session_is_born(bro
     rt, mes, log = _mes(broker, group)
     try:
         host.wait(_count("DBIRTH"))
-        rt.call(mes.confirm("acme", "WO-1", "a", wait_acks=False))
+        _send(rt, mes, "WO-1", "a")
         host.wait(_count("DDATA"))
         rt.loop.call_soon_threadsafe(mes.edge.kill_connection)
         # the broker publishes the Will (NDEATH, bdSeq 0); the twin opens session 1 and is born
         host.wait(lambda m: _count("NDEATH")(m) and _count("NBIRTH", 2)(m))
         host.wait(_count("DBIRTH", 2))
-        rt.call(mes.confirm("acme", "WO-1", "b", wait_acks=False))
+        _send(rt, mes, "WO-1", "b")
         host.wait(_count("DDATA", 2))
     finally:
         rt.stop()
@@ -192,7 +212,7 @@ def test_rebirth_command(broker):
     rt, mes, _ = _mes(broker, group)
     try:
         host.wait(_count("DBIRTH"))
-        rt.call(mes.confirm("acme", "WO-1", "a", good=2, wait_acks=False))
+        _send(rt, mes, "WO-1", "a", good=2)
         host.wait(_count("DDATA"))
         cmd = spb.encode([(spb.MetricDef(spb.REBIRTH, -1, spb.DataType.Boolean), True)],
                          seq=None, ts=spb.now_ms(), birth=True)
@@ -215,7 +235,7 @@ def test_duplicate_fault_repeats_a_seq_and_drop_leaves_a_gap(broker):
                                          "duration": 600}])
     try:
         host.wait(_count("DBIRTH"))
-        rt.call(mes.confirm("acme", "WO-1", "a", wait_acks=False))
+        _send(rt, mes, "WO-1", "a")
         msgs = host.wait(_count("DDATA", 2))
     finally:
         rt.stop()
@@ -235,8 +255,8 @@ def test_twin_crash_fires_the_will(broker, tmp_path):
         "from plantstage.spec.twins import TwinSpec\n"
         "from plantstage.twins.base import TwinEnv, TwinRuntime\n"
         "from plantstage.twins.mes import MesLineTwin\n"
-        f"spec = TwinSpec(kind='mes-line', settings={{'http': False, 'format': 'sparkplug',"
-        f" 'sparkplug': {{'group': '{group}', 'node': 'MES9'}}}})\n"
+        f"spec = TwinSpec(kind='mes-line', settings={{'http': False}},"
+        f" contract={contract(group, 'MES9')!r})\n"
         f"t = MesLineTwin('mes', spec, TwinEnv(broker_url='{broker.url}'))\n"
         "TwinRuntime().start(t)\n"
         "print('up', flush=True)\n"
@@ -309,27 +329,51 @@ def test_compiled_schema_matches_the_proto_file(tmp_path):
     assert fresh == kept
 
 
-def test_bad_sparkplug_settings_fail_clearly():
-    with pytest.raises(TwinError, match="unknown Sparkplug setting 'edge'"):
-        MesLineTwin("m", TwinSpec(kind="mes-line", settings={
-            "format": "sparkplug", "sparkplug": {"edge": "x"}}), TwinEnv())
-    with pytest.raises(TwinError, match="single topic levels|without"):
-        MesLineTwin("m", TwinSpec(kind="mes-line", settings={
-            "format": "sparkplug", "sparkplug": {"group": "a/b"}}), TwinEnv())
-    with pytest.raises(TwinError, match="need format: sparkplug"):
-        MesLineTwin("m", TwinSpec(kind="mes-line", settings={
-            "sparkplug": {"group": "g"}}), TwinEnv())
+def test_bad_sparkplug_contracts_fail_clearly():
+    from pydantic import ValidationError
+
+    def with_spb(**change):
+        c = contract("g")
+        c["publish"]["sparkplug"].update(change)
+        return c
+
+    with pytest.raises(ValidationError, match="sparkplug.edge"):
+        TwinSpec(kind="mes-line", contract=with_spb(edge="x"))
+    with pytest.raises(ValidationError, match="single topic levels"):
+        TwinSpec(kind="mes-line", contract=with_spb(group="a/b"))
+    with pytest.raises(ValidationError, match="either 'value'"):
+        TwinSpec(kind="mes-line", contract=with_spb(metrics={"A": {"type": "String"}}))
+    c = contract("g")
+    c["publish"]["format"] = "json"
+    with pytest.raises(ValidationError, match="needs 'topic'|needs format: sparkplug"):
+        TwinSpec(kind="mes-line", contract=c)
 
 
-def test_confirmation_json_is_byte_identical_to_json_dumps():
-    from plantstage.twins.mes import confirmation_json
-
-    for msg in [
-        {"message_id": "mes-L1-1", "work_order": "WO-\u00e9\"1", "item_code": None,
-         "good_qty": 5, "scrap_qty": 0, "lot": "WO-1-L001", "line": "L\n1",
-         "sent_at": "2025-01-01T00:00:00+00:00"},
-        {"message_id": "m", "work_order": "w", "item_code": "FG", "good_qty": 10 ** 20,
-         "scrap_qty": -1, "lot": None, "line": "l", "sent_at": "t"},
-        {"message_id": "m", "work_order": "w", "extra": 1.5},
-    ]:
-        assert confirmation_json(msg) == json.dumps(msg, separators=(",", ":")).encode()
+def test_decimal_metrics_are_exact_or_refused(broker):
+    group = _group("f")
+    host = Host(broker, group)
+    c = contract(group)
+    c["quantities"]["good"] = {"unit": "kg", "decimals": 3}
+    metrics = c["publish"]["sparkplug"]["metrics"]
+    metrics["Production/GoodCount"]["type"] = "Double"
+    metrics["Confirmation/GoodKg"] = {"type": "String", "value": "{good}"}
+    spec = TwinSpec(kind="mes-line", settings={"http": False}, contract=c)
+    rt = TwinRuntime()
+    mes = MesLineTwin("mes-line", spec, TwinEnv(broker_url=broker.url, log=FaultLog()))
+    rt.start(mes)
+    try:
+        host.wait(_count("DBIRTH"))
+        # Confirmation/GoodQty is UInt32: 2.75 kg would lose its decimals, so it is refused
+        with pytest.raises(Exception, match="UInt32 but the value 2.750 has decimals"):
+            _send(rt, mes, "WO-1", "a", good="2.75")
+        _send(rt, mes, "WO-1", "b", good="3")
+        msgs = host.wait(_count("DDATA"))
+    finally:
+        rt.stop()
+        host.close()
+    aliases = {m.alias: m.name for m in msgs[1][2].metrics}
+    ddata = [p for k, _, p in msgs if k == "DDATA"]
+    assert len(ddata) == 1
+    got = {aliases[m.alias]: spb.metric_value(m) for m in ddata[0].metrics}
+    assert got["Confirmation/GoodKg"] == "3.000"
+    assert got["Production/GoodCount"] == 3.0  # the refused message counted for nothing

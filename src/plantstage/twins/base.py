@@ -59,6 +59,8 @@ class Twin:
         self.runtime: TwinRuntime | None = None
         self.started_at: float | None = None
         self.messages = 0
+        #: Counters of the twin's traffic (ints); :meth:`counters` snapshots them.
+        self.stats: dict[str, int] = {}
 
     # -- settings helpers -----------------------------------------------------------------
     def setting(self, key: str, default: Any, kind: type | tuple[type, ...] | None = None) -> Any:
@@ -91,12 +93,35 @@ class Twin:
         """Where the twin listens or publishes, by protocol."""
         return {}
 
+    @property
+    def url(self) -> str:
+        """The twin's primary endpoint (HTTP base URL, OPC UA endpoint or MQTT broker)."""
+        eps = self.endpoints()
+        for proto in ("http", "opcua", "mqtt"):
+            if proto in eps:
+                return eps[proto].split(" ", 1)[0]
+        return ""
+
+    def counters(self) -> dict[str, float]:
+        """A snapshot of the twin's counters (cheap: a copy of one small dict)."""
+        return {"messages": float(self.messages),
+                **{k: float(v) for k, v in list(self.stats.items())}}
+
+    def reset_counters(self) -> dict[str, float]:
+        """Zero the counters (e.g. between workload phases); returns the last snapshot."""
+        snap = self.counters()
+        self.messages = 0
+        for k in list(self.stats):
+            self.stats[k] = 0
+        return snap
+
     def state(self) -> dict[str, Any]:
         """A summary of the twin's domain state (for the report and ``/state``)."""
         return {}
 
     def signals(self) -> dict[str, float]:
-        return {"messages": float(self.messages)}
+        """The twin's signals for the run (``twins.<component>.<name>``): its counters."""
+        return self.counters()
 
     def healthy(self) -> tuple[bool, str]:
         if self.failure:

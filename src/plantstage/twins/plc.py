@@ -1,10 +1,15 @@
 """PLC line twin: an OPC UA server (asyncua, real TCP transport) whose tags move as the MES
-twin produces — good and scrap counters, machine state, speed and a drifting temperature.
+twin publishes — good and scrap counters, machine state, speed and a drifting temperature.
 
-Address space (namespace ``urn:plantstage:plc``)::
+Address space (namespace ``urn:plantstage:plc``; tag names as ``contract.tags`` declares, these
+are the defaults)::
 
     Objects/<line>/GoodCount (UInt32)  ScrapCount (UInt32)  State (String)
-                   Temperature (Double)  Speed (Double, parts/min)
+                   Temperature (Double)  Speed (Double, messages/min)
+
+``contract.follows: {good: NAME, scrap: NAME}`` names the MES twin's values that move the
+counters (a quantity with decimals makes its counter a Double); without it the counters move
+only in standalone mode (``rate``).
 
 Faults on link ``opcua``: latency delays an update, drop skips it, outage freezes the tags and
 sets ``State`` to ``comm-loss`` for the window.
@@ -16,12 +21,16 @@ import asyncio
 import logging
 import random
 import time
+from decimal import Decimal
 from typing import Any
 
 from plantstage.rehearsal.processes import free_port
 from plantstage.twins.base import Twin, TwinError
 
 SETTINGS = {"line", "mes", "tick_s", "rate", "temperature", "namespace"}
+#: Tag role → default OPC UA tag name.
+TAGS = {"good": "GoodCount", "scrap": "ScrapCount", "state": "State",
+        "temperature": "Temperature", "speed": "Speed"}
 
 
 class PlcLineTwin(Twin):
@@ -38,8 +47,13 @@ class PlcLineTwin(Twin):
         self.rate = float(self.setting("rate", 0.0, float))
         self.base_temp = float(self.setting("temperature", 65.0, float))
         self.ns_uri = self.setting("namespace", "urn:plantstage:plc", str)
+        c = self.spec.contract
+        self.tags = {**TAGS, **(c.tags if c is not None else {})}
+        self.follows: dict[str, str] = dict(c.follows) if c is not None else {}
+        self.counter_types: dict[str, str] = {"good": "UInt32", "scrap": "UInt32"}
         self.rng = random.Random(f"{self.spec.seed}:{self.name}")
-        self.good = self.scrap = 0
+        self.good: Decimal | int = 0
+        self.scrap: Decimal | int = 0
         self.temperature = self.base_temp
         self.state_value = "idle"
         self._recent: list[float] = []
@@ -66,12 +80,21 @@ class PlcLineTwin(Twin):
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         idx = await server.register_namespace(self.ns_uri)
         line = await server.nodes.objects.add_object(idx, self.line)
+        mes = self._find_mes()
+        if mes is not None:
+            for role, value_name in self.follows.items():
+                q = mes.contract.quantities.get(value_name)
+                if q is not None and q.decimals > 0:
+                    self.counter_types[role] = "Double"
         V = ua.VariantType
-        for tag, value, vt in (("GoodCount", 0, V.UInt32), ("ScrapCount", 0, V.UInt32),
-                               ("State", "idle", V.String),
-                               ("Temperature", self.base_temp, V.Double),
-                               ("Speed", 0.0, V.Double)):
-            self.nodes[tag] = await line.add_variable(idx, tag, ua.Variant(value, vt))
+        self.vtypes = {"good": V[self.counter_types["good"]],
+                       "scrap": V[self.counter_types["scrap"]], "state": V.String,
+                       "temperature": V.Double, "speed": V.Double}
+        for role, value in (("good", 0), ("scrap", 0), ("state", "idle"),
+                            ("temperature", self.base_temp), ("speed", 0.0)):
+            vt = self.vtypes[role]
+            v = float(value) if vt == V.Double else value
+            self.nodes[role] = await line.add_variable(idx, self.tags[role], ua.Variant(v, vt))
         try:
             await server.start()
         except OSError as exc:
@@ -79,8 +102,7 @@ class PlcLineTwin(Twin):
                             where=f"{self.where}.port",
                             hint="the port is in use; choose another or use port: 0") from None
         self.server = server
-        mes = self._find_mes()
-        if mes is not None:
+        if mes is not None and self.follows:
             mes.listeners.append(self._on_produced)
         self._ticker = self.spawn(self._tick(), "tags")
 
@@ -108,7 +130,7 @@ class PlcLineTwin(Twin):
         return {"opcua": self.url}
 
     def state(self) -> dict[str, Any]:
-        return {"good": self.good, "scrap": self.scrap, "state": self.state_value,
+        return {"good": _plain(self.good), "scrap": _plain(self.scrap), "state": self.state_value,
                 "temperature": round(self.temperature, 2), "updates": self.updates}
 
     def signals(self) -> dict[str, float]:
@@ -116,23 +138,28 @@ class PlcLineTwin(Twin):
                 "updates": float(self.updates)}
 
     # -- tag movement ---------------------------------------------------------------------------
-    def _on_produced(self, _tenant: str, _wo: str, good: int, scrap: int) -> None:
+    def _on_produced(self, _tenant: str, values: dict[str, Any]) -> None:
         """Called in the MES twin's loop: hand the update over to this twin's loop."""
+        good, scrap = (_amount(values.get(self.follows.get(r, ""))) for r in ("good", "scrap"))
         if self.runtime is not None and self.runtime.loop.is_running():
             self.runtime.loop.call_soon_threadsafe(self._produced, good, scrap)
 
-    def _produced(self, good: int, scrap: int) -> None:
+    def _produced(self, good: Decimal, scrap: Decimal) -> None:
         self.good += good
         self.scrap += scrap
         self._recent.append(time.monotonic())
         if self.server is not None:
             self.spawn(self._publish(f"produced-{self.good}"), "update")
 
-    async def write(self, tag: str, value: Any) -> None:
-        """Write one tag the way a PLC scan would (the value server-side, no client)."""
+    async def write(self, role: str, value: Any) -> None:
+        """Write one tag (by role) the way a PLC scan would (the value server-side, no client)."""
+        vt = self.vtypes[role]
         V = self.ua.VariantType
-        vt = {"GoodCount": V.UInt32, "ScrapCount": V.UInt32, "State": V.String}.get(tag, V.Double)
-        await self.server.write_attribute_value(self.nodes[tag].nodeid,
+        if vt == V.Double:
+            value = float(value)
+        elif vt in (V.UInt32, V.Int32, V.UInt64, V.Int64):
+            value = int(value)
+        await self.server.write_attribute_value(self.nodes[role].nodeid,
                                                 self.ua.DataValue(self.ua.Variant(value, vt)))
         self.updates += 1
 
@@ -141,7 +168,7 @@ class PlcLineTwin(Twin):
         if d.outage:
             if self.state_value != "comm-loss":
                 self.state_value = "comm-loss"
-                await self.write("State", "comm-loss")
+                await self.write("state", "comm-loss")
             return
         if d.delay:
             await asyncio.sleep(d.delay)
@@ -150,10 +177,10 @@ class PlcLineTwin(Twin):
         now = time.monotonic()
         self._recent = [t for t in self._recent if now - t < 60]
         self.state_value = "running" if self._recent and now - self._recent[-1] < 5 else "idle"
-        await self.write("GoodCount", self.good)
-        await self.write("ScrapCount", self.scrap)
-        await self.write("State", self.state_value)
-        await self.write("Speed", float(len(self._recent)))
+        await self.write("good", self.good)
+        await self.write("scrap", self.scrap)
+        await self.write("state", self.state_value)
+        await self.write("speed", float(len(self._recent)))
         self.messages += 1
 
     async def _tick(self) -> None:
@@ -173,5 +200,21 @@ class PlcLineTwin(Twin):
             if self.faults.outage_left("opcua") > 0:
                 await self._publish(f"tick-{n}")
                 continue
-            await self.write("Temperature", round(self.temperature, 2))
+            await self.write("temperature", round(self.temperature, 2))
             await self._publish(f"tick-{n}")
+
+
+def _amount(v: Any) -> Decimal:
+    """A followed value as a number (a quantity's decimal; 0 when absent)."""
+    if v is None:
+        return Decimal(0)
+    value = getattr(v, "value", v)
+    try:
+        return Decimal(str(value))
+    except ArithmeticError:
+        return Decimal(0)
+
+
+def _plain(v: Decimal | int) -> int | str:
+    """A counter for the report: an int when whole, else its exact decimal text."""
+    return int(v) if v == int(v) else format(v, "f")

@@ -158,7 +158,8 @@ class EdgeNode:
                  device_metrics: list[MetricDef], device_values: Callable[[], dict[str, Any]],
                  qos: int, loop: asyncio.AbstractEventLoop, client_id: str,
                  on_event: Callable[[str, str], None] = lambda kind, detail: None,
-                 max_inflight: int = 1000):
+                 max_inflight: int = 1000,
+                 on_publish: Callable[[mqtt.Client, int], None] | None = None):
         self.host, self.port = host, port
         self.group, self.node, self.device = group, node, device
         self.metrics = device_metrics
@@ -169,6 +170,7 @@ class EdgeNode:
         self.client_id = client_id
         self.on_event = on_event
         self.max_inflight = max_inflight
+        self.on_publish = on_publish
         self.rebirth_def = MetricDef(REBIRTH, 0, DataType.Boolean)
         self.bd_seq_def = MetricDef(BD_SEQ, -1, DataType.Int64)  # by name: the Will has no alias
         self.bd_seq = -1  # the current session's; the first CONNECT carries 0
@@ -211,6 +213,9 @@ class EdgeNode:
             self._command(msg.payload)
 
         c.on_connect, c.on_message = on_connect, on_message
+        if self.on_publish is not None:
+            hook = self.on_publish
+            c.on_publish = lambda cl, _u, mid, _rc=None, _p=None: hook(cl, mid)
         io = LoopAdapter(c, self.loop, reconnect=False, on_lost=lambda why: self._lost(c, why))
         self.client, self.io = c, io
         io.connect(self.host, self.port)

@@ -1,27 +1,32 @@
 """WMS twin: an HTTP API for goods movements and stock per location, stateful, with
-callbacks to the app when a movement is put away.
+callbacks to the app when a movement is put away. Its routes, field names, quantity (a
+decimal with a unit) and callback are the contract the spec declares (docs/twins.md).
 
-* ``POST /movements`` ``{tenant, ref, item_code, qty, kind?, location?}`` → 201 (200 with
-  ``duplicate: true`` when the ``ref`` was booked already — the WMS is idempotent per ref);
-* ``GET /stock?tenant=T[&item_code=I]`` → quantity per location;
-* ``GET /movements?tenant=T`` → the booked movements;
-* callbacks: ``POST {app}/api/{tenant}/wms/events`` ``{movement_id, ref, status, location}``
-  after ``putaway_s`` seconds (when ``callbacks`` is on and the app URL is known).
+Route roles: ``book`` (the app books a movement: 201, or 200 with ``duplicate: true`` when its
+``ref`` was booked already — the WMS is idempotent per ref), ``list`` (the booked movements,
+``?<tenant field>=T``), ``stock`` (quantity per item and location). Field roles: ``tenant``,
+``ref``, ``item``, ``qty``, ``unit`` (checked against the declared unit), ``kind``
+(``issue`` takes stock out; anything else, by default ``receipt``, puts it in and is put away
+after ``putaway_s``), ``location``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import httpx
 
 from plantstage.twins.base import Twin, serve_http, stop_http
-from plantstage.twins.http import FaultMiddleware
+from plantstage.twins.contract import ContractError, Quantity, dumps, parse_json
+from plantstage.twins.http import ContractHttp, FaultMiddleware
 
 SETTINGS = {"locations", "putaway_s", "callbacks", "callback_timeout"}
+ROLES = ("tenant", "ref", "item", "qty", "unit", "kind", "location")
 
 
 @dataclass
@@ -29,11 +34,15 @@ class Movement:
     id: int
     tenant: str
     ref: str
-    item_code: str
-    qty: int
+    item: str
+    qty: Quantity
     kind: str
     location: str
     status: str = "booked"
+
+    def record(self) -> dict[str, Any]:
+        return {"tenant": self.tenant, "ref": self.ref, "item": self.item, "qty": self.qty,
+                "kind": self.kind, "location": self.location}
 
 
 class WmsTwin(Twin):
@@ -43,29 +52,32 @@ class WmsTwin(Twin):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.check_settings(SETTINGS)
+        self.http = ContractHttp(self, ROLES)
         self.locations: list[str] = list(self.setting("locations", ["RCV-01", "STOR-A", "STOR-B"],
                                                       list))
         self.putaway_s = float(self.setting("putaway_s", 0.2, float))
         self.callbacks = self.setting("callbacks", True, bool)
         self.callback_timeout = float(self.setting("callback_timeout", 5.0, float))
         self.movements: dict[tuple[str, str], Movement] = {}
-        self.stock: dict[tuple[str, str, str], int] = {}  # (tenant, item, location) -> qty
+        self.stock: dict[tuple[str, str, str], Decimal] = {}  # (tenant, item, location) -> qty
+        self._received: list[tuple[str, Any]] = []  # (tenant, body as the app sent it)
+        self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self.stats = {"movements": 0, "duplicate_refs": 0, "callbacks_sent": 0,
-                      "callbacks_failed": 0}
+        self.stats.update({"movements": 0, "duplicate_refs": 0, "refused": 0,
+                           "callbacks_sent": 0, "callbacks_failed": 0})
         self._server = self._task = None
         self.port = 0
-        self._http: httpx.AsyncClient | None = None
+        self._client: httpx.AsyncClient | None = None
 
     async def _start(self) -> None:
-        self._http = httpx.AsyncClient(timeout=self.callback_timeout)
+        self._client = httpx.AsyncClient(timeout=self.callback_timeout)
         self._server, self._task, self.port = await serve_http(self._asgi(), self.spec.port,
                                                                self.name)
 
     async def _stop(self) -> None:
         await stop_http(self._server, self._task)
-        if self._http is not None:
-            await self._http.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     def endpoints(self) -> dict[str, str]:
         return {"http": f"http://127.0.0.1:{self.port}"}
@@ -74,25 +86,28 @@ class WmsTwin(Twin):
         return {**self.stats, "locations": len(self.locations),
                 "stock_lines": sum(1 for v in self.stock.values() if v)}
 
-    def signals(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.stats.items()}
+    def received(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """What the app sent to the ``book`` route, in order, exactly as sent (decimals
+        exact), duplicates included; only ``tenant``'s when given."""
+        with self._lock:
+            return [body for t, body in self._received if tenant in (None, t)]
 
     # -- domain -----------------------------------------------------------------------------------
-    def book(self, tenant: str, ref: str, item_code: str, qty: int, kind: str = "receipt",
+    def book(self, tenant: str, ref: str, item: str, qty: Quantity, kind: str = "receipt",
              location: str | None = None) -> tuple[Movement, bool]:
         existing = self.movements.get((tenant, ref))
         if existing is not None:
             self.stats["duplicate_refs"] += 1
             return existing, True
         loc = location or self.locations[0]
-        sign = -1 if kind == "issue" else 1
-        m = Movement(next(self._ids), tenant, ref, item_code, qty, kind, loc)
+        m = Movement(next(self._ids), tenant, ref, item, qty, kind, loc)
         self.movements[(tenant, ref)] = m
-        key = (tenant, item_code, loc)
-        self.stock[key] = self.stock.get(key, 0) + sign * qty
+        key = (tenant, item, loc)
+        sign = -1 if kind == "issue" else 1
+        self.stock[key] = self.stock.get(key, Decimal(0)) + sign * qty.value
         self.stats["movements"] += 1
         self.messages += 1
-        if kind == "receipt":
+        if kind != "issue":
             self.spawn(self._putaway(m), "putaway")
         return m, False
 
@@ -100,37 +115,34 @@ class WmsTwin(Twin):
         await asyncio.sleep(self.putaway_s)
         target = self.locations[1 + m.id % (len(self.locations) - 1)] \
             if len(self.locations) > 1 else m.location
-        src = (m.tenant, m.item_code, m.location)
-        dst = (m.tenant, m.item_code, target)
-        self.stock[src] = self.stock.get(src, 0) - m.qty
-        self.stock[dst] = self.stock.get(dst, 0) + m.qty
+        src = (m.tenant, m.item, m.location)
+        dst = (m.tenant, m.item, target)
+        self.stock[src] = self.stock.get(src, Decimal(0)) - m.qty.value
+        self.stock[dst] = self.stock.get(dst, Decimal(0)) + m.qty.value
         m.location, m.status = target, "put-away"
-        await self._callback(m)
-
-    async def _callback(self, m: Movement) -> None:
-        base = self.env.app_url() if self.callbacks else None
-        if not base or self._http is None:
+        if not self.callbacks:
             return
-        d = self.faults.decide("callbacks", m.ref)
-        if d.outage or d.drop:
-            return
-        if d.delay:
-            await asyncio.sleep(d.delay)
-        body = {"movement_id": m.id, "ref": m.ref, "status": m.status, "location": m.location,
-                "item_code": m.item_code, "qty": m.qty}
-        for _ in range(d.copies):
-            try:
-                r = await self._http.post(f"{base}/api/{m.tenant}/wms/events", json=body)
-                ok = r.status_code < 300
-            except httpx.HTTPError:
-                ok = False
+        env = {**m.record(), "id": m.id, "status": m.status}
+        ok = await self.http.callback(
+            self._client, env, self.http.write({**m.record(), "status": m.status}) |
+            {"id": m.id}, m.ref)
+        if ok is not None:
             self.stats["callbacks_sent" if ok else "callbacks_failed"] += 1
+
+    def _qty(self, v: Decimal) -> Quantity:
+        q = self.http.qty_spec
+        return Quantity(v, q.unit, q.decimals, q.encoding.value)
 
     def _asgi(self) -> Any:
         from starlette.applications import Starlette
         from starlette.requests import Request
-        from starlette.responses import JSONResponse
+        from starlette.responses import JSONResponse, Response
         from starlette.routing import Route
+
+        f = self.http.fields
+
+        def js(body: Any, status: int = 200) -> Response:
+            return Response(dumps(body), status_code=status, media_type="application/json")
 
         async def health(_r: Request) -> JSONResponse:
             ok, why = self.healthy()
@@ -140,31 +152,44 @@ class WmsTwin(Twin):
         async def state(_r: Request) -> JSONResponse:
             return JSONResponse(self.state())
 
-        async def movements(r: Request) -> JSONResponse:
-            if r.method == "GET":
-                t = r.query_params.get("tenant")
-                return JSONResponse([vars(m) for m in self.movements.values()
-                                     if t in (None, m.tenant)])
+        async def book(r: Request) -> Response:
             try:
-                b = await r.json()
-                qty = int(b["qty"])
-                m, dup = self.book(str(b["tenant"]), str(b["ref"]), str(b["item_code"]), qty,
-                                   str(b.get("kind", "receipt")), b.get("location"))
-            except (ValueError, KeyError, TypeError):
-                return JSONResponse({"error": "need tenant, ref, item_code, qty"},
-                                    status_code=422)
-            return JSONResponse({"movement_id": m.id, "status": m.status, "duplicate": dup},
-                                status_code=200 if dup else 201)
+                body = parse_json(await r.body())
+            except ValueError:
+                self.stats["refused"] += 1
+                return js({"error": "the body is not JSON"}, 422)
+            got = self.http.read(body, dict(r.path_params))
+            if why := self.http.missing(got, ("tenant", "ref", "item", "qty")):
+                self.stats["refused"] += 1
+                return js({"error": why}, 422)
+            try:
+                qty = self.http.qty(got["qty"], got.get("unit"))
+            except ContractError as exc:
+                self.stats["refused"] += 1
+                return js({"error": exc.message}, 422)
+            tenant = str(got["tenant"])
+            with self._lock:
+                self._received.append((tenant, body))
+            loc = got.get("location")
+            m, dup = self.book(tenant, str(got["ref"]), str(got["item"]), qty,
+                               str(got.get("kind") or "receipt"),
+                               None if loc is None else str(loc))
+            return js({"id": m.id, "status": m.status, "duplicate": dup}, 200 if dup else 201)
 
-        async def stock(r: Request) -> JSONResponse:
-            t, item = r.query_params.get("tenant"), r.query_params.get("item_code")
-            out: dict[str, dict[str, int]] = {}
+        async def listing(r: Request) -> Response:
+            t = r.path_params.get("tenant", r.query_params.get(f["tenant"]))
+            return js([self.http.write({**m.record(), "status": m.status}) | {"id": m.id}
+                       for m in self.movements.values() if t in (None, m.tenant)])
+
+        async def stock(r: Request) -> Response:
+            t = r.path_params.get("tenant", r.query_params.get(f["tenant"]))
+            item = r.query_params.get(f["item"])
+            out: dict[str, dict[str, Quantity]] = {}
             for (tt, i, loc), q in sorted(self.stock.items()):
                 if t in (None, tt) and item in (None, i) and q:
-                    out.setdefault(i, {})[loc] = q
-            return JSONResponse(out)
+                    out.setdefault(i, {})[loc] = self._qty(q)
+            return js(out)
 
-        app = Starlette(routes=[Route("/health", health), Route("/state", state),
-                                Route("/movements", movements, methods=["GET", "POST"]),
-                                Route("/stock", stock)])
-        return FaultMiddleware(app, self.faults, "http")
+        routes = [Route("/health", health), Route("/state", state)]
+        routes += self.http.routes({"book": book, "list": listing, "stock": stock})
+        return FaultMiddleware(Starlette(routes=routes), self.faults, "http")

@@ -13,12 +13,6 @@ from plantstage.rehearsal.steps import Step, StepFailed
 from plantstage.twins import TwinError, TwinSet, plan_twins, start_twins
 from plantstage.twins.faults import FaultLog
 
-def _primary(endpoints: dict[str, str]) -> str | None:
-    for proto in ("http", "opcua", "mqtt"):
-        if proto in endpoints:
-            return endpoints[proto].split(" ", 1)[0]
-    return None
-
 
 def health_check(ts: TwinSet, timeout: float = 5.0) -> dict[str, str]:
     """Probe every twin over its own protocol; returns component → what answered."""
@@ -59,8 +53,6 @@ class StartTwins(Step):
         planned = plan_twins(ctx.loaded)
         if not planned:
             return {"skipped": "no staging binding asks for a twin"}
-        from plantstage.workload import flows
-
         log = FaultLog(t0=time.time())
         # Slow starters (the OPC UA server) finish while staging is provisioned; the
         # twins-ready step waits for them.
@@ -70,7 +62,6 @@ class StartTwins(Step):
         ctx.twin_set = ts
 
         def stop() -> None:
-            flows.attach_mes_twin(None)
             ctx.twin_set = None
             ts.stop()
 
@@ -78,15 +69,11 @@ class StartTwins(Step):
         probes = health_check(ts)
         if ts.broker is not None:
             ctx.placeholders["mqtt_url"] = ts.broker.url
+        # Flows reach the twins through ctx.twin_set (ctx.twin(NAME) in a flow); the app's
+        # command and env through {twin:NAME}, each twin's primary endpoint.
         for name, twin in ts.twins.items():
-            url = _primary(twin.endpoints())
-            if url:
-                ctx.placeholders[f"twin:{name}"] = url
-        mes = ts.get("mes-line")
-        if mes:
-            from plantstage.twins.mes import MesChannel
-
-            flows.attach_mes_twin(MesChannel(mes[0]))  # type: ignore[arg-type]
+            if twin.url:
+                ctx.placeholders[f"twin:{name}"] = twin.url
         ctx.sections["twins"] = ts.section()
         ctx.signals_from({"twins.count": len(ts.twins)})
         return {"broker": ts.broker.url if ts.broker else None,
