@@ -6,13 +6,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from plantstage.api import FlowContext
 from plantstage.errors import PlantstageError
 from plantstage.signals import SignalStore
 from plantstage.spec.workload import Workload
 from plantstage.workload.engine import run_phase
-from plantstage.workload.flows import FlowError
 from plantstage.workload.plan import Lane
-from plantstage.workload.steps import record_e2e, step, wait_until
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -44,24 +43,30 @@ def server():
     srv.shutdown()
 
 
-async def ok_flow(client, tenant, wf, rng, ref):
-    async with step("get"):
-        r = await client.get(wf.params.get("path", "/ok"))
-    if r.status_code != 200:
-        raise FlowError(f"http_{r.status_code}")
+async def ok_flow(ctx: FlowContext) -> None:
+    async with ctx.step("get"):
+        r = await ctx.http.get(ctx.params.get("path", "/ok"))
+    ctx.expect(r, 200)
     n = {"polls": 0}
 
     async def third_time():
         n["polls"] += 1
         return n["polls"] >= 3
 
-    await wait_until(third_time, name="effect", timeout=2, interval=0.001)
-    record_e2e(0.25)
-    return {"things_done": 1}
+    await ctx.wait_until(third_time, name="effect", timeout=2, interval=0.001)
+    ctx.record_e2e(0.25)
+    ctx.count("things_done")
+    ctx.signal("level", 3 if ctx.ref.endswith("-1") else 1)
+    assert ctx.tenant.code == "t1" and ctx.tenant.archetype == "arch-a"
+    assert ctx.phase == "test" and ctx.flow == "x"
 
 
-async def broken_flow(client, tenant, wf, rng, ref):
+async def broken_flow(ctx: FlowContext) -> None:
     raise ValueError("a bug in a user flow")
+
+
+async def legacy_return_flow(ctx: FlowContext) -> dict:
+    return {"returned": 2}
 
 
 def _lanes(fn, workload, **flow):
@@ -83,6 +88,7 @@ def test_counts_steps_e2e_and_business_counters(server):
     assert s["workload.test.x.count"] == 20
     assert s["workload.test.x.errors"] == 0
     assert s["workload.test.x.things_done"] == 20
+    assert s["workload.test.x.level"] == 3  # a gauge keeps the highest value
     assert s["workload.test.business.things_done"] == 20
     assert "workload.test.x.step.get.p95_ms" in s
     assert "workload.test.x.step.wait-effect.p95_ms" in s
@@ -98,6 +104,8 @@ def test_errors_are_counted_by_kind(server):
     assert s["workload.test.error_rate"] == 1.0
     s = _run(server, broken_flow, rate=10).signals()
     assert s["workload.test.errors.exception_ValueError"] == 10
+    s = _run(server, legacy_return_flow, rate=5).signals()
+    assert s["workload.test.x.returned"] == 10
 
 
 def test_latency_counts_from_the_intended_start(server):

@@ -17,7 +17,6 @@ from plantstage.spec.workload import Workload, WorkloadFlow
 from plantstage.workload.engine import run_phase
 from plantstage.workload.plan import Lane
 from plantstage.workload.queues import QueueProbe, QueueTrack
-from plantstage.workload.steps import mqtt_publish
 from tests.conftest import requires_mosquitto
 
 
@@ -64,8 +63,8 @@ def _stuck_subscriber(port: int, topic: str) -> socket.socket:
     return s
 
 
-async def publish_flow(client, tenant, wf, rng, ref):
-    await mqtt_publish("plant/t1/confirmations", {"ref": ref})
+async def publish_flow(ctx):
+    await ctx.publish("plant/t1/confirmations", {"ref": ctx.ref})
 
 
 def _phase(app, broker, store, phase, settle=0.5):
@@ -139,8 +138,8 @@ def test_no_sources_no_signals(app):
     wl = Workload(duration=0.3, concurrency=2, grace=1)
     wf = WorkloadFlow(flow="x:get", rate=5)
 
-    async def get(client, tenant, wf, rng, ref):
-        await client.get("/")
+    async def get(ctx):
+        await ctx.http.get("/")
 
     s = run_phase(app, wl, [], "p", lanes=[Lane("t", "a", wf, get, wl.arrival)],
                   queues=QueueProbe()).signals()

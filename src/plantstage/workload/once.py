@@ -40,10 +40,10 @@ async def arun_flow_once(loaded: Any, flow: str, params: Mapping[str, Any] | Non
                          request_timeout: float | None = None, seed: int | None = None,
                          where: str | None = None) -> dict[str, float]:
     """:func:`run_flow_once` inside a running event loop."""
-    from plantstage.workload.registry import load_plugins
     from plantstage.workload.engine import FlowStats, error_kind
     from plantstage.workload.http import HttpClient
     from plantstage.workload.plan import resolve_flow, tenant_data_where
+    from plantstage.workload.registry import load_plugins
     from plantstage.workload.tenant_data import load_tenant_data
 
     registry = load_plugins(loaded)

@@ -68,10 +68,10 @@ def _one_argument(fn: Any) -> bool:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
         return True
-    required = [p for p in params if p.default is p.empty and
-                p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(required) <= 1 and (bool(params) and params[0].kind in (
-        p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL))
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p for p in params if p.default is p.empty and p.kind in positional]
+    return len(required) <= 1 and bool(params) and (
+        params[0].kind in positional or params[0].kind is inspect.Parameter.VAR_POSITIONAL)
 
 
 def resolve_flow(name: str, registry: Any, base_dir: Path | None, where: str) -> FlowDef:
@@ -188,8 +188,35 @@ def build_lanes(loaded: Any, *, tenants: list[str] | None = None,
 def validate(loaded) -> list[Lane]:
     """Check-time validation of a loaded spec's workload (called by ``plantstage check``).
 
-    Besides the lanes, every declared flow must resolve, also for archetypes no tenant uses.
+    Every declared flow must resolve, also in archetypes no tenant uses, and every tenant's
+    archetype must exist; all problems are reported at once (:class:`SpecProblems`).
     """
-    lanes = build_lanes(loaded)
-    flow_defs(loaded)
-    return lanes
+    from plantstage.errors import SpecProblems
+    from plantstage.workload.registry import load_plugins
+
+    registry = load_plugins(loaded)  # a plugin that does not import stops here: nothing resolves
+    wl: Workload = loaded.spec.workload
+    where = _Where(loaded.path, loaded.text)
+    problems: list[SpecError] = []
+    declared = [(wf, ("workload", "flows", j, "flow")) for j, wf in enumerate(wl.flows)]
+    declared += [(wf, ("workload", "archetypes", arch, "flows", j, "flow"))
+                 for arch, a in wl.archetypes.items() for j, wf in enumerate(a.flows)]
+    seen: set[str] = set()
+    for wf, path in declared:
+        if wf.flow in seen:
+            continue
+        seen.add(wf.flow)
+        try:
+            resolve_flow(wf.flow, registry, loaded.base_dir, where(*path))
+        except SpecError as exc:
+            problems.append(exc)
+    if wl.drives_archetypes:
+        for i, t in enumerate(loaded.spec.estate.tenants):
+            if t.archetype is not None and t.archetype not in wl.archetypes:
+                problems.append(SpecError(
+                    f"unknown archetype '{t.archetype}'",
+                    where=where("estate", "tenants", i, "archetype"),
+                    hint=f"workload.archetypes defines: {', '.join(wl.archetypes) or 'none'}"))
+    if problems:
+        raise SpecProblems(problems) if len(problems) > 1 else problems[0]
+    return build_lanes(loaded, registry=registry)
