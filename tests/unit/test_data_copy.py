@@ -140,7 +140,9 @@ def test_copy_leak_scan_counts_a_kept_copy(production):
         c.execute(sa.text("UPDATE codes SET label = 'Person Number5' WHERE code = 'c1'"))
         c.execute(sa.text("UPDATE codes SET label = 'Tenant 1 AG' WHERE code = 'c2'"))
     eng.dispose()
-    result = _refresh_into(prod, stage, RefreshSpec.model_validate({"rules": RULES}))
+    # (the content check would refuse the note; reviewed says keep it: the scan still looks)
+    rules = {**RULES, "people": {**RULES["people"], "note": {"rule": "keep", "reviewed": True}}}
+    result = _refresh_into(prod, stage, RefreshSpec.model_validate({"rules": rules}))
     assert result.leaks == {"people.note": 2, "codes.label": 2}
     assert not result.ok and _refresh.refresh_state(stage) == "failed"
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from plantstage.data import _pii
 from plantstage.spec.masking import MaskKind, MaskRule
 
 _SENSITIVE_NAME = re.compile(
@@ -19,11 +20,17 @@ _SENSITIVE_NAME = re.compile(
     r"address|addr|street|city|zip|postal|postcode|price|cost|costs|salary|wage|wages|iban|bic|"
     r"account|contact|ssn|tax|vat|birth|dob|passport|password|secret|token|credit|ip)(_|$)",
     re.I)
+#: Names that say money whatever the type (a price is sensitive as a number too); the other
+#: sensitive names only count on text columns: an integer foreign key named ``account`` or
+#: ``tax`` is a reference, not personal data.
+_MONEY_NAME = re.compile(r"(^|_)(price|prices|cost|costs|salary|wage|wages|credit|income|"
+                         r"revenue|margin|bonus)(_|$)", re.I)
+_DATE_NAME = re.compile(r"(^|_)(birth|birthday|dob|born)(_|$)", re.I)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _PHONE = re.compile(r"^\+?[\d\s().\-/x]{7,}$")
 
-#: How many values of an unclassified text column the content check looks at.
-SAMPLE_ROWS = 200
+#: How many values of a text column copied unchanged the content check looks at.
+SAMPLE_ROWS = 500
 
 
 @dataclass
@@ -33,6 +40,11 @@ class ColumnPlan:
     rule: MaskRule | None  # None: copied unchanged
     status: str  # masked | kept | kept-by-wildcard | not-sensitive | unclassified | drift
     reason: str = ""
+    #: personal data found inside the column's text (the reason says what): the hint is
+    #: ``scrub``, and ``--allow-unclassified`` scrubs rather than tokenizes
+    free_text_pii: bool = False
+    #: the column's type holds free text (the leak scan looks inside its values)
+    free_text: bool = False
 
     @property
     def failing(self) -> bool:
@@ -44,8 +56,15 @@ class ColumnPlan:
                 "status": self.status, "reason": self.reason}
 
 
-def sensitive_by_name(column: str) -> bool:
-    return bool(_SENSITIVE_NAME.search(column))
+def sensitive_by_name(column: str, col: sa.Column | None = None, key: bool = False) -> bool:
+    """The name looks sensitive for a column of this type (any type when ``col`` is None)."""
+    if col is None or isinstance(col.type, sa.String):
+        return bool(_SENSITIVE_NAME.search(column))
+    if isinstance(col.type, sa.Date | sa.DateTime):
+        return bool(_DATE_NAME.search(column))
+    if key or isinstance(col.type, sa.Boolean):
+        return False
+    return bool(_MONEY_NAME.search(column))
 
 
 def sensitive_by_content(values: list) -> str | None:
@@ -62,6 +81,11 @@ def sensitive_by_content(values: list) -> str | None:
     return None
 
 
+def _sample(conn: sa.Connection, col: sa.Column) -> list:
+    return conn.execute(sa.select(col).where(col.is_not(None)).limit(SAMPLE_ROWS)
+                        ).scalars().all()
+
+
 def classify(src: sa.Engine, md: sa.MetaData, rules: dict[str, dict[str, MaskRule]],
              tables: list[str]) -> list[ColumnPlan]:
     """One :class:`ColumnPlan` per column of ``tables`` (production's, bookkeeping left out)."""
@@ -74,31 +98,42 @@ def classify(src: sa.Engine, md: sa.MetaData, rules: dict[str, dict[str, MaskRul
             keys |= {fk.parent.name for fk in table.foreign_keys}
             for col in table.columns:
                 c = col.name
+                free = _pii.is_free_text(col) and c not in keys
+
                 if trules is not None and c in trules:
                     r = trules[c]
+                    if r.rule == MaskKind.keep and free and not r.reviewed:
+                        values = _sample(conn, table.c[c])
+                        if found := _pii.describe(_pii.found_in(values), len(values)):
+                            out.append(ColumnPlan(
+                                t, c, None, "unclassified", f"is ruled keep but its text "
+                                f"holds personal data ({found})", True, free))
+                            continue
                     status = "kept" if r.rule == MaskKind.keep else "masked"
-                    out.append(ColumnPlan(t, c, r, status, "rule"))
+                    out.append(ColumnPlan(t, c, r, status, "rule", free_text=free))
                     continue
-                why = None
-                if sensitive_by_name(c):
+                why, pii = None, False
+                if sensitive_by_name(c, col, c in keys):
                     why = "name looks sensitive"
-                elif isinstance(col.type, sa.String | sa.Text) and c not in keys:
-                    sample = conn.execute(
-                        sa.select(table.c[c]).where(table.c[c].is_not(None)).limit(SAMPLE_ROWS)
-                    ).scalars().all()
-                    why = sensitive_by_content(sample)
+                elif isinstance(col.type, sa.String) and c not in keys:
+                    values = _sample(conn, table.c[c])
+                    why = sensitive_by_content(values)
+                    if why is None and (found := _pii.describe(_pii.found_in(values),
+                                                               len(values))):
+                        why, pii = f"its text holds personal data ({found})", True
                 star = trules.get("*") if trules is not None else None
                 if why:
-                    out.append(ColumnPlan(t, c, None, "unclassified", why))
+                    out.append(ColumnPlan(t, c, None, "unclassified", why, pii, free))
                 elif star is not None:
                     status = "kept-by-wildcard" if star.rule == MaskKind.keep else "masked"
                     out.append(ColumnPlan(t, c, star if status == "masked" else None, status,
-                                          "'*' rule"))
+                                          "'*' rule", free_text=free))
                 elif trules is not None:
                     out.append(ColumnPlan(t, c, None, "drift",
                                           "not in the table's rules (new since they were "
                                           "written?)"))
                 else:
                     out.append(ColumnPlan(t, c, None, "not-sensitive",
-                                          "key" if c in keys else "no sensitive name or values"))
+                                          "key" if c in keys else "no sensitive name or values",
+                                          free_text=free))
     return out

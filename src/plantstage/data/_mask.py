@@ -19,6 +19,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from plantstage.data import _pii
 from plantstage.data import _wordlists as W
 from plantstage.errors import PlantstageError
 from plantstage.spec.masking import MaskKind, MaskRule
@@ -165,6 +166,23 @@ def _fake(kind: MaskKind, v: Any, d: bytes) -> Any:
     return _FAKES[kind](v, d)
 
 
+def _fake_name(v: str, d: bytes) -> str:
+    title = v.split()[0]
+    if title.rstrip(".") in _pii.TITLES:  # "Mr Brown" → "Mr Weber"
+        return f"{title} {_pick(W.LAST_NAMES, d, 2)}"
+    return _FAKES[MaskKind.person](v, d)
+
+
+#: What ``scrub`` puts in place of a finding: (domain of the keyed hash, fake). The domains
+#: are the rules' own, so an address in a note becomes what ``email`` makes of it elsewhere.
+_SCRUB: dict[str, tuple[str, Callable[[str, bytes], str]]] = {
+    _pii.EMAIL: ("email", _fake_email),
+    _pii.PHONE: ("phone", _fake_phone),
+    _pii.IBAN: ("iban", lambda v, d: v[:2] + _token_text(v[2:], d, True)),
+    _pii.NAME: ("person", _fake_name),
+}
+
+
 class ColumnMasker:
     """Masks the values of one ``table.column`` according to its rule."""
 
@@ -201,7 +219,44 @@ class ColumnMasker:
             return self._noise(v, row_key)
         if k == MaskKind.shift:
             return self._shift(v, by)
+        if k == MaskKind.scrub:
+            return self._scrub(v)
         return self._text(v)
+
+    # -- free text ----------------------------------------------------------------------
+    def _scrub(self, v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        out = _pii.scrub(v, self._scrub_one)
+        if not self.avoid:
+            return out
+        # Runs of words that are a sensitive production value (a customer's name a pattern
+        # cannot know) are replaced too: the leak scan looks for exactly these.
+        spans = [(m.start(), m.end()) for m in _pii._TOKEN.finditer(out)]
+        words = [out[s:e].lower().strip(".'’-") for s, e in spans]
+        hits: list[tuple[int, int]] = []
+        i = 0
+        while i < len(words) - 1:
+            for n in (4, 3, 2):
+                if i + n <= len(words) and value_hash(" ".join(words[i:i + n])) in self.avoid:
+                    hits.append((spans[i][0], spans[i + n - 1][1]))
+                    i += n
+                    break
+            else:
+                i += 1
+        for s, e in reversed(hits):
+            out = out[:s] + self._scrub_one(_pii.NAME, out[s:e]) + out[e:]
+        return out
+
+    def _scrub_one(self, kind: str, text: str) -> str:
+        domain, fake = _SCRUB[kind]
+        src = norm_text(text)
+        for attempt in range(MAX_ATTEMPTS):
+            out = fake(text, self.keyed.digest(domain, src, attempt))
+            if value_hash(out) not in self.avoid:
+                return out
+        raise RefreshError("cannot find a masked value for a finding in the text",
+                           where=self.where, hint="use rule 'null' for this column")
 
     # -- text and tokens --------------------------------------------------------------
     def _text(self, v: Any) -> Any:
@@ -242,6 +297,8 @@ class ColumnMasker:
             return self._noise_column(values, keys if keys is not None else [None] * n)
         if self.kind in TEXT_RULES:
             return self._text_column(values)
+        if self.kind == MaskKind.scrub:
+            return [self._scrub(v) for v in values]
         keys = keys if keys is not None else [None] * n
         bys = bys if bys is not None else [None] * n
         mask = self.mask

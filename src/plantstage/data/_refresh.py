@@ -31,6 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from plantstage import engines
+from plantstage.data import _pii
 from plantstage.data._classify import ColumnPlan, classify
 from plantstage.data._copy import (
     CopyMasker,
@@ -52,7 +53,7 @@ from plantstage.data._mask import (
 from plantstage.data._subset import SubsetPlan, plan_subset
 from plantstage.engines.base import EngineAdapter
 from plantstage.errors import PlantstageError, SpecError
-from plantstage.spec.masking import KeyRef, MaskKind, RefreshSpec, SchemaSource
+from plantstage.spec.masking import KeyRef, MaskKind, MaskRule, RefreshSpec, SchemaSource
 
 MARKER = "plantstage_refresh"
 #: Source values shorter than this identify nobody and are left out of the leak scan.
@@ -271,16 +272,13 @@ def refresh_database(
         plans = classify(src, src_md, spec.rules, tables)
         failing = [p for p in plans if p.failing]
         if failing and not allow_unclassified:
-            p = failing[0]
-            more = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""
-            what = ("appeared since the rules were written (schema drift)" if p.status == "drift"
-                    else f"is unclassified and {p.reason}")
-            raise RefreshError(f"column {what}{more}", where=f"{p.table}.{p.column}",
-                               hint=f"add a rule under refresh.rules.{p.table} (keep, if it is "
-                               "not sensitive) or pass --allow-unclassified")
-        for p in failing:  # allowed through: the safe default is to tokenize it
-            if p.status == "unclassified":
-                p.rule = _token_rule()
+            raise _refusal(failing)
+        for p in failing:  # allowed through: the safe default is to tokenize (scrub) it
+            if p.status == "unclassified" and p.free_text_pii:
+                p.rule = MaskRule(rule=MaskKind.scrub)
+                p.status, p.reason = "masked", f"{p.reason}; scrubbed"
+            elif p.status == "unclassified":
+                p.rule = MaskRule(rule=MaskKind.token)
                 p.status, p.reason = "masked", f"unclassified ({p.reason}); tokenized"
             else:
                 p.status, p.reason = "kept", "schema drift allowed by --allow-unclassified"
@@ -352,6 +350,7 @@ def refresh_database(
                 target.after_bulk_load(dst, dst_md)
 
             _verify(dst, dst_md, result, avoid, target, before_fk=finish_schema, plain=plain)
+            _scan_inside_text(dst, dst_md, _inside_text_columns(plans, dst_md), plain, result)
             result.seconds = time.perf_counter() - t0
             status = "complete" if result.ok else "failed"
             with dst.begin() as c:
@@ -365,10 +364,29 @@ def refresh_database(
     return result
 
 
-def _token_rule():
-    from plantstage.spec.masking import MaskRule
+def _refusal(failing: list[ColumnPlan]) -> RefreshError:
+    """One line naming the column(s) that stop the refresh, what was found, the rule to write."""
+    def what(p: ColumnPlan) -> str:
+        if p.status == "drift":
+            return "appeared since the rules were written (schema drift)"
+        if p.free_text_pii and p.reason.startswith("is ruled keep"):
+            return p.reason
+        return f"is unclassified and {p.reason}"
 
-    return MaskRule(rule=MaskKind.token)
+    p = failing[0]
+    if p.free_text_pii:
+        hint = (f"rule it: refresh.rules.{p.table}.{p.column}: scrub (masks what is found "
+                "inside the text), or null; {rule: keep, reviewed: true} if it is not "
+                "personal data")
+    else:
+        hint = (f"add a rule under refresh.rules.{p.table} (keep, if it is not sensitive) or "
+                "pass --allow-unclassified")
+    if len(failing) == 1:
+        return RefreshError(f"column {what(p)}", where=f"{p.table}.{p.column}", hint=hint)
+    listed = "; ".join(f"{q.table}.{q.column} {what(q)}" for q in failing)
+    return RefreshError(f"{len(failing)} columns need a rule: {listed}", where="refresh.rules",
+                        hint="add the rules (plantstage refresh --plan prints a block to paste)"
+                        " or pass --allow-unclassified")
 
 
 def _text_masked(p: ColumnPlan) -> bool:
@@ -387,8 +405,11 @@ def _sensitive_hashes(src: sa.Engine, md: sa.MetaData, plans: list[ColumnPlan],
     out: set[int] = set()
     plain: set[bytes] = set()
     cols: dict[str, list[str]] = {}
+    scrubbed: dict[str, list[str]] = {}
     for p in plans:
-        if _text_masked(p):
+        if p.rule is not None and p.rule.rule == MaskKind.scrub:
+            scrubbed.setdefault(p.table, []).append(p.column)
+        elif _text_masked(p):
             cols.setdefault(p.table, []).append(p.column)
 
     def add(v: Any) -> None:
@@ -398,6 +419,17 @@ def _sensitive_hashes(src: sa.Engine, md: sa.MetaData, plans: list[ColumnPlan],
             out.add(int.from_bytes(hashlib.blake2b(b, digest_size=8).digest(), "big"))
 
     with src.connect() as conn:
+        # A scrubbed text keeps what is not personal: what it must not keep is what the
+        # finder finds in it (the whole text would be a "leak" wherever it held nothing).
+        for t, cs in scrubbed.items():
+            tbl = md.tables[t]
+            res = conn.execution_options(stream_results=True, yield_per=20_000).execute(
+                sa.select(*[tbl.c[c] for c in cs]))
+            for row in res:
+                for v in row:
+                    if isinstance(v, str):
+                        for f in _pii.find(v):
+                            add(f.text)
         for t, cs in cols.items():
             tbl = md.tables[t]
             q = sa.select(*[tbl.c[c] for c in cs])
@@ -880,6 +912,52 @@ def _leak_scan(dst: sa.Engine, md: sa.MetaData, result: RefreshResult, avoid: se
         for c, n in zip(cols, hits, strict=True):
             if n:
                 result.leaks[f"{t}.{c}"] = n
+
+
+def _inside_text_columns(plans: list[ColumnPlan], md: sa.MetaData) -> dict[str, list[str]]:
+    """Columns the leak scan also looks inside: text copied unchanged, and scrubbed text."""
+    out: dict[str, list[str]] = {}
+    for p in plans:
+        table = md.tables.get(p.table)
+        if table is None or p.column not in table.c:
+            continue
+        if not isinstance(table.c[p.column].type, sa.String) or p.reason == "key":
+            continue
+        scrubbed = p.rule is not None and p.rule.rule == MaskKind.scrub
+        kept = p.status in ("kept", "kept-by-wildcard", "not-sensitive")
+        if scrubbed or (kept and p.column not in table.primary_key.columns):
+            out.setdefault(p.table, []).append(p.column)
+    return out
+
+
+def _scan_inside_text(dst: sa.Engine, md: sa.MetaData, columns: dict[str, list[str]],
+                      plain: set[bytes], result: RefreshResult) -> None:
+    """Production's sensitive values (and what ``scrub`` found) inside staging's text: a
+    customer's e-mail address in a kept note is a leak the whole-value scan cannot see.
+
+    Only values with a space or an ``@`` can hold one (a run of words, an address, a phone
+    number written with spaces); the database picks those, so code-like columns cost a scan
+    and no Python."""
+    if not plain:
+        return
+    with dst.connect() as conn:
+        for t, cols in columns.items():
+            table = md.tables[t]
+            cs = [table.c[c] for c in cols]
+            cond = sa.or_(*[sa.or_(c.like("% %"), c.like("%@%")) for c in cs])
+            res = conn.execution_options(stream_results=True, yield_per=5000).execute(
+                sa.select(*cs).where(cond))
+            hits = [0] * len(cols)
+            for row in res:
+                for i, v in enumerate(row):
+                    if not isinstance(v, str) or norm_text(v).encode() in plain:
+                        continue  # a whole sensitive value: the value scan counted it
+                    if any(f.encode() in plain for f in _pii.fragments(v)):
+                        hits[i] += 1
+            for c, n in zip(cols, hits, strict=True):
+                if n:
+                    key = f"{t}.{c}"
+                    result.leaks[key] = result.leaks.get(key, 0) + n
 
 
 # -- the verb's plumbing -------------------------------------------------------------------

@@ -36,6 +36,10 @@ class MaskKind(StrEnum):
     city = "city"
     noise = "noise"  #: numbers: keyed multiplicative noise within ``tolerance``
     shift = "shift"  #: dates: keyed shift, the same for every row with the same ``by`` value
+    #: free text: e-mail addresses, phone numbers, IBANs and person names found inside the
+    #: text become keyed fakes (the same as the ``email``/``phone``/``person`` rules give);
+    #: the rest of the text is kept
+    scrub = "scrub"
 
 
 class MaskRule(_Model):
@@ -59,6 +63,10 @@ class MaskRule(_Model):
     unique: bool | None = Field(
         None, description="Force distinct outputs for distinct inputs (default: true for "
         "primary-key and unique columns).")
+    reviewed: bool = Field(
+        False, description="keep: copy a free-text column unchanged even though the content "
+        "check finds e-mail addresses, phone numbers, IBANs or person names in it (they were "
+        "reviewed and are not personal data, or may be copied).")
 
     @model_validator(mode="before")
     @classmethod
@@ -73,6 +81,8 @@ class MaskRule(_Model):
             raise ValueError("rule 'fixed' needs a 'value' (use rule 'null' for NULL)")
         if self.by is not None and self.rule != MaskKind.shift:
             raise ValueError("'by' only applies to rule 'shift'")
+        if self.reviewed and self.rule != MaskKind.keep:
+            raise ValueError("'reviewed' only applies to rule 'keep'")
         return self
 
 
