@@ -81,16 +81,18 @@ async def _check_wms(ctx: FlowContext, batch_id: str, qty: Decimal) -> None:
     ref = f"{batch_id}:receipt"
 
     async def received() -> dict | None:
-        return next((m for m in wms.received(tenant=ctx.tenant.code) if m.get("ref") == ref),
-                    None)
+        # The bodies the app posted, as it sent them (its own field names).
+        return next((m for m in wms.received(tenant=ctx.tenant.code)
+                     if m.get("movementId") == ref), None)
 
     # The app's outbox retries through WMS outages: give it longer than one request.
     movement = await ctx.wait_until(received, name="wms-receipt", timeout=ctx.timeout + 5)
     ctx.count("wms_receipts")
-    if Decimal(str(movement.get("qty"))) != qty:
+    got = movement.get("quantity") or {}
+    if got.get("uom") != "kg" or Decimal(str(got.get("value"))) != qty:
         ctx.count("wms_quantity_mismatches")
         raise FlowError("wms_quantity_mismatch",
-                        f"{batch_id}: sent {qty} kg, the WMS received {movement.get('qty')}")
+                        f"{batch_id}: sent {qty} kg, the WMS received {got}")
 
 
 @flow("stock-adjustment",

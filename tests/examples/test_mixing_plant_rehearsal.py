@@ -68,7 +68,7 @@ DEFECTS = {
     # CREATE UNIQUE INDEX over recipe codes that production repeats across revisions
     "2.1.0-migration-fails-on-data": ("step migrate failed", "UNIQUE"),
     # completions without inputLots are dropped: the flow's count of lost batches
-    "2.1.0-rejects-old-payload": ("gate batches-reach-the-database failed",
+    "2.1.0-rejects-old-payload": ("gate batches-reach-the-database fail:",
                                   "dropped"),
     # no 0002 down file: the rollback drill cannot downgrade
     "2.1.0-no-downgrade": ("step rollback-drill failed", "cannot be reverted"),
