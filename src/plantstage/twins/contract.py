@@ -32,7 +32,7 @@ class ContractError(TwinError, ValueError):
     """A message could not be built from the contract (a value missing, a bad quantity)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Quantity:
     """An exact quantity: ``value`` already has exactly ``decimals`` decimals."""
 
@@ -54,6 +54,9 @@ class Quantity:
 
 def quantity(raw: Any, spec: QuantitySpec, name: str) -> Quantity:
     """``raw`` (Decimal, int, float, "2.75", "2.75 kg" or a Quantity) as a declared quantity."""
+    if type(raw) is int:  # the common case, exact by construction: no checks needed
+        return Quantity(Decimal(raw).quantize(_step(spec.decimals)), spec.unit, spec.decimals,
+                        spec.encoding.value)
     unit = None
     if isinstance(raw, Quantity):
         unit, raw = raw.unit, raw.value
@@ -75,7 +78,7 @@ def quantity(raw: Any, spec: QuantitySpec, name: str) -> Quantity:
             raise InvalidOperation
         if not d.is_finite():
             raise InvalidOperation
-        q = d.quantize(Decimal(1).scaleb(-spec.decimals))
+        q = d.quantize(_step(spec.decimals))
     except (InvalidOperation, ValueError):
         raise ContractError(f"quantity '{name}' is not a decimal number: {raw!r}", where=name,
                             hint=f"give a decimal such as '1.5' ({spec.unit})") from None
@@ -88,6 +91,16 @@ def quantity(raw: Any, spec: QuantitySpec, name: str) -> Quantity:
                             where=name, hint="plantstage converts no units: give it in "
                                              f"{spec.unit}")
     return Quantity(q, spec.unit, spec.decimals, spec.encoding.value)
+
+
+_STEPS: dict[int, Decimal] = {}
+
+
+def _step(decimals: int) -> Decimal:
+    step = _STEPS.get(decimals)
+    if step is None:
+        step = _STEPS[decimals] = Decimal(1).scaleb(-decimals)
+    return step
 
 
 def template_names(value: Any) -> set[str]:
@@ -138,8 +151,8 @@ class TextTemplate:
         self.names = {p[0] for p in self.parts if type(p) is tuple}
 
     def render(self, env: Mapping[str, Any]) -> str:
-        return "".join(p if type(p) is str else _text(_attr(env[p[0]], p[1]))
-                       for p in self.parts)
+        return "".join([p if type(p) is str else _text(_attr(env[p[0]], p[1]))
+                        for p in self.parts])
 
     @property
     def single(self) -> tuple[str, str | None] | None:
@@ -250,7 +263,7 @@ class JsonTemplate:
         return None
 
     def render(self, env: Mapping[str, Any]) -> bytes:
-        return "".join(p if type(p) is str else p(env) for p in self.parts).encode()
+        return "".join([p if type(p) is str else p(env) for p in self.parts]).encode()
 
 
 def render_value(template: Any, env: Mapping[str, Any]) -> Any:

@@ -49,6 +49,7 @@ SETTINGS = {"qos", "ack_timeout", "max_redeliveries", "line", "rate", "tenant", 
             "max_inflight"}
 #: Placeholders every message has; a flow's values cannot replace them.
 BUILTINS = ("tenant", "key", "id", "seq", "now", "line", "twin")
+_BUILTIN_SET = frozenset(BUILTINS)
 
 
 class TwinUnavailable(TwinError, RuntimeError):
@@ -143,6 +144,7 @@ class MesLineTwin(Twin):
         self.ack_topic_t = TextTemplate(self.ack.topic) if self.ack.topic else None
         self.accepted = set(self.ack.accepted)
         self._uses = self._names_used()
+        self._needed = frozenset(self._uses)
         #: Values summed over every message (quantities; Sparkplug ``total`` metrics).
         self._total_names = {n for n in self.contract.quantities if n in self._uses}
         if self.pub.sparkplug is not None:
@@ -318,8 +320,8 @@ class MesLineTwin(Twin):
     # -- building messages ------------------------------------------------------------------
     def _env(self, tenant: str, values: dict[str, Any], key: str | None) -> dict[str, Any]:
         """Every value a message's templates may use: builtins, defaults, the flow's values."""
-        clash = [n for n in BUILTINS if n in values]
-        if clash:
+        if not _BUILTIN_SET.isdisjoint(values):
+            clash = [n for n in BUILTINS if n in values]
             raise ContractError(f"value name '{clash[0]}' is reserved", where=clash[0],
                                 hint=f"reserved: {', '.join(BUILTINS)}")
         self.seq += 1
@@ -331,8 +333,8 @@ class MesLineTwin(Twin):
         for name, q in self.contract.quantities.items():
             if name in env and env[name] is not None:
                 env[name] = quantity(env[name], q, name)
-        for name in self._uses:
-            if name not in env and name != "id":
+        for name in self._needed - env.keys():
+            if name != "id":
                 raise ContractError(
                     f"value '{name}' is missing: the contract's message uses {{{name}}}",
                     where=f"{self.where}.contract.publish",

@@ -3,11 +3,11 @@
 A capture is JSON lines. The first line is a header, every other line one message::
 
     {"capture": 1, "protocol": "mqtt", "source": "mqtt://…", "started": 1712345678.9}
-    {"t": 0.012, "topic": "plant/acme/confirmations", "qos": 1, "retain": false,
+    {"t": 0.012, "topic": "line/t1/output", "qos": 1, "retain": false,
      "payload_b64": "eyJtZXNzYWdlX2lk…"}
 
     {"capture": 1, "protocol": "http", "source": "http://wms…", "started": …}
-    {"t": 0.2, "method": "POST", "path": "/movements", "query": "", "status": 201,
+    {"t": 0.2, "method": "POST", "path": "/v1/moves", "query": "", "status": 201,
      "content_type": "application/json", "request_b64": "…", "body_b64": "…"}
 
 MQTT is recorded by subscribing; HTTP through a recording reverse proxy.
