@@ -194,7 +194,7 @@ def _run(cmd: list[str], log, deadline: float, *, where: str, log_path: Path, wh
     for line in proc.stdout:
         log.write(line)
         if echo and line.startswith(("Collecting ", "Installing collected", "Successfully")):
-            echo(line.strip()[:120])
+            echo(line.split(" (from ")[0].strip()[:120])
         if time.monotonic() > deadline:
             proc.kill()
             break
