@@ -133,6 +133,11 @@ def check(path: SpecPath = Path(".")):
     s = loaded.spec
     console.print(f"[green]✔[/] {loaded.path}: {len(s.estate.components)} components, "
                   f"{len(s.releases)} releases, {len(s.gates)} gates")
+    catalogue = verbs.signal_catalogue(loaded)
+    console.print(f"Signals a rehearsal of this spec records ({len(catalogue)}; gates may "
+                  "name these):")
+    for name, meaning in catalogue:
+        console.print(f"  {name}  — {meaning}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -49,6 +49,14 @@ def check(path: str | Path, *, artifacts: bool = True) -> LoadedSpec:
     return loaded
 
 
+def signal_catalogue(spec: str | Path | LoadedSpec) -> list[tuple[str, str]]:
+    """``(signal name or pattern, meaning)`` for every signal a rehearsal of the spec records,
+    its flows' own counters included (what ``plantstage check`` prints)."""
+    from plantstage.gates.catalogue import signal_catalogue as _catalogue
+
+    return _catalogue(spec if isinstance(spec, LoadedSpec) else load_spec(spec))
+
+
 def _validate_gates(loaded: LoadedSpec) -> None:
     """Every bad gate expression or unknown signal, each with file:line and field path."""
     from plantstage.gates.catalogue import gate_problems
