@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import RELEASES, load_release, run_cli, sp_env
+from conftest import RELEASES, ROOT, load_release, run_cli, sp_env
 from helpers import TENANT, confirmation, ledger_rows, released_wo
 
 from plantstage.brokers import open_broker
@@ -117,12 +117,62 @@ def test_mqtt_confirmation_posts_through_the_idempotent_path(db_url, release, po
     assert not list(RELEASES.rglob("__pycache__"))
 
 
+@pytest.mark.parametrize("release", ["1.1.0", "1.1.0-dup-confirmations"])
+def test_the_mes_twin_speaks_the_contract_the_spec_declares(db_url, release):
+    """The sample plant's declared contract, as the MES twin plays it, against the real app:
+    acks come back on the declared topic; a redelivery is posted once — or twice by the
+    defective release, which the twin's Delivery shows."""
+    import asyncio
+
+    from plantstage.spec.loader import load_spec
+    from plantstage.twins.base import TwinEnv, TwinRuntime
+    from plantstage.twins.faults import FaultLog
+    from plantstage.twins.mes import MesLineTwin
+
+    assert run_cli(release, db_url, "migrate", "upgrade", "head").returncode == 0
+    wo, _item = released_wo(db_url)
+    broker = open_broker("embedded")
+    proc, _port = _serve(release, db_url, {"MQTT_URL": broker.url})
+    twin_spec = load_spec(ROOT).spec.environments["staging"].bindings["mes-line"].twin
+    twin_spec = twin_spec.model_copy(update={
+        "settings": {"http": False, "ack_timeout": 2.0},
+        "faults": type(twin_spec.faults)(seed=1, rules=[{"kind": "duplicate", "p": 1.0}])})
+    rt = TwinRuntime()
+    mes = MesLineTwin("mes-line", twin_spec, TwinEnv(broker_url=broker.url, log=FaultLog()))
+    rt.start(mes)
+    try:
+        d = asyncio.run(mes.publish(TENANT, {"work_order": wo, "good_qty": 4},
+                                    key=f"tw-{release}"))
+        assert d.topic == f"plant/{TENANT}/confirmations" and d.id == f"tw-{release}"
+        assert d.message["good_qty"] == 4 and d.message["lot"] is None
+        assert d.accepted and d.deliveries >= 2
+        if release == "1.1.0":
+            assert set(d.acks) == {"posted", "duplicate"}
+            assert ledger_rows(db_url, f"tw-{release}") == 1
+        else:
+            assert d.acks.count("posted") >= 2  # the redelivery was posted again
+            assert ledger_rows(db_url, f"tw-{release}") >= 2
+    finally:
+        rt.stop()
+        proc.terminate()
+        proc.wait(10)
+        broker.stop()
+
+
 def test_b2mml_payload_is_understood():
-    mod = load_release("1.1.0")
+    """The MES twin's B2MML, built from a contract in the sample plant's names, parses back."""
+    from decimal import Decimal
+
+    from plantstage.spec.twins import QuantitySpec
+    from plantstage.twins.contract import quantity
     from plantstage.twins.mes import b2mml
 
-    xml = b2mml({"message_id": "m1", "work_order": "WO-1", "item_code": "FG", "good_qty": 3,
-                 "scrap_qty": 1, "lot": "L1", "line": "L", "sent_at": "2025-01-01T00:00:00Z"})
+    mod = load_release("1.1.0")
+    ea = QuantitySpec(unit="EA", decimals=0)
+    xml = b2mml({"id": "m1", "published": "2025-01-01T00:00:00Z", "request": "WO-1",
+                 "segment": "L", "material": "FG", "lot": "L1",
+                 "quantities": {"good": quantity(3, ea, "good_qty"),
+                                "scrap": quantity(Decimal(1), ea, "scrap_qty")}})
     parsed = mod.integrations.parse_confirmation(xml)
     assert parsed == {"message_id": "m1", "work_order": "WO-1", "good_qty": 3, "scrap_qty": 1,
                       "lot": "L1", "sent_at": "2025-01-01T00:00:00Z"}
