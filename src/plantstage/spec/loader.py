@@ -90,13 +90,11 @@ class _Limit(yaml.MarkedYAMLError):
     """A bound was exceeded while composing; carries the mark of the offending node."""
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with limits on nesting and aliases, and marked conversion errors."""
+class _Bounds:
+    """Limits on nesting and aliases while composing, and marked conversion errors."""
 
-    def __init__(self, stream: str):
-        super().__init__(stream)
-        self._depth = 0
-        self._aliases = 0
+    _depth = 0
+    _aliases = 0
 
     def compose_node(self, parent, index):  # noqa: ANN001, ANN201 - PyYAML's signature
         if self.check_event(yaml.AliasEvent):
@@ -126,41 +124,78 @@ class _BoundedLoader(yaml.SafeLoader):
                 node.start_mark) from None
 
 
-def _expanded_size(root: yaml.Node, file: Path) -> int:
-    """Nodes in the document with every alias expanded; refuses cycles and huge expansions."""
-    sizes: dict[int, int] = {}
-    visiting: set[int] = set()
+class _BoundedLoader(_Bounds, yaml.SafeLoader):
+    """PyYAML's pure-Python safe loader, bounded."""
 
-    def size(node: yaml.Node) -> int:
+
+class _ConstructOnly(_Bounds):
+    """For libyaml's composer (C): only the marked conversion errors; :func:`_measure`
+    enforces the nesting and alias bounds on the composed graph."""
+
+    compose_node = None  # type: ignore[assignment]  # libyaml composes; never called
+
+
+try:  # libyaml composes (C, several times faster); the graph is measured before any walk
+    _FastBoundedLoader: type | None = type(
+        "_FastBoundedLoader", (_ConstructOnly, yaml.CSafeLoader), {})
+except AttributeError:  # pragma: no cover - PyYAML without libyaml
+    _FastBoundedLoader = None
+
+
+def _measure(root: yaml.Node, file: Path) -> int:
+    """Check the composed graph before anything walks it: nesting depth and aliases counted
+    as if every alias were expanded, alias uses, cycles and the expanded size. Each node is
+    visited once; returns the expanded node count."""
+    sizes: dict[int, tuple[int, int]] = {}  # id → (expanded nodes, expanded height)
+    visiting: set[int] = set()
+    aliases = 0
+
+    def where(node: yaml.Node) -> str:
+        return f"{file}:{node.start_mark.line + 1}"
+
+    def measure(node: yaml.Node, depth: int) -> tuple[int, int]:
+        nonlocal aliases
         key = id(node)
-        if key in sizes:
-            return sizes[key]
         if key in visiting:
             raise SpecError("an alias refers to a node that contains it (a cycle)",
-                            where=f"{file}:{node.start_mark.line + 1}",
+                            where=where(node),
                             hint="use aliases only for finished, non-recursive values")
+        if key in sizes:
+            return sizes[key]
+        if depth > MAX_DEPTH:
+            raise SpecError(f"malformed YAML: nested deeper than {MAX_DEPTH} levels",
+                            where=where(node), hint="keep the spec flat")
         visiting.add(key)
-        total = 1
         if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                total += size(k) + size(v)
-                if total > MAX_EXPANDED_NODES:
-                    break
+            children = [n for pair in node.value for n in pair]
         elif isinstance(node, yaml.SequenceNode):
-            for item in node.value:
-                total += size(item)
-                if total > MAX_EXPANDED_NODES:
-                    break
+            children = list(node.value)
+        else:
+            children = []
+        total, height = 1, 0
+        for child in children:
+            if id(child) in sizes:
+                aliases += 1
+                if aliases > MAX_ALIASES:
+                    raise SpecError(f"malformed YAML: more than {MAX_ALIASES} aliases",
+                                    where=where(node), hint="use fewer aliases")
+            n, h = measure(child, depth + 1)
+            total += n
+            height = max(height, h)
+            if total > MAX_EXPANDED_NODES:
+                raise SpecError(
+                    f"the document expands to more than {MAX_EXPANDED_NODES:,} values through "
+                    "aliases", where=where(node),
+                    hint="expand fewer aliases (is this an alias bomb?)")
+            if depth + height > MAX_DEPTH:
+                raise SpecError(f"malformed YAML: nested deeper than {MAX_DEPTH} levels once "
+                                "its aliases are expanded", where=where(node),
+                                hint="keep the spec flat")
         visiting.discard(key)
-        if total > MAX_EXPANDED_NODES:
-            raise SpecError(
-                f"the document expands to more than {MAX_EXPANDED_NODES:,} values through "
-                "aliases", where=f"{file}:{node.start_mark.line + 1}",
-                hint="expand fewer aliases (is this an alias bomb?)")
-        sizes[key] = total
-        return total
+        sizes[key] = (total, height + 1)
+        return sizes[key]
 
-    return size(root)
+    return measure(root, 1)[0]
 
 
 def _key_of(node: yaml.Node) -> Any:
@@ -212,7 +247,7 @@ def _check_duplicate_keys(node: yaml.Node, file: Path) -> None:
                 key = _key_of(key_node)
                 if isinstance(key_node, yaml.ScalarNode) and key in seen and key != "<<":
                     raise SpecError(
-                        f"duplicate key '{str(key)[:80]}' (first at line {seen[key]})",
+                        f"duplicate key '{_show(key)}' (first at line {seen[key]})",
                         where=f"{file}:{key_node.start_mark.line + 1}",
                         hint="each key may appear once in a mapping",
                     )
@@ -222,11 +257,19 @@ def _check_duplicate_keys(node: yaml.Node, file: Path) -> None:
             stack.extend(n.value)
 
 
-def _yaml_error(exc: yaml.YAMLError, file: Path, text: str) -> SpecError:
-    """One line for a YAML error, with the line it is on."""
+def _yaml_error(exc: yaml.YAMLError, file: Path, text: str, *,
+                byte_offsets: bool) -> SpecError:
+    """One line for a YAML error, with the line it is on.
+
+    A reader error carries an offset: into the UTF-8 bytes (libyaml) or the text (PyYAML).
+    """
     line: int | None = None
     if isinstance(exc, yaml.reader.ReaderError):
-        line = text[: max(exc.position, 0)].count("\n") + 1
+        position = max(int(exc.position or 0), 0)
+        if byte_offsets:
+            line = text.encode("utf-8")[:position].count(b"\n") + 1
+        else:
+            line = text[:position].count("\n") + 1
         if isinstance(exc.character, str):
             code = ord(exc.character)
         else:
@@ -255,21 +298,27 @@ def _yaml_error(exc: yaml.YAMLError, file: Path, text: str) -> SpecError:
 
 def _compose(text: str, file: Path) -> tuple[yaml.Node | None, Any]:
     """Compose and construct ``text`` within the bounds; return (root node, (data, lines))."""
+    fast = _FastBoundedLoader is not None
+    if fast:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: the pure-Python reader names the line
+            fast = False
     try:
-        loader = _BoundedLoader(text)  # the reader refuses control characters here
-    except yaml.YAMLError as exc:
-        raise _yaml_error(exc, file, text) from None
+        loader = _FastBoundedLoader(text) if fast else _BoundedLoader(text)
+    except yaml.YAMLError as exc:  # the pure-Python reader refuses control characters here
+        raise _yaml_error(exc, file, text, byte_offsets=False) from None
     try:
         root = loader.get_single_node()
         if root is None:
             return None, None
-        _expanded_size(root, file)
+        _measure(root, file)
         lines = _line_map(root)
         _check_duplicate_keys(root, file)
         data = loader.construct_document(root)
         return root, (data, lines)
     except yaml.YAMLError as exc:
-        raise _yaml_error(exc, file, text) from None
+        raise _yaml_error(exc, file, text, byte_offsets=fast) from None
     except RecursionError:
         raise SpecError("malformed YAML: nested too deeply", where=f"{file}:1",
                         hint="keep the spec flat") from None
@@ -288,13 +337,21 @@ def _nearest_line(lines: dict, loc: tuple) -> int | None:
     return lines.get(())
 
 
+def _show(text: Any, limit: int = 80) -> str:
+    """A key or value as it may appear inside a one-line message."""
+    text = str(text)
+    if not text.isprintable():
+        text = repr(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _field_path(loc: tuple) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + _show(part)
     return out
 
 
