@@ -49,7 +49,8 @@ def test_stricter_threshold_changes_the_verdict_without_rerunning(copy_run, tmp_
     junit = (run / "junit.xml").read_text()
     assert junit.count("<testcase") == len(ev["gates"]) and 'name="import-latency"' in junit
     assert "<failure" in junit
-    assert run_cli("verify", str(run), env=env).returncode == 0
+    pub = str(signing_key_dir / "signing-key.pub.pem")
+    assert run_cli("verify", str(run), "--key", pub, env=env).returncode == 0
 
 
 def test_gate_without_data_is_inconclusive(copy_run, tmp_path, signing_key_dir):

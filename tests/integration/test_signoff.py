@@ -47,7 +47,8 @@ def test_pending_then_approve_is_go(copy_run, tmp_path, signing_key_dir):
     assert board["state"] == "approved" and board["approvals"][0]["by"] == "Ada Lovelace"
     html = (run / "report.html").read_text()
     assert "Ada Lovelace" in html and "not required this run" in html
-    assert run_cli("verify", str(run), env=env).returncode == 0
+    pub = str(signing_key_dir / "signing-key.pub.pem")
+    assert run_cli("verify", str(run), "--key", pub, env=env).returncode == 0
 
 
 def test_reject_is_no_go(copy_run, tmp_path, signing_key_dir):
@@ -99,3 +100,42 @@ def test_unknown_role_and_unknown_run_are_one_line_exit_2(copy_run, tmp_path, si
                 "--decision", "approve", "--reason", "y", env=env)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "no recorded run here" in r.stderr
+
+
+SCRIPT = "<script>alert(1)</script>"
+IMG = '"><img src=x onerror=alert(1)>'
+
+
+def test_markup_in_a_signoff_is_shown_as_text(copy_run, tmp_path, signing_key_dir):
+    """The review's repro: whoever signs off cannot put markup in the signed report."""
+    from markupsafe import escape
+
+    env = {"PLANTSTAGE_KEY_DIR": str(signing_key_dir)}
+    run = copy_run()
+    r = run_cli("signoff", str(run), "--role", "operations", "--by", SCRIPT, "--decision",
+                "approve", "--reason", IMG, env=env)
+    assert r.returncode in (0, 1, 3), r.stdout + r.stderr
+    html = (run / "report.html").read_text()
+    for payload in (SCRIPT, IMG):
+        assert payload not in html and str(escape(payload)) in html
+    assert "<script" not in html and "<img" not in html
+    ev = json.loads((run / "evidence.json").read_text())
+    assert any(a["by"] == SCRIPT for s in ev["signoffs"] for a in s["approvals"])
+
+
+def test_signoff_signs_only_with_the_key_that_signed_the_run(copy_run, tmp_path):
+    run = copy_run()
+    before = (run / "chain.jsonl").read_bytes()
+    args = ("signoff", str(run), "--role", "operations", "--by", "Mallory", "--decision",
+            "approve", "--reason", "looks fine")
+    # No key here: a signoff never makes one; one line naming `plantstage keys init`.
+    r = run_cli(*args, env={"PLANTSTAGE_KEY_DIR": str(tmp_path / "none")})
+    assert r.returncode == 2 and "plantstage keys init" in r.stderr, r.stderr
+    assert not (tmp_path / "none").exists()
+    # Another key: refused, so the log is never signed by two keys.
+    other = tmp_path / "other"
+    assert run_cli("keys", "init", env={"PLANTSTAGE_KEY_DIR": str(other)}).returncode == 0
+    r = run_cli(*args, env={"PLANTSTAGE_KEY_DIR": str(other)})
+    assert r.returncode == 2 and "your signing key is" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert (run / "chain.jsonl").read_bytes() == before

@@ -84,7 +84,7 @@ def test_chain_detects_every_kind_of_edit(tmp_path, key_dir):
     assert any("chain broken" in p or "sequence" in p for p in chain.verify(run).problems)
     (run / chain.CHAIN).write_text("\n".join(lines) + "\n")
     sig = json.loads((run / chain.SIGNATURE).read_text())
-    sig["signature"] = sig["signature"][::-1]
+    sig["signature"] = signing.sign(key, b"some other head")  # well-formed, wrong
     (run / chain.SIGNATURE).write_text(json.dumps(sig, indent=2) + "\n")
     assert chain.verify(run).problems == ["chain.sig: the Ed25519 signature does not verify"]
     (run / chain.SIGNATURE).write_text(json.dumps(sig))  # any other spelling is named too
