@@ -130,3 +130,47 @@ def test_prepare_verifies_the_artifact_before_pip_runs_its_requirements(tmp_path
     assert "releases[0].artifact.sha256" in exc.value.one_line()
     assert not (tmp_path / "cache" / "runtimes").exists()
     assert prepare(loaded, [release(tmp_path, None, "1.0.0")]) == {}
+
+
+def _ctx(tmp_path, current: Release, rel: Release):
+    from types import SimpleNamespace
+
+    from plantstage.rehearsal.context import RunContext
+
+    loaded = SimpleNamespace(spec=SimpleNamespace(releases=[current, rel]), base_dir=tmp_path,
+                             path=tmp_path / "plantstage.yaml", where=lambda *p: "spec:1")
+    return RunContext(loaded=loaded, release=rel, current=current, run_id="r",
+                      run_dir=tmp_path / "run", ledger=None)
+
+
+def test_python_placeholder_is_the_runtime_of_the_release_it_runs(tmp_path):
+    other = tmp_path / "py" / "bin" / "python"
+    other.parent.mkdir(parents=True)
+    other.write_text("")
+    cur = release(tmp_path, None, "1.0.0")
+    new = release(tmp_path, {"python": "py/bin/python"}, "2.0.0")
+    ctx = _ctx(tmp_path, cur, new)
+    art_new = str(ctx.artifact_dir(new))
+    assert ctx.expand("{python}", artifact=art_new) == str(other)
+    assert ctx.expand("{python}", release=cur) == sys.executable
+    assert ctx.expand("{python} {spec_dir}") == f"{sys.executable} {tmp_path}"
+    assert set(ctx.runtimes) == {"1.0.0", "2.0.0"}  # both prepared at first use
+
+
+def test_db_placeholder_parts(tmp_path):
+    from types import SimpleNamespace
+
+    from plantstage.rehearsal.context import db_url_part
+
+    url = "postgresql+psycopg://app:pw@db.local:5433/ps_run"
+    assert db_url_part(url, "") == url
+    assert db_url_part(url, "url") == "postgresql://app:pw@db.local:5433/ps_run"
+    assert db_url_part(url, "jdbc") == "jdbc:postgresql://db.local:5433/ps_run"
+    assert (db_url_part(url, "host"), db_url_part(url, "port"), db_url_part(url, "name"),
+            db_url_part(url, "user")) == ("db.local", "5433", "ps_run", "app")
+    assert db_url_part("sqlite:////tmp/s.sqlite", "path") == "/tmp/s.sqlite"
+    ctx = _ctx(tmp_path, release(tmp_path, None, "1.0.0"), release(tmp_path, None, "2.0.0"))
+    ctx.staging_db = SimpleNamespace(app_url=lambda: url)
+    ctx.database_component = lambda: "app.db"  # a component name may hold a dot
+    assert ctx.expand("{db:app.db}") == url
+    assert ctx.expand("-h {db:app.db.host} -p {db:app.db.port}") == "-h db.local -p 5433"

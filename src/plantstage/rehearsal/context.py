@@ -22,6 +22,33 @@ from plantstage.spec.models import Binding, ComponentKind, Release
 
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)(?::([A-Za-z0-9._-]+))?\}")
 
+#: ``{db:COMPONENT.PART}``: pieces of the staging database's URL, for apps that do not take a
+#: SQLAlchemy URL (a JDBC app, a Go or Node app, a tool that wants host and port apart).
+DB_URL_PARTS = ("url", "host", "port", "name", "user", "password", "path", "jdbc")
+
+
+def db_url_part(url: str, part: str) -> str:
+    """One piece of a database URL: ``""`` → the URL as given; ``url`` → without the
+    ``+driver`` suffix (``postgresql://…``, as libpq, Go and Node drivers read it); ``host``,
+    ``port``, ``name``, ``user``, ``password``; ``path`` → a SQLite file; ``jdbc`` →
+    ``jdbc:postgresql://host:port/name`` (user and password go apart)."""
+    import sqlalchemy as sa
+
+    if not part:
+        return url
+    u = sa.engine.make_url(url)
+    backend = u.get_backend_name()
+    if part == "url":
+        return u.set(drivername=backend).render_as_string(hide_password=False)
+    if part == "jdbc":
+        if backend == "sqlite":
+            return f"jdbc:sqlite:{u.database or ''}"
+        host = f"{u.host or '127.0.0.1'}" + (f":{u.port}" if u.port else "")
+        return f"jdbc:{backend}://{host}/{u.database or ''}"
+    value = {"host": u.host, "port": u.port, "name": u.database, "user": u.username,
+             "password": u.password, "path": u.database if backend == "sqlite" else None}[part]
+    return "" if value is None else str(value)
+
 
 @dataclass
 class RunContext:
@@ -221,10 +248,13 @@ class RunContext:
         def repl(m: re.Match) -> str:
             key, arg = m.group(1), m.group(2)
             if key == "db":
-                if self.staging_db is None or arg != self.database_component():
+                comp, _, part = (arg or "").rpartition(".")
+                if part not in DB_URL_PARTS:
+                    comp, part = arg or "", ""
+                if self.staging_db is None or comp != self.database_component():
                     raise SpecError(f"'{{db:{arg}}}' names no staging database",
                                     where="environments.staging", hint="use {db:COMPONENT}")
-                return self.staging_db.app_url()
+                return db_url_part(self.staging_db.app_url(), part)
             if arg is not None and f"{key}:{arg}" in self.placeholders:
                 return self.placeholders[f"{key}:{arg}"]
             if key == "python" and "python" not in extra:
@@ -236,7 +266,9 @@ class RunContext:
                       "run_dir": str(self.run_dir), **self.placeholders, **extra}
             if key not in values:
                 raise SpecError(f"unknown placeholder '{{{key}}}'", where=text,
-                                hint="known: python, port, artifact, spec_dir, run_dir, db:NAME")
+                                hint="known: python, port, artifact, spec_dir, run_dir, db:NAME, "
+                                     "db:NAME.PART (url, host, port, name, user, password, "
+                                     "path, jdbc)")
             return values[key]
 
         return _PLACEHOLDER.sub(repl, text)
