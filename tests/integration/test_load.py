@@ -75,7 +75,7 @@ def test_load_counts_errors_by_kind_and_exits_1(plant, tmp_path):
     r = run_cli("load", str(EXAMPLE), "--target", base, "--duration", "1",
                 "--tenant", "delta-integrated")
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "no_mes_twin" in r.stdout
+    assert "no_twin_mes-line" in r.stdout
 
 
 def test_refusing_target_is_one_line_and_exit_2():
@@ -91,4 +91,6 @@ def test_check_rejects_an_unknown_archetype(tmp_path):
     (tmp_path / "plantstage.yaml").write_text(spec)
     r = run_cli("check", str(tmp_path))
     assert r.returncode == 2
+    # Even with the plugins left behind (every problem is listed, each with its line):
+    assert "plugins[0]: no plugin module 'sampleplant_plugin'" in r.stderr
     assert "unknown archetype 'continuous'" in r.stderr and "estate.tenants[1]" in r.stderr

@@ -194,16 +194,20 @@ def validate(loaded) -> list[Lane]:
     from plantstage.errors import SpecProblems
     from plantstage.workload.registry import load_plugins
 
-    registry = load_plugins(loaded)  # a plugin that does not import stops here: nothing resolves
     wl: Workload = loaded.spec.workload
     where = _Where(loaded.path, loaded.text)
     problems: list[SpecError] = []
+    try:
+        registry = load_plugins(loaded)
+    except SpecError as exc:  # flows cannot resolve without their plugin: say why, once
+        problems.append(exc)
+        registry = None
     declared = [(wf, ("workload", "flows", j, "flow")) for j, wf in enumerate(wl.flows)]
     declared += [(wf, ("workload", "archetypes", arch, "flows", j, "flow"))
                  for arch, a in wl.archetypes.items() for j, wf in enumerate(a.flows)]
     seen: set[str] = set()
     for wf, path in declared:
-        if wf.flow in seen:
+        if wf.flow in seen or (registry is None and ":" not in wf.flow):
             continue
         seen.add(wf.flow)
         try:
