@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from plantstage import engines
 from plantstage.data import refresh_state
-from plantstage.data._refresh import _target_metadata
+from plantstage.data._schema import target_metadata
 from tests.conftest import EXAMPLE, run_cli
 
 KEY = {"PLANTSTAGE_MASKING_KEY": "test-key-0123456789abcdef-0123456789"}
@@ -47,7 +47,7 @@ def plant(src_sqlite: Path, url: str) -> None:
     md = sa.MetaData()
     md.reflect(src)
     dst = engines.connect_staging(url)
-    md = _target_metadata(md, list(md.tables), dst.dialect, same_engine=False)
+    md = target_metadata(md, list(md.tables), dst.dialect, same_engine=False)
     md.create_all(dst)
     engines.copy_rows(src, dst, skip=())
     src.dispose()

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from plantstage import engines
-from plantstage.data import _refresh
+from plantstage.data import _load, _marker, _refresh, _result
 from plantstage.data._copy import LeakScanner, blocks, escape, unescape
 from plantstage.data._mask import value_hash
 from plantstage.spec.masking import RefreshSpec
@@ -85,14 +85,14 @@ def _dump(url: str) -> dict[str, list[tuple]]:
     out = {}
     with eng.connect() as c:
         for t in md.sorted_tables:
-            if t.name != _refresh.MARKER:
+            if t.name != _marker.MARKER:
                 out[t.name] = [tuple(r) for r in c.execute(
                     sa.select(t).order_by(*t.primary_key.columns))]
     eng.dispose()
     return out
 
 
-def _refresh_into(prod: str, stage: str, spec: RefreshSpec) -> _refresh.RefreshResult:
+def _refresh_into(prod: str, stage: str, spec: RefreshSpec) -> _result.RefreshResult:
     target = engines.adapter_for(stage)
     return _refresh.refresh_database(prod, target, spec, key=KEY, key_source="test")
 
@@ -111,7 +111,7 @@ def test_copy_path_writes_what_the_row_path_writes(production, monkeypatch, subs
     prod, (via_copy, via_rows) = production
     spec = RefreshSpec.model_validate({"rules": RULES, "subset": subset, "batch": 100})
     got = _refresh_into(prod, via_copy, spec)
-    monkeypatch.setattr(_refresh, "USE_COPY", False)
+    monkeypatch.setattr(_load, "USE_COPY", False)
     want = _refresh_into(prod, via_rows, spec)
     assert got.ok and want.ok, (got.as_dict(), want.as_dict())
     a, b = _dump(via_copy), _dump(via_rows)
@@ -144,7 +144,7 @@ def test_copy_leak_scan_counts_a_kept_copy(production):
     rules = {**RULES, "people": {**RULES["people"], "note": {"rule": "keep", "reviewed": True}}}
     result = _refresh_into(prod, stage, RefreshSpec.model_validate({"rules": rules}))
     assert result.leaks == {"people.note": 2, "codes.label": 2}
-    assert not result.ok and _refresh.refresh_state(stage) == "failed"
+    assert not result.ok and _marker.refresh_state(stage) == "failed"
 
 
 def test_escape_round_trip_and_blocks():

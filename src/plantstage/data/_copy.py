@@ -438,3 +438,7 @@ def shift_in_query(conn: Any, table: Any, maskers: dict[str, ColumnMasker],
         else:
             out[c] = (col + sa.literal_column("interval '1 day'") * days).label(c)
     return out
+
+
+def select_sql(q: Any, engine: Any) -> str:
+    return str(q.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))

@@ -5,15 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from plantstage import engines
-from plantstage.data._refresh import (
-    Progress,
-    RefreshResult,
-    expand,
-    python,
-    refresh_database,
-    resolve_key,
-    run_upgrade,
-)
+from plantstage.data._commands import expand, python, run_upgrade
+from plantstage.data._key import resolve_key
+from plantstage.data._refresh import refresh_database
+from plantstage.data._result import Progress, RefreshResult
 from plantstage.errors import SpecError
 from plantstage.spec.loader import LoadedSpec, load_spec
 from plantstage.spec.masking import SchemaSource
