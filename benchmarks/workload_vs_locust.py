@@ -82,11 +82,11 @@ LOCUSTFILE = textwrap.dedent("""
 """)
 
 
-async def get_ok(client, tenant, wf, rng, ref):
+async def get_ok(ctx):
     """The plantstage user flow: one GET, like the Locust task."""
-    r = await client.get("/ok")
+    r = await ctx.http.get("/ok")
     if r.status_code != 200:
-        from plantstage.workload.flows import FlowError
+        from plantstage.api import FlowError
 
         raise FlowError(f"http_{r.status_code}")
 
@@ -131,7 +131,7 @@ def run_plantstage(url: str, seconds: float, rate: float, concurrency: int) -> d
                         wl.arrival)])
         phase_cpu = time.process_time() - cpu0
         s = res.signals()
-        d = {{k.split(".")[-1]: v for k, v in s.items() if k.startswith("workload.bench.get-ok.")}}
+        d = {{k.split(".")[-1]: v for k, v in s.items() if k.startswith("workload.bench.get_ok.")}}
         d["phase_cpu"], d["seconds"] = phase_cpu, s["workload.bench.seconds"]
         print(json.dumps(d))
     """)
