@@ -303,8 +303,9 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
         start = loop_start + 0.05  # a moment for every dispatcher to be ready
         end = start + duration
 
-        # The hot path: everything per lane is bound once, so an iteration costs one task,
-        # one flow call, one clock read and two appends/records (see docs/workload.md).
+        # The hot path: everything per lane is bound once (LaneState), so an iteration costs
+        # one task, one two-slot FlowContext, one flow call, one clock read and two
+        # appends/records (see docs/workload.md).
         async def iteration(fn, state: LaneState, st: FlowStats, win: _Window,
                             intended: float, ref: str) -> None:
             failed = None
@@ -467,7 +468,9 @@ def run_phase(base_url: str, workload: Workload, tenants: list[str], phase: str,
     every lane so that the iterations started per second total ``rate``. ``queues`` samples the
     broker's and twins' queue depths every second (``broker.queue_depth`` …) and summarises them
     per phase (``workload.<phase>.queue_depth.{before,max,end}``); without it, and with
-    ``mqtt_url``, the broker's ``$SYS`` tree is read.
+    ``mqtt_url``, the broker's ``$SYS`` tree is read. ``twin_set`` is the rehearsal's running
+    twins (``ctx.twin(component)`` in flows); ``data_where`` names each
+    ``workload.tenant_data`` source's spec line for load errors.
     """
     lanes = lanes if lanes is not None else lanes_for(workload, tenants)
     resources = RunResources(database_url=database_url, mqtt_url=mqtt_url, twin_set=twin_set)
