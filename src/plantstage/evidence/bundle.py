@@ -1,10 +1,11 @@
 """The evidence bundle of a run: data (``evidence.json``), views (``report.html``,
 ``junit.xml``) and the hash-chained, signed log (``chain.jsonl`` + ``chain.sig``).
 
-A rehearsal writes it once at the end (:func:`write_evidence`); ``plantstage gate``,
-``signoff`` and ``verify`` re-judge it from the run folder alone (:func:`rejudge`) and append
-to the log. The judgement itself lives in :mod:`plantstage.gates.judge`, so a rehearsal and a
-re-judgement of the same data cannot disagree.
+A rehearsal writes it once at the end (:func:`write_evidence`); ``plantstage gate`` and
+``signoff`` re-judge it from the run folder alone (:func:`rejudge`) and append to the log;
+``plantstage verify`` only reads it. The judgement itself lives in
+:mod:`plantstage.gates.judge`, so a rehearsal and a re-judgement of the same data cannot
+disagree.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The run's append-only, hash-chained log (``chain.jsonl``) and its signature (``chain.sig``).
 
-Each line is one event — the rehearsal's end, a re-judgement, a signoff, a verification — with
+Each line is one event — the rehearsal's end, a re-judgement, a signoff — with
 the SHA-256 of every file in the run folder at that moment, the previous entry's hash and its
 own hash (over the canonical JSON of everything else). ``chain.sig`` holds the Ed25519
 signature of the last entry's hash and the public key. So:
