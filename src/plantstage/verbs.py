@@ -42,6 +42,10 @@ def check(path: str | Path, *, artifacts: bool = True) -> LoadedSpec:
     collect(_validate_workload, loaded)
     # Gate expressions name signals the spec can produce (plantstage.gates.catalogue).
     collect(_validate_gates, loaded)
+    # Every file parity compares exists ({artifact}: in each release it can name).
+    from plantstage.parity import missing_files as _parity_files
+
+    problems.extend(_parity_files(loaded))
     if artifacts:
         collect(verify_artifacts, loaded)
     if problems:

@@ -88,6 +88,7 @@ def make_plant(tmp: Path, production_db: Path, *, erp_url: str | None = None,
         rel["artifact"]["path"] = str(EXAMPLE / rel["artifact"]["path"])
         # pin what is on disk now: these tests are about parity, not about release digests
         rel["artifact"]["sha256"] = digest(rel["artifact"]["path"])
+    data["paths"] = {"allow_outside": [str(EXAMPLE / "releases")]}
     prod = tmp / "production.sqlite"
     shutil.copyfile(production_db, prod)
     data["environments"]["production"]["bindings"]["erp-db"]["url"] = f"sqlite:///{prod}"
@@ -195,14 +196,36 @@ def test_unreachable_service_and_unparsable_config_are_unknown(tmp_path, product
     plant, _ = make_plant(tmp_path, production_db)  # production erp: erp.plant.invalid
     (plant / "config" / "staging" / "erp.yaml").write_text("server:\n  workers: [2\n")
     r, doc = run_parity(plant, tmp_path / "out")
-    assert r.returncode == 0, r.stdout + r.stderr  # nothing blocking, but not all same
+    assert r.returncode == 1, r.stdout + r.stderr  # an unreadable config file blocks
+    assert "BLOCKING UNKNOWN" in r.stdout
     f = findings(doc)
-    assert f[("versions", "erp.version")]["status"] == "unknown"
-    assert "unreachable" in f[("versions", "erp.version")]["reason"]
+    # the example declares its fictional production app may be unknown: reported, not blocking
+    version = f[("versions", "erp.version")]
+    assert version["status"] == "unknown" and not version["blocking"]
+    assert "unreachable" in version["reason"] and "may be unknown" in version["reason"]
     cfg = f[("config", "erp-settings")]
-    assert cfg["status"] == "unknown" and "erp.yaml:" in cfg["reason"]
+    assert cfg["status"] == "unknown" and "erp.yaml:" in cfg["reason"] and cfg["blocking"]
     assert not any(k[0] == "config" and k[1].startswith("erp-settings:") for k in f)
-    assert f[("topology", "edge.erp->")]["status"] == "unknown"
+    edge = f[("topology", "edge.erp->")]
+    assert edge["status"] == "unknown" and edge["blocking"]
+    assert {(x["layer"], x["key"]) for x in f.values() if x["blocking"]} == \
+        {("config", "erp-settings"), ("topology", "edge.erp->")}
+
+
+def test_check_names_a_missing_parity_file_with_its_spec_line(tmp_path, production_db):
+    def artifact_config(data):
+        data["parity"]["config"][0]["staging"] = "{artifact}/erp.yaml"  # no such file
+
+    plant, _ = make_plant(tmp_path, production_db, edit_spec=artifact_config)
+    r = run_cli("check", str(plant))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    out = r.stdout + r.stderr
+    missing = [ln for ln in out.splitlines() if "parity.config[0].staging" in ln]
+    # one line per release staging may rehearse: the path follows the release
+    assert len(missing) == 5, out
+    assert all(f"{plant / 'plantstage.yaml'}:" in ln and "no such file" in ln
+               for ln in missing), out
 
 
 def test_bad_input_exits_2(tmp_path, production_db):
@@ -224,7 +247,7 @@ def test_nothing_readable_exits_2(tmp_path, production_db):
         data["parity"].pop("roles")
         data["parity"].pop("network")
         for rel in data["releases"]:  # staging's artifact cannot be read either
-            rel["artifact"]["path"] = str(tmp_path / "no-such-artifact")
+            rel["artifact"]["path"] = "no-such-artifact"  # beside the spec
         data["environments"]["staging"]["bindings"]["erp-db"]["url"] = \
             f"sqlite:///{tmp_path}/missing-too.sqlite"
         data["environments"]["staging"]["bindings"]["erp"]["url"] = "http://127.0.0.1:9/"

@@ -136,6 +136,47 @@ def test_unknown_is_never_same_and_hides_its_scope():
     assert "s:x" not in f and f["t:y"].status == "same"
 
 
+def test_unknown_blocks_unless_declared_may_be_unknown():
+    a = facts("versions", **{"erp__version": ("erp", "1.0"), "hist__version": ("hist", "2")})
+    b = LayerFacts("versions")
+    b.fail("erp.version", "erp", "http://erp/health unreachable")
+    b.fail("hist.version", "hist", "http://hist/health unreachable")
+    f = by_key(compare_layer("versions", a, b, NAMES, ParitySpec(), TIERS)[0])
+    # unknown blocks whatever the tier: what was not read is not known to be faithful
+    assert (f["erp.version"].status, f["erp.version"].blocking) == ("unknown", True)
+    assert (f["hist.version"].status, f["hist.version"].blocking) == ("unknown", True)
+    spec = ParitySpec(allowed=[AllowedDifference(layer="versions", key="hist.*",
+                                                 differ="unknown", reason="no endpoint")])
+    f = by_key(compare_layer("versions", a, b, NAMES, spec, TIERS)[0])
+    assert f["hist.version"].status == "unknown" and not f["hist.version"].blocking
+    assert "no endpoint" in f["hist.version"].reason
+    assert f["erp.version"].blocking
+
+
+def test_may_be_unknown_does_not_allow_a_difference():
+    spec = ParitySpec(allowed=[AllowedDifference(key="k", differ="unknown", reason="x")])
+    f = compare_layer("config", facts("config", k=("erp", 1)), facts("config", k=("erp", 2)),
+                      NAMES, spec, TIERS)[0][0]
+    assert f.status == "drift" and f.blocking and "unreadable, not to differ" in f.reason
+
+
+def test_whole_layer_failure_is_unknown_and_blocks():
+    a, b = facts("schema", t=("erp-db", 1)), LayerFacts("schema")
+    b.fail("", None, "internal error in the schema collector: RuntimeError: boom")
+    found, _ = compare_layer("schema", a, b, NAMES, ParitySpec(), TIERS)
+    assert [(f.key, f.status, f.blocking) for f in found] == [("*", "unknown", True)]
+
+
+def test_blocking_signals_separate_drift_and_unknown():
+    r = ParityReport("s", NAMES, [Finding("schema", "t", "same"),
+                                  Finding("config", "k", "drift", blocking=True),
+                                  Finding("versions", "v", "unknown", blocking=True),
+                                  Finding("versions", "w", "unknown")], {})
+    sig = r.signals()
+    assert sig["parity.drift.blocking"] == 1 and sig["parity.unknown.blocking"] == 1
+    assert r.exit_code == 1 and r.outcome == "blocking drift and unknown"
+
+
 def test_not_applicable_on_both_sides_is_a_note():
     a, b = LayerFacts("access"), LayerFacts("access")
     for lf in (a, b):

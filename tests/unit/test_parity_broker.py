@@ -90,6 +90,7 @@ def views(tmp_path: Path):
     data = yaml.safe_load((EXAMPLE / "plantstage.yaml").read_text())
     for rel in data["releases"]:
         rel["artifact"]["path"] = str(EXAMPLE / rel["artifact"]["path"])
+    data["paths"] = {"allow_outside": [str(EXAMPLE / "releases")]}
     data["parity"]["broker"]["ignore"] = ["bridge/#"]
     (plant / "plantstage.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     loaded = load_spec(plant)

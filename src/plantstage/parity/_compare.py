@@ -3,7 +3,9 @@
 Every key either side shows becomes one finding: ``same``; ``allowed`` when a declared
 difference covers it (and the difference is of the declared kind — a scale-*down*, a
 *hostname*); ``drift`` with the severity of its component's tier otherwise; ``unknown`` when
-either side could not be read. A key is never ``same`` unless both sides were read and agree.
+either side could not be read. A key is never ``same`` unless both sides were read and agree,
+and an ``unknown`` blocks (whatever its component's tier) unless a declared difference with
+``differ: unknown`` covers it: what could not be compared is not known to be faithful.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def compare_layer(layer: str, a: LayerFacts, b: LayerFacts, names: tuple[str, st
         for scope, val in lf.unknown.items():
             scopes.setdefault(scope, {})[side] = val
     active: list[str] = []
+    rules = [r for r in pspec.allowed if r.layer in ("*", layer)]
     for scope, sides in sorted(scopes.items()):
         reasons = [r for _, r in sides.values()]
         if len(sides) == 2 and all(r.startswith(NOT_APPLICABLE) for r in reasons):
@@ -38,8 +41,15 @@ def compare_layer(layer: str, a: LayerFacts, b: LayerFacts, names: tuple[str, st
         comp = next(iter(sides.values()))[0]
         why = "; ".join(f"{side}: {r.removeprefix(NOT_APPLICABLE)}"
                         for side, (_, r) in sides.items())
-        findings.append(Finding(layer, scope.rstrip(".:") or "*", "unknown", comp, reason=why))
-    rules = [r for r in pspec.allowed if r.layer in ("*", layer)]
+        key = scope.rstrip(".:") or "*"
+        f = Finding(layer, key, "unknown", comp, reason=why)
+        rule = next((r for r in rules if r.differ == "unknown"
+                     and (_matches(r, comp, key) or _matches(r, comp, scope))), None)
+        if rule is not None:
+            f.reason += f" — may be unknown: {rule.reason}"
+        else:
+            f.blocking, f.severity = True, _severity(comp, key, pspec, tiers)
+        findings.append(f)
     for key in sorted(a.facts.keys() | b.facts.keys()):
         if any(key.startswith(s) for s in active):
             continue
@@ -81,6 +91,8 @@ def _matches(rule: AllowedDifference, comp: str | None, key: str) -> bool:
 def _permits(rule: AllowedDifference, a: Any, b: Any) -> tuple[bool, str]:
     if rule.differ == "any":
         return True, ""
+    if rule.differ == "unknown":
+        return False, "it allows the key to be unreadable, not to differ"
     if a is _MISSING or b is _MISSING:
         return False, f"{rule.differ} needs the key on both sides"
     if rule.differ == "scale-down":

@@ -1,18 +1,26 @@
 """One environment as parity sees it: its bindings, resolved, and nothing it could write to.
 
 Everything parity opens is opened read-only (``engines.connect_production``), staging included:
-parity is an observer. The only thing it ever creates is a scratch SQLite database in its own
-scratch folder, when staging has no database yet and the schema must come from the release's
-migrations.
+parity is an observer. The only thing it ever creates is a scratch database — a SQLite file in
+its own scratch folder, or, when staging runs on a database server, a database of its own on
+that server, dropped afterwards — when staging has no database yet and the schema must come
+from the current release's migrations.
+
+Each environment runs a release: production the spec's ``current``, staging the release under
+test (in a rehearsal) or ``current``. ``{artifact}`` in a config path or a schema-version
+command is that release's folder.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from plantstage import engines
 from plantstage.errors import PlantstageError
 from plantstage.rehearsal.processes import run_command
 from plantstage.spec.loader import LoadedSpec
@@ -35,6 +43,14 @@ class EnvView:
     run_dir: Path | None = None
     #: A database URL given on the command line for this environment's database.
     db_override: str | None = None
+    #: The release this environment runs (``None``: the spec's ``current``).
+    release: Release | None = None
+    #: Staging only, in a rehearsal: the URL of the database staging *will* run on. Its
+    #: database does not exist yet, so the schema is built by the current release's
+    #: migrations on that engine (a scratch database on that server, dropped afterwards).
+    build_on: str | None = None
+    #: Undo what the view created (scratch databases); run by ``run_parity``.
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
     _built: dict[str, tuple[str | None, str]] = field(default_factory=dict)
     #: What several collectors read once per run (e.g. the broker observation).
     cache: dict[str, object] = field(default_factory=dict)
@@ -55,11 +71,20 @@ class EnvView:
         return self.bindings.get(component)
 
     def file(self, rel: str) -> Path:
-        return (self.spec_dir / rel).resolve()
+        """A path the spec names for this environment; ``{artifact}`` is its release's folder.
+
+        Raises :class:`Unresolved` for a placeholder only a running rehearsal can fill in.
+        """
+        return (self.spec_dir / self.expand(rel)).resolve()
+
+    def env_release(self) -> Release:
+        """The release this environment runs."""
+        return self.release or self.current_release()
 
     # -- placeholders ---------------------------------------------------------------------
     def expand(self, text: str, **extra: str) -> str:
-        values = {"python": sys.executable, "spec_dir": str(self.spec_dir), **extra}
+        values = {"python": sys.executable, "spec_dir": str(self.spec_dir),
+                  "artifact": str(self.artifact_dir(self.env_release())), **extra}
         if self.run_dir is not None:
             values["run_dir"] = str(self.run_dir)
 
@@ -104,6 +129,11 @@ class EnvView:
         b = self.binding(component)
         if b is None:
             return None, f"'{component}' is not bound in {self.name}"
+        if self.build_on is not None and self.name == "staging" and dbs == [component]:
+            out = self._build_from_migrations(component, "the rehearsal has not provisioned "
+                                              "it yet", on=self.build_on)
+            self._built[component] = out
+            return out
         if b.url:
             try:
                 url = self.resolve_url(b.url)
@@ -122,8 +152,10 @@ class EnvView:
             return out
         return None, f"environments.{self.name}.bindings.{component}: {why}"
 
-    def _build_from_migrations(self, component: str, why: str) -> tuple[str | None, str]:
-        """Staging has no database yet: the schema the current release's migrations produce."""
+    def _build_from_migrations(self, component: str, why: str,
+                               on: str | None = None) -> tuple[str | None, str]:
+        """Staging has no database yet: the schema the current release's migrations produce,
+        on staging's engine (``on``: a URL of the server staging will use; default SQLite)."""
         rel = self.current_release()
         app = self.app_component()
         up = rel.migrations.upgrade
@@ -131,10 +163,22 @@ class EnvView:
             return None, f"staging's {component} does not exist ({why}) and the current " \
                          f"release declares no upgrade migration to build it from"
         self.scratch.mkdir(parents=True, exist_ok=True)
-        db = self.scratch / f"{component}-from-migrations.sqlite"
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(db) + suffix).unlink(missing_ok=True)
-        url = f"sqlite:///{db}"
+        engine_note = ""
+        if on is not None and not on.startswith("sqlite"):
+            try:
+                target = engines.adapter_for(on).for_run(f"parity_{secrets.token_hex(4)}")
+                target.create()
+            except PlantstageError as exc:
+                return None, f"cannot create a scratch database on staging's server: " \
+                             f"{exc.one_line()}"
+            self.cleanups.append(target.drop)
+            url = target.app_url()
+            engine_note = f" on {target.name}, the engine staging runs on"
+        else:
+            db = self.scratch / f"{component}-from-migrations.sqlite"
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(db) + suffix).unlink(missing_ok=True)
+            url = f"sqlite:///{db}"
         art = str(self.artifact_dir(rel))
         extra = {"artifact": art, "port": "0", "db": url}
         b = self.spec.environments["staging"].bindings[app]
@@ -154,8 +198,8 @@ class EnvView:
             return None, f"cannot run release {rel.name}'s migration: {exc}"
         if code != 0:
             return None, f"release {rel.name}'s migration failed (exit {code}): {last}"
-        return url, f"schema built by release {rel.name}'s migrations (staging has no " \
-                    f"database yet: {why})"
+        return url, f"schema built by release {rel.name}'s migrations{engine_note} " \
+                    f"(staging has no database yet: {why})"
 
 
 def _sqlite_exists(url: str) -> bool:

@@ -90,16 +90,20 @@ class ParityReport:
 
     @property
     def exit_code(self) -> int:
-        """0 no blocking drift, 1 blocking drift, 2 nothing could be compared."""
-        if self.blocking:
-            return 1
+        """0 nothing blocks, 1 blocking drift or unknown, 2 nothing could be compared."""
         if self.compared == 0:
             return 2
+        if self.blocking:
+            return 1
         return 0
 
     @property
     def outcome(self) -> str:
-        return {0: "pass", 1: "blocking drift", 2: "nothing compared"}[self.exit_code]
+        if self.exit_code == 1:
+            kinds = {f.status for f in self.blocking}
+            return "blocking drift" if kinds == {"drift"} else \
+                "blocking unknown" if kinds == {"unknown"} else "blocking drift and unknown"
+        return {0: "pass", 2: "nothing compared"}[self.exit_code]
 
     def counts(self, layer: str | None = None) -> dict[str, int]:
         c = dict.fromkeys(STATUSES, 0)
@@ -109,10 +113,12 @@ class ParityReport:
         return c
 
     def signals(self) -> dict[str, float]:
-        """Signals for the run's store: ``parity.drift.blocking`` and counts per layer."""
+        """Signals for the run's store: what blocks (``parity.drift.blocking``,
+        ``parity.unknown.blocking``) and counts per layer."""
         total = self.counts()
         out = {
-            "parity.drift.blocking": len(self.blocking),
+            "parity.drift.blocking": sum(1 for f in self.blocking if f.status == "drift"),
+            "parity.unknown.blocking": sum(1 for f in self.blocking if f.status == "unknown"),
             "parity.drift.total": total["drift"],
             "parity.allowed": total["allowed"],
             "parity.same": total["same"],

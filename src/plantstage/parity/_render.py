@@ -40,7 +40,8 @@ def table(report: ParityReport, *, show_same: bool = False) -> Table:
             if f.layer != layer or (f.status == "same" and not show_same):
                 continue
             sev = Text(f.severity or "", style="bold red" if f.blocking else "")
-            t.add_row("", Text(f.status, style=_STYLE[f.status]), f.key, sev,
+            shown = f.status + (" (blocks)" if f.blocking and f.status == "unknown" else "")
+            t.add_row("", Text(shown, style=_STYLE[f.status]), f.key, sev,
                       _val(f.production), _val(f.staging), f.reason)
         for note in report.layers[layer]["notes"]:
             t.add_row("", Text("note", style="dim"), Text(note, style="dim"), "", "", "", "")
@@ -55,5 +56,7 @@ def print_report(report: ParityReport, console: Console, *, show_same: bool = Fa
         (f" {report.outcome.upper()} ", "bold white on red" if report.exit_code else
          "bold white on green"),
         f"  {c['same']} same · {c['allowed']} allowed · {c['drift']} drift "
-        f"({len(report.blocking)} blocking) · {c['unknown']} unknown · {report.seconds:.2f} s")
+        f"({sum(f.status == 'drift' for f in report.blocking)} blocking) · {c['unknown']} "
+        f"unknown ({sum(f.status == 'unknown' for f in report.blocking)} blocking) · "
+        f"{report.seconds:.2f} s")
     console.print(line)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 import traceback
@@ -11,10 +12,11 @@ from pathlib import Path
 
 from plantstage.errors import SpecError
 from plantstage.parity._compare import compare_layer
-from plantstage.parity._environment import EnvView
+from plantstage.parity._environment import EnvView, Unresolved
 from plantstage.parity._model import LAYERS, LayerFacts, ParityReport
 from plantstage.parity.collectors import COLLECTORS
 from plantstage.spec.loader import LoadedSpec, load_spec
+from plantstage.spec.models import ComponentKind, Release
 
 ENVIRONMENTS = ("production", "staging")
 
@@ -37,6 +39,19 @@ def check_references(loaded: LoadedSpec) -> None:
     if p.roles and p.roles.component not in comps:
         raise SpecError(f"'{p.roles.component}' is not an estate component",
                         where=f"{loaded.path}: parity.roles.component")
+    dbs = spec.components_of(ComponentKind.database)
+    seen: set[str] = set()
+    for i, sv in enumerate(p.schema_version):
+        if sv.component not in dbs:
+            raise SpecError(f"'{sv.component}' is not a database component",
+                            where=f"{loaded.where('parity', 'schema_version', i)}: "
+                                  f"parity.schema_version[{i}].component",
+                            hint=f"one of: {', '.join(dbs) or 'none declared'}")
+        if sv.component in seen:
+            raise SpecError(f"'{sv.component}' has two schema_version entries",
+                            where=f"{loaded.where('parity', 'schema_version', i)}: "
+                                  f"parity.schema_version[{i}]")
+        seen.add(sv.component)
     if p.broker:
         if p.broker.component and p.broker.component not in comps:
             raise SpecError(f"'{p.broker.component}' is not an estate component",
@@ -52,18 +67,67 @@ def check_references(loaded: LoadedSpec) -> None:
                                      f"(declared mqtt edges: {declared})")
 
 
+def missing_files(loaded: LoadedSpec) -> list[SpecError]:
+    """Every config / role-map file parity names that does not exist, one problem each
+    (``file:line`` of the spec). ``{artifact}`` is checked in every release it can mean:
+    production's (the current release) and every release staging may rehearse."""
+    spec = loaded.spec
+    p = spec.parity
+    named: list[tuple[tuple, str, str]] = []
+    for i, src in enumerate(p.config):
+        for env in ENVIRONMENTS:
+            named.append((("parity", "config", i, env), getattr(src, env),
+                          f"parity.config[{i}].{env}"))
+    if p.roles is not None:
+        for env in ENVIRONMENTS:
+            named.append((("parity", "roles", env), getattr(p.roles, env),
+                          f"parity.roles.{env}"))
+    problems: list[SpecError] = []
+    try:
+        current = spec.release(spec.current)
+    except Exception:  # noqa: BLE001 - an unknown `current` is the spec check's to report
+        return problems
+    for loc, rel_path, field in named:
+        env = loc[-1]
+        releases = [current] if env == "production" or "{artifact}" not in rel_path \
+            else list(spec.releases)
+        for release in releases:
+            view = EnvView(env, loaded, loaded.base_dir, release=release)
+            try:
+                path = view.file(rel_path)
+            except Unresolved as exc:
+                problems.append(SpecError(
+                    f"{field}: {rel_path!r} needs {exc}, which only a rehearsal fills in",
+                    where=loaded.where(*loc),
+                    hint="config paths may use {artifact} and {spec_dir}"))
+                break
+            if not path.is_file():
+                in_release = f" (release {release.name})" if "{artifact}" in rel_path else ""
+                problems.append(SpecError(
+                    f"{field}: no such file {path}{in_release}", where=loaded.where(*loc),
+                    hint="parity compares this file; fix the path or add the file"))
+    return problems
+
+
 def run_parity(
     loaded: LoadedSpec, *, between: tuple[str, str] = ENVIRONMENTS,
     staging_db: str | None = None, run_dir: Path | None = None, scratch: Path | None = None,
     progress: Callable[[str], None] | None = None, broker_window: float | None = None,
+    release: Release | None = None, staging_engine: str | None = None,
 ) -> ParityReport:
     """Compare two environments of a loaded spec; nothing is written to either.
 
     ``broker_window`` overrides ``parity.broker.window`` (seconds to listen on each broker).
 
     ``staging_db`` reads staging's database from this URL instead of its binding. Without
-    one, and when staging's database does not exist yet (before a rehearsal provisions it),
-    staging's schema is the one the current release's migrations build in ``scratch``.
+    one, and when staging's database does not exist yet, staging's schema is the one the
+    current release's migrations build in ``scratch``.
+
+    In a rehearsal, ``release`` is the release under test (staging's ``{artifact}``) and
+    ``staging_engine`` the database URL the rehearsal will provision staging on: staging's
+    schema is then built by the current release's migrations on that engine (a scratch
+    database on that server, dropped afterwards), so a PostgreSQL production is compared
+    with a PostgreSQL staging.
     """
     if len(between) != 2 or between[0] == between[1] or \
             any(e not in ENVIRONMENTS for e in between):
@@ -76,9 +140,13 @@ def run_parity(
     if scratch is None:
         tmp = tempfile.TemporaryDirectory(prefix="plantstage-parity-")
         scratch = Path(tmp.name)
+    views: list[EnvView] = []
     try:
-        views = [EnvView(e, loaded, scratch / e, run_dir=run_dir,
-                         db_override=staging_db if e == "staging" else None) for e in between]
+        views += [EnvView(e, loaded, scratch / e, run_dir=run_dir,
+                          db_override=staging_db if e == "staging" else None,
+                          release=release if e == "staging" else None,
+                          build_on=staging_engine if e == "staging" else None)
+                  for e in between]
         if broker_window is not None:
             for v in views:
                 v.cache["broker-window"] = broker_window
@@ -105,14 +173,22 @@ def run_parity(
         return ParityReport(str(loaded.path), tuple(between), findings, layers,
                             seconds=round(time.perf_counter() - t0, 3), sources=sources)
     finally:
+        for v in views:
+            for undo in reversed(v.cleanups):
+                try:
+                    undo()
+                except Exception as exc:  # noqa: BLE001 - the others must still be undone
+                    print(f"parity: could not remove a scratch database: {exc}",
+                          file=sys.stderr)
         if tmp is not None:
             tmp.cleanup()
 
 
 def _collect(layer: str, view: EnvView) -> LayerFacts:
+    # Interrupted (SIGTERM, Ctrl-C) is a KeyboardInterrupt, not an Exception: it passes.
     try:
         return COLLECTORS[layer](view)
-    except Exception as exc:  # noqa: BLE001 - a collector bug makes its layer unknown, not same
+    except Exception as exc:  # noqa: BLE001 - a collector bug makes its layer unknown (blocks)
         lf = LayerFacts(layer)
         lf.fail("", None, f"internal error in the {layer} collector: {type(exc).__name__}: "
                           f"{exc}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Model(BaseModel):
@@ -39,16 +39,21 @@ class AllowedDifference(_Model):
     ``key`` and ``component`` are shell-style globs over the finding's key (as printed by
     ``plantstage parity``, e.g. ``erp.scale``, ``erp-settings:server.workers``,
     ``index.items(tenant_id)``) and its component.
+
+    A key that cannot be read in one environment is ``unknown``, and unknown blocks the
+    rehearsal like drift does, unless a rule with ``differ: unknown`` covers it (e.g. a
+    production endpoint plantstage is not allowed to reach).
     """
 
     layer: Layer | Literal["*"] = Field("*", description="Layer it applies to, or `*`.")
     component: str = Field("*", description="Component glob.")
     key: str = Field("*", description="Finding key glob, e.g. `erp.scale`.")
-    differ: Literal["any", "scale-down", "hostname", "simulated"] = Field(
+    differ: Literal["any", "scale-down", "hostname", "simulated", "unknown"] = Field(
         "any",
         description="`any`: any difference (or missing on one side); `scale-down`: staging's "
         "number is at most production's; `hostname`: values differ only in host and port; "
-        "`simulated`: staging's fidelity is `simulated` or `mirrored`.",
+        "`simulated`: staging's fidelity is `simulated` or `mirrored`; `unknown`: the key "
+        "may be unreadable (reported as unknown, not blocking).",
     )
     reason: str = Field(description="Why this difference is fine, in words for the report.")
 
@@ -58,6 +63,11 @@ class ConfigSource(_Model):
 
     Paths are relative to the spec. The format comes from the suffix (``.yaml``/``.yml``,
     ``.json``, ``.ini``/``.cfg``/``.conf``, ``.env``) unless ``format`` says otherwise.
+
+    A path may start with ``{artifact}``: the release's own folder — in staging the release
+    under test, in production the release running there (the spec's ``current``) — so a
+    config file shipped inside the artifact is compared as each environment runs it.
+    ``plantstage check`` verifies that every named file exists.
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
@@ -72,6 +82,32 @@ class ConfigSource(_Model):
         "(each child's `url` scheme or `protocol` is the edge's protocol); these are the "
         "component's *observed* edges in the topology layer.",
     )
+
+
+class SchemaVersion(_Model):
+    """How to read one database's migration head (schema version), for the versions layer.
+
+    Either ``sql`` — a read-only query on that environment's database; the first column of
+    every row, sorted and joined with commas, is the head — or ``command`` — a program whose
+    last line of output is the head. A command gets ``{db}`` (the environment's database URL),
+    ``{artifact}`` (the folder of the release whose migrations built that schema: the current
+    release, in both environments), ``{python}`` and ``{spec_dir}``; it runs in that folder
+    with ``DATABASE_URL`` set, and must only read (it is given production's database too).
+    """
+
+    component: str = Field(description="The database component (an estate component).")
+    sql: str | None = Field(None, description="e.g. `SELECT max(version) FROM "
+                            "schema_migrations` (or your tool's table).")
+    command: list[str] | None = Field(
+        None, min_length=1, description="e.g. `[\"{python}\", manage.py, showmigrations, "
+        "--plan]` or `[flyway, info]`; its last output line is the head.")
+    timeout: float = Field(60.0, gt=0, le=3600, description="Seconds the command may take.")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SchemaVersion:
+        if (self.sql is None) == (self.command is None):
+            raise ValueError("give exactly one of 'sql' or 'command'")
+        return self
 
 
 class RoleMap(_Model):
@@ -171,6 +207,9 @@ class ParitySpec(_Model):
         default_factory=list, description="Configuration files compared key by key."
     )
     roles: RoleMap | None = Field(None, description="The app's role → permission map.")
+    schema_version: list[SchemaVersion] = Field(
+        default_factory=list, description="How to read each database's migration head "
+        "(any migration tool); reported in the versions layer as `DB.migration_head`.")
     network: dict[Literal["production", "staging"], list[NetworkRule]] = Field(
         default_factory=dict, description="Network rules each environment declares."
     )

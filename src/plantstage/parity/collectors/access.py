@@ -14,7 +14,7 @@ from plantstage import engines
 from plantstage.errors import PlantstageError
 from plantstage.parity._environment import EnvView
 from plantstage.parity._model import LayerFacts
-from plantstage.parity.collectors.config import ConfigUnreadable, load_source
+from plantstage.parity.collectors.config import ConfigUnreadable, read_named
 from plantstage.spec.models import ComponentKind
 
 #: A scope both environments report with this prefix is not applicable, not unknown.
@@ -94,9 +94,8 @@ def _roles(view: EnvView, out: LayerFacts) -> None:
     if rm is None:
         out.notes.append("the spec points at no role → permission map (parity.roles)")
         return
-    path = view.file(getattr(rm, view.name))
     try:
-        data = load_source(path)
+        path, data = read_named(view, getattr(rm, view.name))
     except ConfigUnreadable as exc:
         out.fail("permissions.", rm.component, str(exc))
         return

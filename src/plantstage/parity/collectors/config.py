@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 from dotenv.parser import parse_stream
 
-from plantstage.parity._environment import EnvView
+from plantstage.parity._environment import EnvView, Unresolved
 from plantstage.parity._model import LayerFacts
 
 _RUN_KEY = secrets.token_bytes(32)
@@ -94,6 +94,20 @@ def load_source(path: Path, declared: str | None = None) -> Any:
     return data
 
 
+def read_named(view: EnvView, rel: str, declared: str | None = None) -> tuple[Path, Any]:
+    """The file the spec names for this environment (``{artifact}`` expanded), parsed.
+
+    Raises ConfigUnreadable when the path needs a placeholder nobody can fill in here, or
+    the file is missing or does not parse.
+    """
+    try:
+        path = view.file(rel)
+    except Unresolved as exc:
+        raise ConfigUnreadable(f"{rel}: needs {exc}, which only a running rehearsal "
+                               f"fills in") from None
+    return path, load_source(path, declared)
+
+
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     """Nested mappings → dotted keys. Lists stay values (their order is configuration)."""
     if not isinstance(data, dict):
@@ -141,9 +155,8 @@ def collect(view: EnvView) -> LayerFacts:
     if not view.spec.parity.config:
         out.notes.append("the spec points at no configuration files (parity.config)")
     for src in view.spec.parity.config:
-        path = view.file(getattr(src, view.name))
         try:
-            data = load_source(path, src.format)
+            path, data = read_named(view, getattr(src, view.name), src.format)
         except ConfigUnreadable as exc:
             out.fail(f"{src.name}:", src.component, str(exc))
             continue

@@ -21,7 +21,7 @@ from plantstage.brokers.embedded import topic_matches
 from plantstage.parity._broker import broker_component, broker_config, observe_env
 from plantstage.parity._environment import EnvView
 from plantstage.parity._model import LayerFacts
-from plantstage.parity.collectors.config import ConfigUnreadable, load_source
+from plantstage.parity.collectors.config import ConfigUnreadable, read_named
 
 #: Undeclared topics listed one by one per environment; the rest are summed up in a note.
 MAX_UNDECLARED = 50
@@ -45,9 +45,8 @@ def collect(view: EnvView) -> LayerFacts:
     for src in spec.parity.config:
         if not src.integrations:
             continue
-        path = view.file(getattr(src, view.name))
         try:
-            data = load_source(path, src.format)
+            path, data = read_named(view, getattr(src, view.name), src.format)
         except ConfigUnreadable as exc:
             out.fail(f"edge.{src.component}->", src.component,
                      f"cannot read observed edges: {exc}")

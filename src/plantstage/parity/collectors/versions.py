@@ -5,11 +5,18 @@ it to a URL (production's running app); a staging service that the rehearsal has
 yet is *declared* — the release staging will run first (the spec's ``current``). An endpoint
 that does not answer makes that version ``unknown`` with the reason, never ``same``.
 
+A database's migration head is read the way the spec declares it (``parity.schema_version``:
+a query, or a command of the app's migration tool — any tool); a database without one has no
+head in the report, and a declared one that fails is ``unknown``.
+
 An observed MQTT broker (``parity.broker``) adds its version as ``$SYS/broker/version`` gives
 it (Mosquitto does; a broker without ``$SYS`` leaves it ``unknown``).
 """
 
 from __future__ import annotations
+
+import os
+import subprocess
 
 import httpx
 import sqlalchemy as sa
@@ -20,6 +27,7 @@ from plantstage.parity._broker import VERSION_TOPIC, broker_component, broker_co
 from plantstage.parity._environment import EnvView, Unresolved
 from plantstage.parity._model import LayerFacts
 from plantstage.spec.models import ComponentKind
+from plantstage.spec.parity import SchemaVersion
 
 
 def collect(view: EnvView) -> LayerFacts:
@@ -40,9 +48,13 @@ def collect(view: EnvView) -> LayerFacts:
             out.fail(f"{name}.version", name, f"{view.name} binds {name} without a url to ask")
         if name == app:
             _artifact(view, out, name, current)
+    heads = {sv.component: sv for sv in spec.parity.schema_version}
     for name in spec.components_of(ComponentKind.database):
         if view.binding(name) is None:
             continue
+        if name not in heads and view.name == "production":
+            out.notes.append(f"{name}: no parity.schema_version entry, so its migration head "
+                             f"is not compared")
         url, how = view.database_url(name)
         if url is None:
             out.fail(f"{name}.", name, how)
@@ -57,12 +69,15 @@ def collect(view: EnvView) -> LayerFacts:
                 d = conn.dialect
                 info = ".".join(str(p) for p in (d.server_version_info or ()))
                 out.add(f"{name}.engine", f"{d.name} {info}".strip(), name, how)
-                out.add(f"{name}.migration_head", _migration_head(conn), name, how)
+                if name in heads and heads[name].sql is not None:
+                    _head_by_sql(out, name, conn, heads[name])
         except Exception as exc:  # noqa: BLE001 - driver errors become one reason
             out.fail(f"{name}.", name, f"cannot read {engines.adapter_for(url).label}: "
                                        f"{str(exc).splitlines()[0][:160]}")
         finally:
             engine.dispose()
+        if name in heads and heads[name].command is not None:
+            _head_by_command(view, out, name, url, heads[name])
     _broker_version(view, out)
     return out
 
@@ -122,10 +137,43 @@ def _artifact(view: EnvView, out: LayerFacts, name: str, release) -> None:
         out.fail(f"{name}.artifact", name, exc.one_line())
 
 
-def _migration_head(conn: sa.Connection) -> str:
-    # get_table_names, not has_table: MariaDB's has_table sends DESCRIBE, which the production
-    # statement guard refuses (it lets only SELECT/SHOW/EXPLAIN/PRAGMA/WITH through).
-    if "alembic_version" not in sa.inspect(conn).get_table_names():
-        return "none (no alembic_version table)"
-    heads = [r[0] for r in conn.execute(sa.text("SELECT version_num FROM alembic_version"))]
-    return ",".join(sorted(heads)) or "empty"
+def _head_by_sql(out: LayerFacts, name: str, conn: sa.Connection, sv: SchemaVersion) -> None:
+    """The first column of every row the query returns, sorted, joined with commas."""
+    key = f"{name}.migration_head"
+    try:  # the last statement on this connection: a failure here aborts nothing else
+        rows = conn.execute(sa.text(sv.sql)).fetchall()
+    except Exception as exc:  # noqa: BLE001 - a missing table is a reason, not a crash
+        out.fail(key, name, f"parity.schema_version query failed: "
+                            f"{str(exc).splitlines()[0][:160]}")
+        return
+    values = sorted(str(r[0]) for r in rows if len(r) and r[0] is not None)
+    out.add(key, ",".join(values) or "empty", name, f"parity.schema_version: {sv.sql}")
+
+
+def _head_by_command(view: EnvView, out: LayerFacts, name: str, url: str,
+                     sv: SchemaVersion) -> None:
+    """The last line the migration tool prints. It runs in the folder of the release whose
+    migrations built this database (the current release, in both environments)."""
+    key = f"{name}.migration_head"
+    art = view.artifact_dir(view.current_release())
+    try:
+        cmd = [view.expand(a, db=url, artifact=str(art)) for a in sv.command or []]
+    except Unresolved as exc:
+        out.fail(key, name, f"parity.schema_version command needs {exc}")
+        return
+    try:
+        proc = subprocess.run(cmd, cwd=art if art.is_dir() else view.spec_dir,
+                              env={**os.environ, "DATABASE_URL": url,
+                                   "PYTHONDONTWRITEBYTECODE": "1"},
+                              capture_output=True, text=True, timeout=sv.timeout,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        out.fail(key, name, f"parity.schema_version command {cmd[0]!r} did not run: "
+                            f"{str(exc)[:160]}")
+        return
+    lines = [ln.strip() for ln in proc.stdout.splitlines() if ln.strip()]
+    if proc.returncode != 0 or not lines:
+        err = (proc.stderr.strip().splitlines() or ["no output"])[-1][:160]
+        out.fail(key, name, f"parity.schema_version command exited {proc.returncode}: {err}")
+        return
+    out.add(key, lines[-1], name, f"parity.schema_version: {' '.join(sv.command or [])}")

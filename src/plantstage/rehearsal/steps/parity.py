@@ -1,7 +1,19 @@
 from __future__ import annotations
 
+from plantstage.errors import PlantstageError
 from plantstage.parity import run_parity, write_report
 from plantstage.rehearsal.steps import Step, StepFailed
+
+
+def _staging_engine(ctx) -> str | None:  # noqa: ANN001
+    """The database URL this rehearsal will provision staging on (``--staging-db`` first)."""
+    if ctx.staging_db_override:
+        return ctx.staging_db_override
+    try:
+        b = ctx.binding("staging", ctx.database_component())
+        return ctx.resolve_url(b.url or "sqlite:///{run_dir}/staging.sqlite")
+    except PlantstageError:
+        return None  # provisioning reports it; parity then reads what it can
 
 
 class Parity(Step):
@@ -9,9 +21,12 @@ class Parity(Step):
 
     It runs first, before staging exists: topology, versions (production's running version
     against the release staging will start), configuration and access are compared from the
-    bindings, the release artifact and the config files; the schema layer compares production's
-    schema with the one the current release's migrations build (in ``RUN/parity/``), which is
-    exactly the schema provisioning gives staging. Blocking drift fails the step: the
+    bindings, the release artifact and the config files (``{artifact}`` in a path: the release
+    under test); the schema layer compares production's schema with the one the current
+    release's migrations build on the engine staging will run on (``--staging-db`` or
+    staging's binding: a scratch database on that server, dropped afterwards; SQLite in
+    ``RUN/parity/``), which is exactly the schema provisioning gives staging. Blocking drift,
+    or anything that could not be read (unless ``differ: unknown`` allows it), fails the step: the
     rehearsal is NO-GO before any migration runs, and the later steps are skipped (the
     after-failure steps find no staging and do nothing; cleanup still happens).
     """
@@ -20,7 +35,8 @@ class Parity(Step):
     title = "Parity: staging vs production"
 
     def run(self, ctx):
-        report = run_parity(ctx.loaded, run_dir=ctx.run_dir, scratch=ctx.run_dir / "parity")
+        report = run_parity(ctx.loaded, run_dir=ctx.run_dir, scratch=ctx.run_dir / "parity",
+                            release=ctx.release, staging_engine=_staging_engine(ctx))
         write_report(report, ctx.run_dir)
         ctx.sections["parity"] = report.section()
         ctx.signals_from(report.signals())
@@ -31,6 +47,8 @@ class Parity(Step):
         if report.blocking:
             first = report.blocking[0]
             more = f" and {len(report.blocking) - 1} more" if len(report.blocking) > 1 else ""
-            raise StepFailed(f"blocking drift: {first.layer} {first.key} ({first.severity}): "
+            what = "blocking drift" if first.status == "drift" else \
+                "blocking unknown (could not be read)"
+            raise StepFailed(f"{what}: {first.layer} {first.key} ({first.severity}): "
                              f"{first.reason}{more}", results)
         return results
