@@ -109,3 +109,46 @@ def test_unhealthy_status_names_the_probe_and_the_status(tmp_path):
         assert "GET /ready: HTTP 503" in exc.value.message
     finally:
         p.stop()
+
+
+def test_reason_is_the_line_that_names_the_error_not_a_caret():
+    from plantstage.rehearsal.processes import reason_line
+
+    pg = """Traceback (most recent call last):
+  File "migrate.py", line 3, in <module>
+psycopg.errors.UndefinedTable: relation "res_partner_bank" does not exist
+LINE 1: UPDATE res_partner_bank SET active = true
+               ^
+[SQL: UPDATE res_partner_bank SET active = true]
+(Background on this error at: https://sqlalche.me/e/20/f405)
+"""
+    assert reason_line(pg).startswith("psycopg.errors.UndefinedTable: relation")
+    detail = 'ERROR:  could not create unique index "uq_recipe_code"\nDETAIL:  Key (code)=(A) ' \
+             'is duplicated.\n'
+    assert reason_line(detail).startswith("ERROR:  could not create unique index")
+    assert reason_line("migrating 0002\ndone\n") == "done"
+    assert reason_line("") == ""
+
+
+def test_a_timed_out_command_keeps_its_output(tmp_path):
+    from plantstage.rehearsal.processes import run_command
+
+    log = tmp_path / "logs" / "migrations.log"
+    code, reason = run_command(
+        [sys.executable, "-u", "-c", "import time; print('applying 0003', flush=True); "
+         "time.sleep(30)"], cwd=None, env={}, log_path=log, timeout=1)
+    assert code == 124 and reason == "timed out after 1 s; last: applying 0003"
+    text = log.read_text()
+    assert "applying 0003" in text and "[timed out after 1 s]" in text
+
+
+def test_a_failed_command_logs_everything_and_names_the_error(tmp_path):
+    from plantstage.rehearsal.processes import run_command
+
+    log = tmp_path / "m.log"
+    code, reason = run_command(
+        [sys.executable, "-c", "import sys; print('step 1'); "
+         "sys.stderr.write('ValueError: bad row 17\\nDETAIL: more\\n'); sys.exit(3)"],
+        cwd=None, env={}, log_path=log)
+    assert (code, reason) == (3, "ValueError: bad row 17")
+    assert "step 1" in log.read_text() and "[exit 3 after" in log.read_text()

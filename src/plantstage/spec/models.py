@@ -160,6 +160,9 @@ class Migrations(_Model):
     reversible: bool = Field(
         True, description="If false, the rollback drill restores from the backup instead."
     )
+    timeout: float = Field(
+        3600.0, gt=0, description="Seconds each migration command may take; on a timeout "
+        "its output so far is kept in logs/migrations.log.")
 
 
 class ReleaseRuntime(_Model):

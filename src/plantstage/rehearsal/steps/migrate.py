@@ -11,11 +11,15 @@ def run_migration(ctx, release, command: list[str], what: str) -> str:
     extra = {"artifact": art, "port": "0"}
     env = {k: ctx.expand(v, release=release, **extra) for k, v in b.env.items()}
     cmd = [ctx.expand(a, release=release, **extra) for a in command]
-    code, last = run_command(cmd, cwd=art, env=env,
-                             log_path=ctx.run_dir / "logs" / "migrations.log")
+    log = ctx.run_dir / "logs" / "migrations.log"
+    code, reason = run_command(cmd, cwd=art, env=env, log_path=log,
+                               timeout=release.migrations.timeout)
     if code != 0:
-        raise StepFailed(f"{what} migration of {release.name} failed (exit {code}): {last}")
-    return last
+        how = "failed" if code == 124 else f"failed (exit {code})"  # 124: "timed out after …"
+        raise StepFailed(f"{what} migration of {release.name} {how}: {reason} "
+                         f"(log: logs/{log.name})", {"command": " ".join(command),
+                                                     "log": str(log), "reason": reason})
+    return reason
 
 
 class Migrate(Step):
