@@ -19,7 +19,10 @@ from tests.conftest import EXAMPLE, ROOT, run_cli
 
 def _example_copy(tmp_path: Path) -> Path:
     """A folder that looks like the sample plant (its files linked), for a changed spec."""
-    for name in ("releases", "config", ".plantstage"):
+    for name in ("releases", "config"):  # copied: artifacts must sit inside the spec's folder
+        shutil.copytree(EXAMPLE / name, tmp_path / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for name in (".plantstage", "sampleplant_plugin.py", "sampleplant_smoke.py", "generate.py"):
         if (EXAMPLE / name).exists():
             (tmp_path / name).symlink_to(EXAMPLE / name)
     return tmp_path / "plantstage.yaml"
@@ -91,6 +94,59 @@ def test_fault_on_component_not_simulated_is_exit_2(tmp_path):
     r = run_cli("twins", str(_spec_with(tmp_path, bad)), "--duration", "0.1")
     assert r.returncode == 2
     assert "not simulated" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_missing_contract_part_is_one_line_exit_2(tmp_path):
+    def bad(s):  # noqa: ANN001
+        del s["environments"]["staging"]["bindings"]["wms"]["twin"]["contract"]["routes"]["book"]
+    r = run_cli("twins", str(_spec_with(tmp_path, bad)), "--duration", "0.1")
+    assert r.returncode == 2
+    assert "needs contract.routes.book" in r.stderr and "plantstage.yaml:" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_standalone_mes_twin_publishes_the_declared_contract(tmp_path):
+    """`plantstage twins` with the sample's contract: POST /publish sends the declared message."""
+    import threading
+
+    import httpx
+    import paho.mqtt.client as mqtt
+
+    from plantstage.brokers import open_broker
+
+    b = open_broker("embedded")
+    got: list[bytes] = []
+    ready = threading.Event()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    c.on_message = lambda _c, _u, m: got.append(m.payload)
+    c.on_subscribe = lambda *_a: ready.set()
+    c.connect(b.host, b.port)
+    c.subscribe("plant/+/confirmations", 1)
+    c.loop_start()
+    assert ready.wait(5)
+    proc = subprocess.Popen([sys.executable, "-m", "plantstage", "twins", str(EXAMPLE),
+                             "--only", "mes-line", "--broker", b.url, "--duration", "30"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        deadline = time.monotonic() + 30
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            m = re.search(r"mes-line\s+mes-line\s+http\s+(http://127\.0\.0\.1:\d+)", line)
+            url = m.group(1) if m else None
+        assert url, proc.stderr.read()
+        r = httpx.post(url + "/publish", json={"tenant": "t1", "key": "k1", "values": {
+            "work_order": "WO-1", "good_qty": 3}}, timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] is None and r.json()["deliveries"] >= 1  # nobody acks here
+        body = json.loads(got[0])
+        assert (body["message_id"], body["work_order"], body["good_qty"], body["scrap_qty"]) == \
+            ("k1", "WO-1", 3, 0)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        c.loop_stop()
+        b.stop()
 
 
 def test_port_in_use_is_exit_2(tmp_path):
