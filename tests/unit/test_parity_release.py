@@ -269,3 +269,25 @@ def test_postgresql_production_is_compared_with_a_postgresql_staging(tmp_path, p
     # The old way (a SQLite schema built from migrations) is what blocked that rehearsal.
     old = run_parity(loaded, run_dir=tmp_path / "run", scratch=tmp_path / "scratch2")
     assert ("access", "role.db:root") in {(f.layer, f.key) for f in old.blocking}
+
+
+def test_rehearsal_parity_step_uses_the_staging_db_it_will_run_on(tmp_path, pg_database):
+    """`rehearse --staging-db postgresql://…`: the parity step builds staging's schema there."""
+    import json
+
+    from plantstage.rehearsal.runner import run_rehearsal
+    from plantstage.rehearsal.steps.parity import Parity
+
+    plant = make_plant(tmp_path, parity=SQL_HEAD, prod_url=pg_database, stage_versions=None,
+                       stage_url="sqlite:///{run_dir}/staging.sqlite")
+    _migrate_pg(pg_database, plant)
+    loaded = load_spec(plant)
+    run = tmp_path / "run"
+    outcome = run_rehearsal(loaded, loaded.spec.release("1.1"), loaded.spec.release("1.0"),
+                            run, staging_db=pg_database, plan=[Parity()])
+    assert outcome.status == "completed"
+    step = outcome.evidence["steps"][0]
+    assert step["status"] == "passed", step
+    doc = json.loads((run / "parity.json").read_text())
+    assert doc["blocking"] == 0
+    assert "postgresql" in doc["sources"]["staging"]["db"]

@@ -230,15 +230,25 @@ def parity(
     path: str | Path, *, between: tuple[str, str] = ENVIRONMENTS,
     staging_db: str | None = None, out: str | Path | None = None,
     progress: Callable[[str], None] | None = None, broker_window: float | None = None,
+    release: str | None = None,
 ) -> tuple[ParityReport, Path]:
     """Compare production and staging of the estate in ``path``; write ``parity.json``.
 
-    Returns the report and where ``parity.json`` went (``out``, default
-    ``.plantstage/parity/`` beside the spec). ``report.exit_code`` is 0 without blocking
-    drift, 1 with it, 2 when nothing could be compared.
+    ``release`` names the release staging runs (its folder is staging's ``{artifact}``;
+    default: the spec's ``current``). Returns the report and where ``parity.json`` went
+    (``out``, default ``.plantstage/parity/`` beside the spec). ``report.exit_code`` is 0
+    when nothing blocks, 1 with blocking drift or a blocking unknown, 2 when nothing could
+    be compared.
     """
     loaded = load_spec(path)
     out_dir = Path(out) if out is not None else loaded.base_dir / ".plantstage" / "parity"
+    rel = None
+    if release is not None:
+        names = [r.name for r in loaded.spec.releases]
+        if release not in names:
+            raise SpecError(f"no release named {release!r}", where="--release",
+                            hint=f"one of: {', '.join(names)}")
+        rel = loaded.spec.release(release)
     report = run_parity(loaded, between=between, staging_db=staging_db, progress=progress,
-                        broker_window=broker_window)
+                        broker_window=broker_window, release=rel)
     return report, write_report(report, out_dir)

@@ -32,16 +32,20 @@ def parity(
              "parity.broker.window).")] = None,
     show_same: Annotated[bool, typer.Option("--all", help="Also list what is the same.")]
     = False,
+    release: Annotated[str | None, typer.Option(
+        help="The release staging runs ({artifact} in staging's config paths; default: the "
+             "spec's current release).")] = None,
 ):
-    """Compare production and staging layer by layer. Exit 0 = no blocking drift,
-    1 = blocking drift, 2 = nothing could be compared / bad input."""
+    """Compare production and staging layer by layer. Exit 0 = nothing blocks,
+    1 = blocking drift or a blocking unknown (a layer that could not be read),
+    2 = nothing could be compared / bad input."""
     from plantstage.parity import parity as _parity
     from plantstage.parity._render import print_report
 
     with console.status("parity: collecting …") as status:
         report, written = _parity(
             path, between=between, staging_db=staging_db, out=out, broker_window=broker_window,
-            progress=lambda layer: status.update(f"parity: {layer} …"))
+            progress=lambda layer: status.update(f"parity: {layer} …"), release=release)
     print_report(report, console, show_same=show_same)
     console.print(f"  parity.json: {written}")
     # sys.exit, not typer.Exit: plantstage.cli.main runs Typer with standalone_mode=False,
