@@ -4,16 +4,20 @@ the MQTT consumer and the WMS outbox — and what each defective release really 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import requires_postgres
-from tests.examples.mixing_plant import app_cli, generate, load_release
+from tests.examples.mixing_plant import EXAMPLE, app_cli, generate, load_release
 
 GOOD = "2.1.0"
 
@@ -333,3 +337,27 @@ def test_consumer_records_mqtt_batches_and_tells_the_wms(plant_db: Path) -> None
     assert [m["path"] for m in got] == ["/v2/goods-movements"] * 2
     assert [m["quantity"] for m in got] == [{"value": "2.750", "uom": "kg"},
                                             {"value": "0.125", "uom": "kg"}]
+
+
+# -- the spec beside the app ----------------------------------------------------------------
+
+def _plantstage(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "plantstage", *args], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+
+
+def test_spec_checks_and_lists_the_plugin_signals() -> None:
+    r = _plantstage("check", str(EXAMPLE))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "batch-completion.batches_lost" in r.stdout
+    assert "reconcile.batches-balance.mismatches" in r.stdout
+
+
+def test_spec_pins_each_release_by_its_digest() -> None:
+    spec = yaml.safe_load((EXAMPLE / "plantstage.yaml").read_text())
+    releases = {r["name"]: r["artifact"] for r in spec["releases"]}
+    assert sorted(releases) == sorted(p.name for p in (EXAMPLE / "releases").iterdir())
+    for name, artifact in releases.items():
+        r = _plantstage("digest", str(EXAMPLE / artifact["path"]))
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == artifact["sha256"], f"{name}: run `plantstage digest`"
