@@ -12,6 +12,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -47,11 +48,27 @@ def _template() -> tuple[Path, Ed25519PrivateKey]:
     return run, key
 
 
+_COPIES: list[Path] = []
+
+
 def _copy() -> Path:
+    """A private copy of the template bundle (the previous example's copy is removed)."""
+    while _COPIES:
+        shutil.rmtree(_COPIES.pop(), ignore_errors=True)
     src, _ = _template()
     dst = Path(tempfile.mkdtemp(prefix="ps-case-")) / "run"
+    _COPIES.append(dst.parent)
     shutil.copytree(src, dst, symlinks=True)
     return dst
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _cleanup():
+    yield
+    while _COPIES:
+        shutil.rmtree(_COPIES.pop(), ignore_errors=True)
+    shutil.rmtree(_template()[0].parent, ignore_errors=True)
+    _template.cache_clear()
 
 
 def _files(run: Path) -> list[str]:
