@@ -152,3 +152,22 @@ def test_a_failed_command_logs_everything_and_names_the_error(tmp_path):
         cwd=None, env={}, log_path=log)
     assert (code, reason) == (3, "ValueError: bad row 17")
     assert "step 1" in log.read_text() and "[exit 3 after" in log.read_text()
+
+
+def test_tcp_probe_and_version_from_a_file_in_the_release(tmp_path):
+    from plantstage.spec.smoke import HealthProbe
+
+    (tmp_path / "VERSION").write_text("5.0.1\n")
+    probe = HealthProbe.model_validate({"tcp": True, "version": {"file": "VERSION"}})
+    assert not probe.version_in_answer
+    port = free_port()
+    p = ManagedProcess("app", [sys.executable, "-c", _SERVER, str(port), "503"], cwd=tmp_path,
+                       env={}, port=port, health_path=probe, log_path=tmp_path / "app.log")
+    p.start()
+    try:  # TCP: any listener is up, whatever HTTP would answer
+        assert p.wait_healthy(10) == {"healthy": True, "status": "tcp", "version": "5.0.1",
+                                      "why": ""}
+    finally:
+        p.stop()
+    missing = HealthProbe.model_validate({"tcp": True, "version": {"file": "NOPE"}})
+    assert missing.read_file_version(tmp_path)[1].startswith("cannot read")

@@ -219,7 +219,7 @@ def test_health_version_from_json_header_or_regex():
     assert h.read_version(httpx.Headers({"x-app-version": "3.1"}), "") == ("3.1", "")
     r = HealthProbe.model_validate({"version": {"regex": r"server ([\d.]+) up"}})
     assert r.read_version({}, "server 17.0.4 up") == ("17.0.4", "")
-    with pytest.raises(ValidationError, match="exactly one of 'json', 'header' or 'regex'"):
+    with pytest.raises(ValidationError, match="exactly one of 'json', 'header', 'regex' or 'file'"):
         HealthProbe.model_validate({"version": {"json": "v", "header": "X"}})
     with pytest.raises(ValidationError, match="regex does not compile"):
         HealthProbe.model_validate({"version": {"regex": "("}})

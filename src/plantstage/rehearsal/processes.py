@@ -119,19 +119,24 @@ class ManagedProcess:
                         where=self.name, hint=f"see its log: {self.log_path}",
                     )
                 try:
-                    answer = probe(client, self.base_url, self.probe)
+                    answer = probe(client, self.base_url, self.probe, folder=self.cwd)
                     if answer["healthy"]:
                         self.health = answer
                         return answer
                     last = f"HTTP {answer['status']}"
-                except httpx.HTTPError as exc:
+                except (httpx.HTTPError, OSError) as exc:
                     last = type(exc).__name__
                 time.sleep(0.1)
         raise ProcessError(
-            f"failed its health check ({self.probe.method} {self.probe.path}: {last}) "
+            f"failed its health check ({self._probe_name()}: {last}) "
             f"within {timeout:.0f} s",
             where=self.name, hint=f"see its log: {self.log_path}",
         )
+
+    def _probe_name(self) -> str:
+        if self.probe.tcp:
+            return f"TCP port {self.port}"
+        return f"{self.probe.method} {self.probe.path}"
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -155,17 +160,26 @@ class ManagedProcess:
             proc.wait(5)
 
 
-def probe(client: httpx.Client, base_url: str, spec: HealthProbe) -> dict[str, Any]:
+def probe(client: httpx.Client, base_url: str, spec: HealthProbe, *,
+          folder: Path | str | None = None) -> dict[str, Any]:
     """Ask ``base_url`` once, as the probe says; never assumes a JSON body.
 
-    Returns ``{"healthy": bool, "status": int, "version": str | None, "why": str}``; HTTP
-    errors (refused, timeout) propagate as ``httpx.HTTPError``.
+    Returns ``{"healthy": bool, "status": int | "tcp", "version": str | None, "why": str}``.
+    ``folder`` is the release's folder (for ``version: {file: …}``). A refused connection or a
+    timeout propagates (``httpx.HTTPError``, or ``OSError`` for a TCP probe).
     """
-    r = client.request(spec.method, base_url.rstrip("/") + spec.path, json=spec.json_body,
-                       headers=spec.headers or None)
-    healthy = spec.healthy_status(r.status_code)
-    version, why = spec.read_version(r.headers, r.text) if healthy else (None, "")
-    return {"healthy": healthy, "status": r.status_code, "version": version, "why": why}
+    if spec.tcp:
+        u = httpx.URL(base_url)
+        socket.create_connection((u.host, u.port or 80), timeout=2.0).close()
+        healthy, status, version, why = True, "tcp", None, ""
+    else:
+        r = client.request(spec.method, base_url.rstrip("/") + spec.path, json=spec.json_body,
+                           headers=spec.headers or None)
+        healthy, status = spec.healthy_status(r.status_code), r.status_code
+        version, why = spec.read_version(r.headers, r.text) if healthy else (None, "")
+    if healthy and spec.version != "none" and spec.version.file is not None:
+        version, why = spec.read_file_version(folder)
+    return {"healthy": healthy, "status": status, "version": version, "why": why}
 
 
 def stop_all() -> None:

@@ -148,19 +148,23 @@ class SmokeCheck(_Model):
 
 
 class VersionSource(_Model):
-    """Where a health answer says which version runs: exactly one of ``json`` (a dotted field
-    path in the JSON body), ``header`` (a response header) or ``regex`` (on the body; the first
-    group, else the whole match)."""
+    """Where a version says which version it is: exactly one of ``json`` (a dotted field path in
+    the health answer's JSON body), ``header`` (a response header), ``regex`` (on the body; the
+    first group, else the whole match) or ``file`` (a file in the release's folder, its first
+    line — for apps that do not report a version)."""
 
     json_field: str | None = Field(None, alias="json", description="Dotted JSON field path.")
     header: str | None = Field(None, description="Response header name.")
     regex: str | None = Field(None, description="Regular expression on the body.")
+    file: str | None = Field(None, description="File in the release's folder (first line).")
 
     @model_validator(mode="after")
     def _one(self) -> VersionSource:
-        given = [k for k in ("json_field", "header", "regex") if getattr(self, k) is not None]
+        given = [k for k in ("json_field", "header", "regex", "file")
+                 if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of 'json', 'header' or 'regex' (or version: none)")
+            raise ValueError("give exactly one of 'json', 'header', 'regex' or 'file' "
+                             "(or version: none)")
         if self.regex is not None:
             try:
                 re.compile(self.regex)
@@ -182,9 +186,29 @@ class HealthProbe(_Model):
                            "JSON-RPC …).")
     headers: dict[str, str] = Field(default_factory=dict, description="Request headers.")
     status: int | list[int] = Field(200, description="Status (or list) meaning healthy.")
+    tcp: bool = Field(False, description="Not HTTP: healthy when the port accepts a "
+                      "connection (method, path, json, headers and status are unused).")
     version: VersionSource | Literal["none"] = Field(
-        "none", description="Where the answer names the version: {json: PATH}, "
-        "{header: NAME}, {regex: RE}, or none.")
+        "none", description="Where the version is named: {json: PATH}, {header: NAME}, "
+        "{regex: RE} in the answer, {file: PATH} in the release's folder, or none.")
+
+    @property
+    def version_in_answer(self) -> bool:
+        """True when the version is read from the probe's answer (so also through a router)."""
+        return self.version != "none" and self.version.file is None
+
+    def read_file_version(self, folder: Any) -> tuple[str | None, str]:
+        """(version, why none) from ``version.file`` in ``folder`` (the release's folder)."""
+        from pathlib import Path
+
+        if self.version == "none" or self.version.file is None:
+            return None, ""
+        path = Path(folder or ".") / self.version.file
+        try:
+            first = path.read_text(encoding="utf-8").strip().splitlines()
+        except OSError as exc:
+            return None, f"cannot read {path}: {exc.strerror}"
+        return (first[0].strip(), "") if first else (None, f"{path} is empty")
 
     @field_validator("method")
     @classmethod
@@ -200,6 +224,8 @@ class HealthProbe(_Model):
         src = self.version
         if src == "none":
             return None, "not declared (health.version: none)"
+        if src.file is not None:
+            return None, f"read from {src.file}, not from the answer"
         if src.header is not None:
             v = headers.get(src.header)
             return (v, "") if v else (None, f"no header {src.header}")

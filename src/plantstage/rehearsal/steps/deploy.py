@@ -18,15 +18,21 @@ def traffic_reaches(ctx, version: str, *, attempts: int = 20) -> dict:
     with httpx.Client(timeout=5.0) as client:
         for _ in range(attempts):
             try:
-                answer = probe(client, ctx.router.url, spec)
-            except httpx.HTTPError as exc:
+                answer = probe(client, ctx.router.url, spec,
+                               folder=ctx.green.cwd if ctx.green else None)
+            except (httpx.HTTPError, OSError) as exc:
                 answer = {"healthy": False, "status": None, "version": None,
                           "why": type(exc).__name__}
             # Connections opened before the switch may still reach the old version: retry.
-            if answer["healthy"] and (spec.version == "none" or answer["version"] == version):
+            if answer["healthy"] and (not spec.version_in_answer or answer["version"] == version):
                 return answer
             time.sleep(0.1)
     return answer
+
+
+def _status(answer: dict) -> str:
+    status = answer.get("status")
+    return "TCP connected" if status == "tcp" else f"HTTP {status}"
 
 
 class Deploy(Step):
@@ -57,12 +63,12 @@ class Deploy(Step):
         results = {"green": ctx.green.base_url, "version": reported,
                    "old_still_running": ctx.blue.alive() if ctx.blue else False,
                    "traffic": "green",
-                   "through_router": f"HTTP {seen.get('status')}, version "
+                   "through_router": f"{_status(seen)}, version "
                                      f"{seen.get('version') or seen.get('why') or '—'}"}
         if not seen.get("healthy"):
             raise StepFailed(f"traffic does not reach {want}: the router answered "
                              f"{results['through_router']}", results)
-        if declared and seen.get("version") != want:
+        if health_probe(ctx.green.probe).version_in_answer and seen.get("version") != want:
             raise StepFailed(f"traffic does not reach {want}: {results['through_router']}",
                              results)
         if not declared:
