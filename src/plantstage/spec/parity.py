@@ -147,7 +147,7 @@ class TopicRoute(_Model):
     topics: list[str] = Field(
         min_length=1,
         description="MQTT topic filters (`+` one level, `#` the rest), e.g. "
-        "`plant/+/confirmations`.",
+        "`site/+/events`.",
     )
 
     @field_validator("topics")
