@@ -59,6 +59,7 @@ def _exists(p: Path) -> bool:
 
 
 def _read_small(p: Path, where: str) -> bytes:
+    where = where if len(where) <= 300 else where[:300] + "…"
     try:
         if not p.is_file():
             raise SigningError("no key file here", where=where,
@@ -69,7 +70,7 @@ def _read_small(p: Path, where: str) -> bytes:
         return p.read_bytes()
     except (OSError, ValueError) as exc:
         raise SigningError(f"cannot read the key: {getattr(exc, 'strerror', None) or exc}",
-                           where=where[:300]) from None
+                           where=where) from None
 
 
 def _load_pem(data: bytes, where: str) -> Ed25519PrivateKey:
