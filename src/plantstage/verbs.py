@@ -131,6 +131,10 @@ def rehearse(
     """
     loaded = load_spec(path)
     rel, current = _pick_release(loaded, release)
+    # Plugins import and every flow resolves before anything starts (exit 2, one line each).
+    from plantstage.workload.plan import validate as _validate_workload
+
+    _validate_workload(loaded)
     from plantstage.evidence.signing import load_signing_key
     from plantstage.rehearsal.ledger import sweep_stale_runs
 
