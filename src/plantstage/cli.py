@@ -132,7 +132,7 @@ def check(path: SpecPath = Path(".")):
         raise typer.Exit(exc.exit_code) from None
     s = loaded.spec
     console.print(f"[green]✔[/] {loaded.path}: {len(s.estate.components)} components, "
-                  f"{len(s.releases)} releases, {len(s.gates)} gates")
+                  f"{len(s.releases)} releases, {len(s.gates)} gates", soft_wrap=True)
     catalogue = verbs.signal_catalogue(loaded)
     console.print(f"Signals a rehearsal of this spec records ({len(catalogue)}; gates may "
                   "name these):")

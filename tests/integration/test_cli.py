@@ -117,3 +117,53 @@ def test_feature_cli_modules_do_not_import_the_cli_back():
         text = module.read_text()
         assert "from plantstage.cli import" not in text, module
         assert "import plantstage.cli\n" not in text, module
+
+
+def _in_process(*args: str) -> tuple[int, str, str]:
+    from typer.testing import CliRunner
+
+    from plantstage import cli
+
+    with CliRunner().isolation(env={"COLUMNS": "200"}) as (out, err, _):
+        code = cli.run(list(args))
+        return code, out.getvalue().decode(), err.getvalue().decode()
+
+
+def test_os_errors_are_one_line_naming_the_file(monkeypatch):
+    import errno
+
+    from plantstage import verbs
+
+    def read_only(*_a, **_k):
+        raise OSError(errno.EROFS, "Read-only file system", "/mnt/ro/.plantstage")
+
+    monkeypatch.setattr(verbs, "check", read_only)
+    code, _, err = _in_process("check", ".")
+    assert code == 2
+    assert err.strip() == ("error: /mnt/ro/.plantstage: Read-only file system (hint: check the "
+                           "path, its permissions and the free space)")
+
+
+def test_unexpected_errors_are_one_line_and_debug_shows_them(monkeypatch):
+    import pytest
+
+    from plantstage import verbs
+
+    def broken(*_a, **_k):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(verbs, "check", broken)
+    code, _, err = _in_process("check", ".")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "internal error: RuntimeError: boom second line" in err and "--debug" in err
+    with pytest.raises(RuntimeError):
+        _in_process("--debug", "check", ".")
+
+
+def test_usage_errors_are_one_line():
+    code, _, err = _in_process("no-such-verb")
+    assert code == 2 and err.startswith("error: No such command") and "hint:" in err
+    code, _, err = _in_process("check", "--no-such-option")
+    assert code == 2 and "--no-such-option" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = _in_process()
+    assert code == 2 and "Usage" in out
