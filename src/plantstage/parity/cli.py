@@ -8,7 +8,13 @@ from typing import Annotated
 
 import typer
 
-from plantstage.cli_support import console, db_url_param, out_dir_param, path_param
+from plantstage.cli_support import (
+    console,
+    db_url_param,
+    out_dir_param,
+    path_param,
+    seconds_param,
+)
 
 #: This module's commands; plantstage.cli registers them on the main app.
 app = typer.Typer()
@@ -29,7 +35,7 @@ def parity(
     broker_window: Annotated[float | None, typer.Option(
         min=0.1, max=60,
         help="Seconds to listen on each broker for topics in use (default: "
-             "parity.broker.window).")] = None,
+             "parity.broker.window).", callback=seconds_param)] = None,
     show_same: Annotated[bool, typer.Option("--all", help="Also list what is the same.")]
     = False,
     release: Annotated[str | None, typer.Option(
