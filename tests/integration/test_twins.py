@@ -33,6 +33,7 @@ def _mqtt_only_spec(tmp_path: Path, duplicate_p: float) -> Path:
     spec = yaml.safe_load((EXAMPLE / "plantstage.yaml").read_text())
     spec["workload"] = {"duration": 3, "concurrency": 16, "seed": 7,
                         "tenants": ["acme-discrete"],
+                        "tenant_data": spec["workload"].get("tenant_data", {}),
                         "flows": [{"flow": "mqtt-confirmation", "rate": 8}]}
     mes = spec["environments"]["staging"]["bindings"]["mes-line"]["twin"]
     mes["faults"] = {"seed": 5, "rules": [{"kind": "duplicate", "p": duplicate_p},
