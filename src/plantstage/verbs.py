@@ -40,6 +40,10 @@ def check(path: str | Path, *, artifacts: bool = True) -> LoadedSpec:
     from plantstage.workload.plan import validate as _validate_workload
 
     collect(_validate_workload, loaded)
+    # Smoke checks' flows exist (a registered name or module:function).
+    from plantstage.rehearsal.steps.smoke import validate as _validate_smoke
+
+    collect(_validate_smoke, loaded)
     # Gate expressions name signals the spec can produce (plantstage.gates.catalogue).
     collect(_validate_gates, loaded)
     # Every file parity compares exists ({artifact}: in each release it can name).

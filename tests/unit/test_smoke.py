@@ -285,3 +285,35 @@ def test_the_step_runs_every_check_and_fails_with_the_first(engine):
     assert checks["orders"]["detail"] == (f"GET {app.url}/t/t9/orders answered HTTP 404 "
                                           "(expected 200): <h1>Not Found</h1>")
     assert ctx.sections["smoke"]["failed"] == 2
+
+
+def test_check_names_a_smoke_flow_that_does_not_exist(tmp_path):
+    from plantstage.errors import SpecProblems
+    from plantstage.rehearsal.steps.smoke import validate
+    from plantstage.spec.loader import load_spec
+
+    (tmp_path / "myflows.py").write_text(
+        "from plantstage.api import flow\n\n@flow('ping')\nasync def ping(ctx):\n    pass\n")
+    (tmp_path / "rel").mkdir()
+    (tmp_path / "plantstage.yaml").write_text(f"""version: 1
+name: t
+estate:
+  components: {{app: {{kind: service, tier: 1}}, db: {{kind: database, tier: 1}}}}
+  tenants: [{{code: t1}}]
+environments:
+  production: {{bindings: {{db: {{url: "sqlite:///p.sqlite"}}}}}}
+  staging: {{bindings: {{app: {{command: [run]}}}}}}
+current: "1"
+releases:
+  - {{name: "1", version: "1", artifact: {{path: rel, sha256: "{'0' * 64}"}}}}
+plugins: [myflows]
+smoke:
+  - {{name: ok, flow: ping}}
+  - {{name: typo, flow: pnig}}
+""")
+    loaded = load_spec(tmp_path)
+    with pytest.raises(SpecProblems) as exc:
+        validate(loaded)
+    [problem] = exc.value.problems
+    assert problem.where.startswith(f"{tmp_path / 'plantstage.yaml'}:15: smoke[1].flow")
+    assert "no flow 'pnig'" in problem.message

@@ -205,6 +205,32 @@ def run_flow(ctx, check: SmokeCheck, tenant: str, names: dict[str, str],
         raise CheckFailed(f"flow {check.flow}: {exc.one_line()}") from None
 
 
+def validate(loaded) -> None:
+    """Every smoke check's flow resolves (a registered name or ``module:function``); raise
+    SpecProblems naming each bad one at its file:line (``plantstage check``)."""
+    from plantstage.errors import SpecError, SpecProblems
+
+    flows = [(i, c.flow) for i, c in enumerate(loaded.spec.smoke) if c.flow is not None]
+    if not flows:
+        return
+    from plantstage.workload.plan import resolve_flow
+    from plantstage.workload.registry import load_plugins
+
+    try:
+        registry = load_plugins(loaded)
+    except SpecError:
+        return  # the workload's validation reports a plugin that does not import, once
+    problems: list[PlantstageError] = []
+    for i, name in flows:
+        try:
+            resolve_flow(name, registry, loaded.base_dir,
+                         f"{loaded.where('smoke', i, 'flow')}: smoke[{i}].flow")
+        except SpecError as exc:
+            problems.append(exc)
+    if problems:
+        raise SpecProblems(problems)
+
+
 def default_tenant(spec) -> str:
     """The tenant smoke checks use unless they name one: the first workload tenant, else the
     first estate tenant, else empty."""
