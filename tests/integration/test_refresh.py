@@ -334,3 +334,53 @@ def test_free_text_pii_in_a_kept_table_is_refused_then_scrubbed(engine, tmp_path
     finally:
         if engine == "postgresql":
             engines.adapter_for(stage).drop()
+
+
+# -- column defaults survive a refresh into another engine ------------------------------
+DEFAULTS = """
+CREATE TABLE jobs (
+  id INTEGER PRIMARY KEY,
+  status VARCHAR(16) NOT NULL DEFAULT 'open',
+  qty INTEGER NOT NULL DEFAULT 0,
+  ratio NUMERIC(6, 2) NOT NULL DEFAULT 1.5,
+  urgent BOOLEAN NOT NULL DEFAULT 0,
+  note VARCHAR(40) DEFAULT 'it''s new',
+  created_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  touched_at DATETIME NOT NULL DEFAULT (datetime('now')),
+  day DATE DEFAULT CURRENT_DATE
+);
+INSERT INTO jobs (id) VALUES (1);
+"""
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql", "mariadb"])
+def test_column_defaults_survive_a_refresh(engine, tmp_path, request):
+    import sqlite3
+
+    from plantstage.data import refresh_database
+    from plantstage.spec.masking import RefreshSpec
+
+    c = sqlite3.connect(tmp_path / "prod.db")
+    c.executescript(DEFAULTS)
+    c.commit()
+    c.close()
+    url = {"sqlite": f"sqlite:///{tmp_path / 'stage.db'}",
+           "postgresql": "pg_database", "mariadb": "mariadb_database"}[engine]
+    if "://" not in url:
+        url = request.getfixturevalue(url)
+    target = engines.adapter_for(url)
+    spec = RefreshSpec.model_validate({"schema": "source", "rules": {"jobs": {"*": "keep"}}})
+    result = refresh_database(f"sqlite:///{tmp_path / 'prod.db'}", target, spec,
+                              key=KEY["PLANTSTAGE_MASKING_KEY"].encode(), key_source="test")
+    assert result.ok and not result.notes, result.as_dict()
+    eng = target.engine()
+    try:
+        with eng.begin() as conn:  # the app inserts a row naming only its id
+            conn.execute(sa.text("INSERT INTO jobs (id) VALUES (2)"))
+            row = conn.execute(sa.text("SELECT status, qty, ratio, urgent, note, created_at, "
+                                       "touched_at, day FROM jobs WHERE id = 2")).one()
+    finally:
+        eng.dispose()
+    assert (row[0], row[1], float(row[2]), bool(row[3]), row[4]) == (
+        "open", 0, 1.5, False, "it's new")
+    assert row[5] is not None and row[6] is not None and row[7] is not None

@@ -3,22 +3,39 @@ path each takes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 
 from plantstage import engines
 from plantstage.data._classify import ColumnPlan
-from plantstage.data._mask import (
-    Keyed,
-)
+from plantstage.data._mask import Keyed, RefreshError
 from plantstage.data._pipeline import copy_table_copy, copy_table_rows
 from plantstage.data._plan import text_masked
 from plantstage.data._pool import WORKERS, can_fork, forked, url_of
 from plantstage.data._result import Progress
 from plantstage.data._subset import SubsetPlan
 from plantstage.engines.base import EngineAdapter
+
+
+@contextmanager
+def _naming(table: str, target: EngineAdapter) -> Iterator[None]:
+    """A database error while loading ``table`` as one line naming the table and the cause."""
+    try:
+        yield
+    except Exception as exc:
+        from plantstage.data._seeded import first_line, is_database_error
+
+        if not is_database_error(exc):
+            raise
+        raise RefreshError(f"loading table '{table}' failed: {first_line(exc)}",
+                           where=target.label, hint="a row the target already holds (seeded "
+                           "by the migrations? see refresh.seeded), or a constraint production "
+                           "does not have") from None
+
 
 #: Use COPY text between engines that speak it (False: the driver row path, for comparison).
 USE_COPY = True
@@ -42,8 +59,9 @@ def load_tables(jobs: list[sa.Table], src: sa.Engine, src_md: sa.MetaData, dst: 
     def one(table: sa.Table) -> dict[str, Any]:
         plans = by_table.get(table.name, [])
         fn = copy_table_copy if use_copy else copy_table_rows
-        return fn(src, src_md.tables[table.name], dst, table, source, target, keyed, plans,
-                  avoid, shared, subset, batch, progress)
+        with _naming(table.name, target):
+            return fn(src, src_md.tables[table.name], dst, table, source, target, keyed,
+                      plans, avoid, shared, subset, batch, progress)
 
     if not parallel or target.name == "sqlite" or WORKERS < 2:
         return {t.name: one(t) for t in jobs}
@@ -88,10 +106,12 @@ def _child_load(st: dict, names: list[str]) -> dict[str, dict[str, Any]]:
     out = {}
     for n in names:
         table = st["dst_md"].tables[n]
-        out[n] = copy_table_copy(st["src"], st["src_md"].tables[n], st["dst"], table,
-                                  engines.adapter_for(st["source_url"]), st["target"],
-                                  st["keyed"], st["by_table"].get(n, []), st["avoid"],
-                                  st["shared"], st["subset"], st["batch"], progress)
+        with _naming(n, st["target"]):
+            out[n] = copy_table_copy(
+                st["src"], st["src_md"].tables[n], st["dst"], table,
+                engines.adapter_for(st["source_url"]), st["target"], st["keyed"],
+                st["by_table"].get(n, []), st["avoid"], st["shared"], st["subset"], st["batch"],
+                progress)
     return out
 
 

@@ -27,6 +27,7 @@ from plantstage.data._mask import (
 from plantstage.data._plan import check_spec_against, refusal, sensitive_hashes
 from plantstage.data._result import Progress, RefreshResult
 from plantstage.data._schema import create_tables_deferred, target_metadata
+from plantstage.data._seeded import Seeded, reconcile
 from plantstage.data._subset import SubsetPlan, plan_subset
 from plantstage.data._verify import inside_text_columns, scan_inside_text, verify_target
 from plantstage.engines.base import EngineAdapter
@@ -107,7 +108,8 @@ def refresh_database(
             else:
                 wanted = tables + [t for t in src_md.tables
                                    if t in engines.MIGRATION_BOOKKEEPING and t != MARKER]
-                dst_md = target_metadata(src_md, wanted, dst.dialect, same_engine)
+                dst_md = target_metadata(src_md, wanted, dst.dialect, same_engine,
+                                         notes=result.notes)
                 deferred = create_tables_deferred(dst, dst_md)
             missing = [t for t in tables if t not in dst_md.tables]
             if missing:
@@ -119,6 +121,12 @@ def refresh_database(
             jobs = [table for table in dst_md.sorted_tables
                     if table.name != MARKER and table.name in src_md.tables
                     and (copy_bookkeeping or table.name not in engines.MIGRATION_BOOKKEEPING)]
+            seeded = Seeded()
+            if spec.schema_from == SchemaSource.migrations:
+                # Rows the migrations seeded: replaced, skipped where identical, or refused.
+                seeded, subset = reconcile(src, src_md, dst, dst_md, [j.name for j in jobs],
+                                           spec.seeded, where, subset)
+                result.notes += seeded.notes()
             # Tables in parallel only into bare tables: a schema made by the migrations has
             # its foreign keys already, so parents must be loaded before children.
             infos = load_tables(jobs, src, src_md, dst, source, target, keyed, by_table, avoid,
@@ -129,6 +137,8 @@ def refresh_database(
                 dropped = [c.name for c in src_md.tables[t].columns if c.name not in table.c]
                 if dropped:
                     result.notes.append(f"{t}: target has no column(s) {', '.join(dropped)}")
+                if seeded.kept.get(t):
+                    infos[t]["seeded"] = seeded.kept[t]
                 result.tables.append(infos[t])
             def finish_schema() -> None:
                 # Indexes and foreign keys after the rows, as pg_restore does; on a server

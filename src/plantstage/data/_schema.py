@@ -3,12 +3,66 @@ bare with their indexes and foreign keys kept for after the load."""
 
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
+
+#: Spellings of "now" (SQLite, PostgreSQL, MariaDB) → the standard keyword every engine takes.
+_NOW = {"current_timestamp", "current_timestamp()", "now()", "localtimestamp",
+        "localtimestamp()", "datetime('now')", "datetime('now', 'localtime')",
+        "datetime('now','localtime')", "transaction_timestamp()", "statement_timestamp()",
+        "clock_timestamp()", "utc_timestamp()", "sysdate()"}
+_TODAY = {"current_date", "current_date()", "curdate()", "date('now')"}
+_CAST = re.compile(r"::[A-Za-z_][\w ]*(\[\])?(\(\d+(,\s*\d+)?\))?$")
+_NUMBER = re.compile(r"[-+]?\d+(\.\d+)?([eE][-+]?\d+)?")
+_STRING = re.compile(r"'(?:[^']|'')*'")
+
+
+def _unwrap(s: str) -> str:
+    s = s.strip()
+    while s.startswith("(") and s.endswith(")") and s.count("(") == s.count(")"):
+        s = s[1:-1].strip()
+    while (m := _CAST.search(s)) and not s.endswith("''"):
+        s = s[:m.start()].strip()
+        while s.startswith("(") and s.endswith(")"):
+            s = s[1:-1].strip()
+    return s
+
+
+def portable_default(text: str, col: sa.Column, dialect: str) -> str | None:
+    """A column default of one engine in the SQL of another, or None when it is not a
+    literal or a known expression (a sequence, a function of the source engine)."""
+    s = _unwrap(text)
+    low = s.lower()
+    if "nextval" in low or low in ("null", ""):
+        return None
+    is_bool = isinstance(col.type, sa.Boolean)
+    if low in _NOW:
+        date_only = isinstance(col.type, sa.Date) and not isinstance(col.type, sa.DateTime)
+        return "CURRENT_DATE" if date_only else "CURRENT_TIMESTAMP"
+    if low in _TODAY:
+        return "CURRENT_DATE"
+    truth = None
+    if low in ("true", "'t'", "'true'", "'1'", "1") and is_bool:
+        truth = True
+    elif low in ("false", "'f'", "'false'", "'0'", "0") and is_bool:
+        truth = False
+    if truth is not None:
+        if dialect == "postgresql":
+            return "true" if truth else "false"
+        return "1" if truth else "0"
+    if _NUMBER.fullmatch(s) or _STRING.fullmatch(s):
+        return s
+    return None
 
 
 def target_metadata(src_md: sa.MetaData, tables: list[str], dialect: sa.Dialect,
-                     same_engine: bool) -> sa.MetaData:
-    """Production's tables as the target engine can create them."""
+                    same_engine: bool, notes: list[str] | None = None) -> sa.MetaData:
+    """Production's tables as the target engine can create them.
+
+    Column defaults travel: literals as they are, "now" and "today" in their standard
+    spelling, booleans as the target spells them. A default that is neither (a sequence, a
+    function of the source engine) is left out and named in ``notes``."""
     md = sa.MetaData()
     for t in src_md.sorted_tables:
         if t.name in tables:
@@ -27,9 +81,18 @@ def target_metadata(src_md: sa.MetaData, tables: list[str], dialect: sa.Dialect,
             except Exception:
                 col.type = sa.Text() if isinstance(col.type, sa.String) else col.type
             default = col.server_default
-            if default is not None and (not same_engine or "nextval" in str(
-                    getattr(default, "arg", ""))):
-                col.server_default = None  # sequences and functions do not travel
+            if default is None:
+                continue
+            text = str(getattr(default, "arg", ""))
+            if same_engine:
+                if "nextval" in text:
+                    col.server_default = None  # the target's own sequence (autoincrement)
+                continue
+            mapped = portable_default(text, col, dialect.name)
+            col.server_default = sa.DefaultClause(sa.text(mapped)) if mapped else None
+            if mapped is None and "nextval" not in text.lower() and notes is not None:
+                notes.append(f"{table.name}.{col.name}: default {text} has no "
+                             f"{dialect.name} spelling; left out")
     return md
 
 

@@ -153,6 +153,15 @@ class SchemaSource(StrEnum):
     migrations = "migrations"  #: run the current release's upgrade migration on the target
 
 
+class SeededRows(StrEnum):
+    """What to do with rows a table already holds when ``schema: migrations`` seeded them."""
+
+    replace = "replace"  #: delete the seeded rows; production's rows are loaded
+    skip_identical = "skip-identical"  #: load production's rows except those the seed holds
+    #: as they are (same key, same values); a seeded row that differs stops the refresh
+    fail = "fail"  #: stop the refresh when production holds a row with a seeded row's key
+
+
 class RefreshSpec(_Model):
     """How staging data is refreshed from production: masking rules and subsetting."""
 
@@ -170,6 +179,11 @@ class RefreshSpec(_Model):
         description="table → column → rule. Column '*' gives the rule for every other column "
         "of the table that does not look sensitive (usually keep).")
     subset: Subset | None = None
+    seeded: dict[str, SeededRows] = Field(
+        default_factory=dict,
+        description="schema: migrations — table → what to do with the reference rows the "
+        "migrations seed into it (replace, skip-identical, fail). A table not named here "
+        "fails when production holds a row with a seeded row's key.")
     batch: int = Field(5000, ge=100, le=200_000, description="Rows per bulk-load batch.")
 
     @field_validator("rules")

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import time
+import traceback
 
 from plantstage import engines
-from plantstage.errors import EngineError, SpecError
+from plantstage.errors import EngineError, PlantstageError, SpecError
 from plantstage.rehearsal.processes import ManagedProcess, free_port
 from plantstage.rehearsal.router import Router
 from plantstage.rehearsal.steps import Step, StepFailed
+
+
+class SetupError(PlantstageError):
+    """Staging could not be provisioned (the rehearsal could not run: exit 2)."""
 
 
 def start_version(ctx, release, color: str) -> ManagedProcess:
@@ -78,6 +83,29 @@ class Provision(Step):
     setup = True
 
     def run(self, ctx):
+        """Any failure here means staging could not be set up: the rehearsal could not run
+        (exit 2), never NO-GO — the release under test has not touched staging yet."""
+        try:
+            return self._provision(ctx)
+        except StepFailed as exc:
+            raise SetupError(exc.reason, where="provision",
+                             hint="staging could not be set up; the release was not tested"
+                             ) from None
+        except PlantstageError:
+            raise
+        except Exception as exc:
+            from plantstage.data._seeded import first_line, is_database_error
+
+            if is_database_error(exc):
+                raise SetupError(f"staging database: {first_line(exc)}", where="provision",
+                                 hint="staging could not be set up; the release was not "
+                                 "tested") from None
+            (ctx.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+            (ctx.run_dir / "logs" / "plantstage-error.log").write_text(traceback.format_exc())
+            raise SetupError(f"internal error: {type(exc).__name__}: {exc}", where="provision",
+                             hint="see logs/plantstage-error.log in the run folder") from None
+
+    def _provision(self, ctx):
         db = ctx.database_component()
         prod_b = ctx.binding("production", db)
         stage_b = ctx.binding("staging", db)
