@@ -32,14 +32,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-#: ``{name}`` or ``{name.unit}`` / ``{name.value}`` (a quantity's unit or number).
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:\.(unit|value))?\}")
+#: ``{name}`` or ``{name.unit}`` / ``{name.value}`` (a quantity's unit or number); ``{{`` and
+#: ``}}`` are literal braces (matched too, so that ``{{x}}`` is no placeholder).
+PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)(?:\.(unit|value))?\}")
+
+
+def placeholder_names(text: str) -> set[str]:
+    """The placeholder names in one template string (escaped braces left out)."""
+    return {m.group(1) for m in PLACEHOLDER.finditer(text) if m.group(1)}
 
 
 def template_problem(value: Any) -> str | None:
     """The first syntax problem of a template (string, mapping or list), or None."""
     if isinstance(value, str):
-        rest = PLACEHOLDER.sub("", value.replace("{{", "").replace("}}", ""))
+        rest = PLACEHOLDER.sub("", value)
         if "{" in rest or "}" in rest:
             return (f"bad placeholder in {value!r}: use {{name}} or {{name.unit}} "
                     "({{ and }} for literal braces)")
@@ -403,7 +409,7 @@ def contract_problem(kind: str, c: TwinContract | None) -> str | None:
 
 def _names(v: Any) -> set[str]:
     if isinstance(v, str):
-        return {m.group(1) for m in PLACEHOLDER.finditer(v)}
+        return placeholder_names(v)
     items = v.values() if isinstance(v, Mapping) else v if isinstance(v, list) else ()
     out: set[str] = set()
     for x in items:
@@ -439,4 +445,4 @@ __all__ = ["AckMode", "AckSpec", "B2mmlSpec", "CallbackSpec", "FaultKind", "Faul
            "FaultRule", "LatencyDistribution", "MqttFormat", "PublishSpec", "QuantityEncoding",
            "QuantitySpec", "ReplaySpec", "RouteSpec", "SparkplugMetric", "SparkplugSpec",
            "SparkplugType", "TwinContract", "TwinKind", "TwinSpec", "contract_problem",
-           "template_problem"]
+           "placeholder_names", "template_problem"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from plantstage.spec.twins import PLACEHOLDER, QuantitySpec
+from plantstage.spec.twins import PLACEHOLDER, QuantitySpec, placeholder_names
 from plantstage.twins.base import TwinError
 
 __all__ = ["ContractError", "JsonTemplate", "Quantity", "TextTemplate",
@@ -106,7 +106,7 @@ def _step(decimals: int) -> Decimal:
 def template_names(value: Any) -> set[str]:
     """Every placeholder name a template (string, mapping or list) uses."""
     if isinstance(value, str):
-        return {m.group(1) for m in PLACEHOLDER.finditer(value)}
+        return placeholder_names(value)
     if isinstance(value, Mapping):
         return set().union(*(template_names(v) for v in value.values())) if value else set()
     if isinstance(value, list):
@@ -140,14 +140,21 @@ class TextTemplate:
     def __init__(self, source: str):
         self.source = source
         self.parts: list[str | tuple[str, str | None]] = []
+        text = ""
         pos = 0
         for m in PLACEHOLDER.finditer(source):
-            if m.start() > pos:
-                self.parts.append(_unescape(source[pos:m.start()]))
-            self.parts.append((m.group(1), m.group(2)))
+            text += source[pos:m.start()]
             pos = m.end()
-        if pos < len(source):
-            self.parts.append(_unescape(source[pos:]))
+            if m.group(1) is None:  # {{ or }}: a literal brace
+                text += m.group(0)[0]
+                continue
+            if text:
+                self.parts.append(text)
+                text = ""
+            self.parts.append((m.group(1), m.group(2)))
+        text += source[pos:]
+        if text:
+            self.parts.append(text)
         self.names = {p[0] for p in self.parts if type(p) is tuple}
 
     def render(self, env: Mapping[str, Any]) -> str:
@@ -177,7 +184,7 @@ class TextTemplate:
 
     def mqtt_filter(self) -> str:
         """The topic template as an MQTT subscription filter (each placeholder level → +)."""
-        return "/".join("+" if PLACEHOLDER.search(level) else _unescape(level)
+        return "/".join("+" if placeholder_names(level) else _unescape(level)
                         for level in self.source.split("/"))
 
 
@@ -238,7 +245,7 @@ class JsonTemplate:
                     out.append(",")
                 self._compile(v, f"{path}[{i}]", out)
             out.append("]")
-        elif isinstance(t, str) and PLACEHOLDER.search(t):
+        elif isinstance(t, str) and placeholder_names(t):
             tt = TextTemplate(t)
             for n in tt.names:
                 self.uses.setdefault(n, path)
@@ -269,7 +276,7 @@ class JsonTemplate:
 def render_value(template: Any, env: Mapping[str, Any]) -> Any:
     """A template rendered to Python values (text, typed single placeholders, nesting)."""
     if isinstance(template, str):
-        if not PLACEHOLDER.search(template):
+        if not placeholder_names(template):
             return _unescape(template)
         tt = TextTemplate(template)
         single = tt.single
