@@ -356,12 +356,16 @@ def test_publish_over_the_twins_http(broker):
 def test_bad_settings_and_contracts_fail_clearly():
     from pydantic import ValidationError
 
-    with pytest.raises(TwinError, match="unknown setting 'colour'"):
-        MesLineTwin("m", TwinSpec(kind="mes-line", contract=PIECES, settings={"colour": 1}),
-                    TwinEnv())
-    with pytest.raises(TwinError, match="unknown setting 'format'"):
-        MesLineTwin("m", TwinSpec(kind="mes-line", contract=PIECES,
-                                  settings={"format": "csv"}), TwinEnv())
+    with pytest.raises(ValidationError, match=r"settings.colour: unknown setting .*known: "):
+        TwinSpec(kind="mes-line", contract=PIECES, settings={"colour": 1})
+    with pytest.raises(ValidationError, match="it is now contract.publish.format"):
+        TwinSpec(kind="mes-line", contract=PIECES, settings={"format": "csv"})
+    # twins built from an unchecked spec refuse them too
+    spec = TwinSpec(kind="mes-line", contract=PIECES).model_copy(update={
+        "settings": {"lots": "mes"}})
+    with pytest.raises(TwinError, match="unknown setting 'lots'") as exc:
+        MesLineTwin("m", spec, TwinEnv())
+    assert "contract.publish.payload" in exc.value.hint
     cases = [
         (None, "needs a contract"),
         ({"publish": PIECES["publish"]}, "needs contract.ack"),

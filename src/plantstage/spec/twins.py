@@ -361,6 +361,39 @@ CONTRACT_RULES: dict[str, dict[str, Any]] = {
     "replay": {"required": (), "allowed": ()},
 }
 
+#: Settings each kind knows (the twin modules use these sets), checked by ``plantstage check``.
+SETTINGS: dict[str, frozenset[str]] = {
+    "mes-line": frozenset({"qos", "ack_timeout", "max_redeliveries", "line", "rate", "tenant",
+                           "http", "max_inflight"}),
+    "wms": frozenset({"locations", "putaway_s", "callbacks", "callback_timeout"}),
+    "supplier-portal": frozenset({"lead_time_s", "lead_time_sigma", "fill_rate", "callbacks"}),
+    "plc-line": frozenset({"line", "mes", "tick_s", "rate", "temperature", "namespace"}),
+    "replay": frozenset(),
+}
+#: Former settings that became part of the contract, and where they went.
+MOVED_SETTINGS: dict[str, dict[str, str]] = {
+    "mes-line": {"format": "contract.publish.format",
+                 "sparkplug": "contract.publish.sparkplug",
+                 "topic_prefix": "part of contract.publish.topic and contract.ack.topic",
+                 "lots": "a field of contract.publish.payload (a template, or null)",
+                 "scrap_rate": "a value the flow gives to publish()",
+                 "max_good": "a value the flow gives to publish()"},
+}
+
+
+def settings_problem(kind: str, settings: Mapping[str, Any]) -> str | None:
+    """An unknown setting of a kind (one line, with where it went if it moved), or None."""
+    known = SETTINGS.get(kind, frozenset())
+    for key in sorted(settings):
+        if key not in known:
+            now = MOVED_SETTINGS.get(kind, {}).get(key)
+            if now:
+                return f"settings.{key}: not a {kind} setting any more; it is now {now}"
+            return (f"settings.{key}: unknown setting for a {kind} twin (known: "
+                    f"{', '.join(sorted(known)) or 'none'})")
+    return None
+
+
 _SECTION_EMPTY = {"quantities": {}, "defaults": {}, "routes": {}, "fields": {}, "tags": {},
                   "follows": {}}
 
@@ -438,6 +471,8 @@ class TwinSpec(_Model):
             raise ValueError("a replay twin needs 'replay: {file: CAPTURE}'")
         if (why := contract_problem(self.kind.value, self.contract)) is not None:
             raise ValueError(why)
+        if (why := settings_problem(self.kind.value, self.settings)) is not None:
+            raise ValueError(why)
         return self
 
 
@@ -445,4 +480,4 @@ __all__ = ["AckMode", "AckSpec", "B2mmlSpec", "CallbackSpec", "FaultKind", "Faul
            "FaultRule", "LatencyDistribution", "MqttFormat", "PublishSpec", "QuantityEncoding",
            "QuantitySpec", "ReplaySpec", "RouteSpec", "SparkplugMetric", "SparkplugSpec",
            "SparkplugType", "TwinContract", "TwinKind", "TwinSpec", "contract_problem",
-           "placeholder_names", "template_problem"]
+           "placeholder_names", "settings_problem", "template_problem"]

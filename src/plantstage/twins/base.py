@@ -75,12 +75,15 @@ class Twin:
                             hint="see docs/twins.md for the settings of this twin kind")
         return value
 
-    def check_settings(self, known: set[str]) -> None:
+    def check_settings(self, known: set[str], moved: dict[str, str] | None = None) -> None:
+        """Refuse unknown settings; ``moved`` says where a former setting went now."""
         unknown = sorted(set(self.settings) - known)
         if unknown:
+            now = (moved or {}).get(unknown[0])
             raise TwinError(f"unknown setting '{unknown[0]}' for a {self.kind} twin",
                             where=f"{self.where}.settings.{unknown[0]}",
-                            hint=f"known: {', '.join(sorted(known))}")
+                            hint=f"it is now {now} (docs/twins.md)" if now else
+                            f"known: {', '.join(sorted(known))}")
 
     # -- interface ----------------------------------------------------------------------------
     async def _start(self) -> None:  # pragma: no cover - interface

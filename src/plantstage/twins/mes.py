@@ -26,7 +26,8 @@ from xml.sax.saxutils import escape
 import paho.mqtt.client as mqtt
 
 from plantstage.brokers import parse_mqtt_url
-from plantstage.spec.twins import AckMode, SparkplugType, TwinContract
+from plantstage.spec.twins import MOVED_SETTINGS, AckMode, SparkplugType, TwinContract
+from plantstage.spec.twins import SETTINGS as KIND_SETTINGS
 from plantstage.twins.base import Twin, TwinError, serve_http, stop_http
 from plantstage.twins.contract import (
     ContractError,
@@ -45,8 +46,7 @@ from plantstage.twins.sparkplug import DataType, EdgeNode, MetricDef
 
 __all__ = ["BUILTINS", "Delivery", "MesLineTwin", "TwinUnavailable", "b2mml"]
 
-SETTINGS = {"qos", "ack_timeout", "max_redeliveries", "line", "rate", "tenant", "http",
-            "max_inflight"}
+SETTINGS = KIND_SETTINGS["mes-line"]
 #: Placeholders every message has; a flow's values cannot replace them.
 BUILTINS = ("tenant", "key", "id", "seq", "now", "line", "twin")
 _BUILTIN_SET = frozenset(BUILTINS)
@@ -112,7 +112,7 @@ class MesLineTwin(Twin):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.check_settings(SETTINGS)
+        self.check_settings(SETTINGS, MOVED_SETTINGS["mes-line"])
         c: TwinContract | None = self.spec.contract
         if c is None or c.publish is None or c.ack is None:
             raise TwinError("an mes-line twin needs contract.publish and contract.ack",

@@ -25,9 +25,10 @@ from decimal import Decimal
 from typing import Any
 
 from plantstage.rehearsal.processes import free_port
+from plantstage.spec.twins import SETTINGS as KIND_SETTINGS
 from plantstage.twins.base import Twin, TwinError
 
-SETTINGS = {"line", "mes", "tick_s", "rate", "temperature", "namespace"}
+SETTINGS = KIND_SETTINGS["plc-line"]
 #: Tag role → default OPC UA tag name.
 TAGS = {"good": "GoodCount", "scrap": "ScrapCount", "state": "State",
         "temperature": "Temperature", "speed": "Speed"}

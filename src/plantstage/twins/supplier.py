@@ -19,11 +19,12 @@ from typing import Any
 
 import httpx
 
+from plantstage.spec.twins import SETTINGS as KIND_SETTINGS
 from plantstage.twins.base import Twin, serve_http, stop_http
 from plantstage.twins.contract import ContractError, Quantity, dumps, get_path, parse_json
 from plantstage.twins.http import ContractHttp, FaultMiddleware
 
-SETTINGS = {"lead_time_s", "lead_time_sigma", "fill_rate", "callbacks"}
+SETTINGS = KIND_SETTINGS["supplier-portal"]
 ROLES = ("tenant", "order", "lines", "item", "qty", "unit", "asn", "status")
 
 

@@ -21,11 +21,12 @@ from typing import Any
 
 import httpx
 
+from plantstage.spec.twins import SETTINGS as KIND_SETTINGS
 from plantstage.twins.base import Twin, serve_http, stop_http
 from plantstage.twins.contract import ContractError, Quantity, dumps, parse_json
 from plantstage.twins.http import ContractHttp, FaultMiddleware
 
-SETTINGS = {"locations", "putaway_s", "callbacks", "callback_timeout"}
+SETTINGS = KIND_SETTINGS["wms"]
 ROLES = ("tenant", "ref", "item", "qty", "unit", "kind", "location")
 
 
