@@ -233,3 +233,14 @@ def prepare(loaded, releases: list[Release], *, echo: Callable[[str], None] | No
         if echo and out[rel.name].venv is not None and out[rel.name].cached:
             echo(f"runtime {rel.name}: {out[rel.name].describe()}")
     return out
+
+
+def python_for(loaded, release: Release) -> str:
+    """``{python}`` for ``release``: its runtime's interpreter (its venv is built on first use,
+    then cached), else plantstage's. For resolvers outside a rehearsal (parity, load)."""
+    if release.runtime is None:
+        return sys.executable
+    idx = loaded.spec.releases.index(release)
+    at = loaded.where("releases", idx, "runtime") if hasattr(loaded, "where") \
+        else str(loaded.path)
+    return resolve(loaded.base_dir, release, where=f"{at}: releases[{idx}].runtime").python

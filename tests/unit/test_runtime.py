@@ -174,3 +174,15 @@ def test_db_placeholder_parts(tmp_path):
     ctx.database_component = lambda: "app.db"  # a component name may hold a dot
     assert ctx.expand("{db:app.db}") == url
     assert ctx.expand("-h {db:app.db.host} -p {db:app.db.port}") == "-h db.local -p 5433"
+
+
+def test_python_for_a_release(tmp_path):
+    from types import SimpleNamespace
+
+    from plantstage.runtime import python_for
+
+    plain = release(tmp_path, None, "1.0.0")
+    own = release(tmp_path, {"python": sys.executable}, "2.0.0")
+    loaded = SimpleNamespace(spec=SimpleNamespace(releases=[plain, own]), base_dir=tmp_path,
+                             path=tmp_path / "plantstage.yaml", where=lambda *p: "spec:3")
+    assert python_for(loaded, plain) == sys.executable == python_for(loaded, own)
