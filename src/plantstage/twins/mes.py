@@ -490,10 +490,10 @@ class MesLineTwin(Twin):
     async def _await_pubacks(self, infos: list[Any]) -> bool:
         if not infos:
             return False
+        if any(info.is_published() for _c, info in infos):
+            return True
         futs = []
         for client, info in infos:
-            if info.is_published():
-                return True
             fut = self.loop.create_future()
             self._pubacks[(id(client), info.mid)] = fut
             futs.append(fut)
