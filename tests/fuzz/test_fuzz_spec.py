@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from plantstage.errors import PlantstageError, SpecError, SpecProblems
-from plantstage.spec.loader import LoadedSpec, load_spec, parse_spec_text
+from plantstage.spec.loader import CRASH_MARK, LoadedSpec, load_spec, parse_spec_text
 from tests.fuzz.conftest import examples, hang_guard
 
 pytestmark = pytest.mark.filterwarnings("ignore:The recursion limit will not be reset")
@@ -133,6 +133,8 @@ def _assert_one_line_with_file_and_line(exc: PlantstageError) -> None:
         assert isinstance(p, SpecError), repr(p)
         assert p.where and WHERE.match(p.where), f"no file:line in {p.one_line()!r}"
         assert "\n" not in p.one_line(), p.one_line()
+        # One line, but a validator raised something unexpected: a bug to fix where it is.
+        assert CRASH_MARK not in p.message, f"validator crash: {p.one_line()}"
 
 
 def _validate(text: str) -> None:

@@ -253,3 +253,23 @@ def test_line_of_and_where_on_a_loaded_spec(tmp_path):
     loaded = load_spec(spec)
     assert loaded.line_of("releases", 0, "artifact") == 18
     assert loaded.where("estate", "components", "db") == f"{spec.resolve()}:5"
+
+
+def test_a_crashing_validator_is_still_one_line(monkeypatch):
+    from plantstage.spec import loader
+
+    def crash(data, *a, **k):  # noqa: ANN001
+        raise TypeError("float() argument must be a string or a real number, not 'list'")
+
+    monkeypatch.setattr(loader.Spec, "model_validate", crash)
+    e = _err(MINIMAL)
+    assert loader.CRASH_MARK in e.message and "TypeError: float()" in e.message
+    assert e.where == "plantstage.yaml:1" and "\n" not in e.one_line()
+
+
+def test_a_crash_is_located_at_its_list_item():
+    from plantstage.spec.loader import _locate_crash
+
+    assert _locate_crash({"gates": [{"name": "ok", "pass": "true"},
+                                    {"name": "x", "use": "error-rate",
+                                     "params": {"max": [1, 2]}}]}) in {("gates", 1), ()}

@@ -428,10 +428,59 @@ def parse_spec_text(text: str, file: Path) -> LoadedSpec:
     except RecursionError:
         raise SpecError("the spec is nested too deeply to validate", where=f"{file}:1",
                         hint="keep the spec flat") from None
+    except (TypeError, KeyError, AttributeError, IndexError, ArithmeticError) as exc:
+        # A validator met a value of a type it did not expect (a plantstage bug): still one
+        # line, at the field that holds the value when it can be found.
+        loc = _locate_crash(data)
+        text_ = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise SpecError(f"{_field_path(loc) or '(root)'}: {CRASH_MARK} ({text_})",
+                        where=f"{file}:{_nearest_line(lines, loc) or 1}",
+                        hint="a value has a type plantstage did not expect here; see "
+                        "docs/spec.md, and please report this message") from None
     problems = _path_problems(spec, file, lines)
     if problems:
         raise SpecProblems(problems)
     return LoadedSpec(spec=spec, path=file.resolve(), text=text, lines=lines)
+
+
+#: Marks a validator that failed with an unexpected exception (tests look for it).
+CRASH_MARK = "cannot check this value"
+
+
+def _locate_crash(data: Any) -> tuple:
+    """The top-level field (and list index) whose validation raises something unexpected."""
+    from typing import get_args, get_origin
+
+    from pydantic import TypeAdapter
+
+    if not isinstance(data, dict):
+        return ()
+
+    def crashes(annotation: Any, value: Any) -> bool:
+        try:
+            TypeAdapter(annotation).validate_python(value)
+        except ValidationError:
+            return False
+        except Exception:  # noqa: BLE001 - looking for exactly these
+            return True
+        return False
+
+    for name, info in Spec.model_fields.items():
+        key = info.alias or name
+        if key not in data or not crashes(info.annotation, data[key]):
+            continue
+        value = data[key]
+        args = get_args(info.annotation)
+        if get_origin(info.annotation) is list and args and isinstance(value, list):
+            for i, item in enumerate(value):
+                if crashes(args[0], item):
+                    return (key, i)
+        if get_origin(info.annotation) is dict and len(args) == 2 and isinstance(value, dict):
+            for k, item in value.items():
+                if crashes(args[1], item):
+                    return (key, k)
+        return (key,)
+    return ()
 
 
 def _named_paths(spec: Spec) -> Iterator[tuple[tuple, str, str]]:
