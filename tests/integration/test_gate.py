@@ -66,8 +66,13 @@ def test_gate_without_data_is_inconclusive(copy_run, tmp_path, signing_key_dir):
 
 
 def test_gate_naming_an_unknown_signal_fails_check_with_position(tmp_path):
+    import shutil
+
     from tests.conftest import EXAMPLE
 
+    # The whole example (plugins, config files, artifacts): the gate is the only problem.
+    shutil.copytree(EXAMPLE, tmp_path, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(".plantstage", "__pycache__"))
     text = (EXAMPLE / "plantstage.yaml").read_text()
     bad = text.replace('value: \'signal("rollback.rows_lost")\'',
                        'value: \'signal("rollback.rows_lost") + '
