@@ -36,19 +36,22 @@ def _interrupted(p: Path) -> str | None:
         return None
 
 
+def _is(check, path: Path) -> bool:
+    try:
+        return bool(check(path))
+    except (OSError, ValueError):
+        return False
+
+
 def _run_dir(run: str | Path) -> Path:
     p = Path(run)
-    try:
-        found = (p / bundle.EVIDENCE).is_file() and (p / chain.CHAIN).is_file()
-    except (OSError, ValueError):
-        found = False
-    if not found:
-        note = _interrupted(p) if p.is_dir() else None
+    if not (_is(Path.is_file, p / bundle.EVIDENCE) and _is(Path.is_file, p / chain.CHAIN)):
+        note = _interrupted(p) if _is(Path.is_dir, p) else None
         if note:
             raise InterruptedRunError(note, where=str(p),
                                       hint="rehearse the release again; there is nothing to "
                                       "judge here")
-        if (p / bundle.EVIDENCE).is_file():
+        if _is(Path.is_file, p / bundle.EVIDENCE):
             raise EvidenceError("this run's evidence was never sealed (no chain.jsonl)",
                                 where=str(p), hint="rehearse the release again")
         raise SpecError("no recorded run here", where=str(p)[:300],
@@ -166,16 +169,12 @@ def verify(run: str | Path, *, key: str | Path | list[str | Path] | None = None,
 
     del record
     p = Path(run)
-    try:
-        is_dir = p.is_dir()
-    except (OSError, ValueError):
-        is_dir = False
-    if not is_dir:
+    if not _is(Path.is_dir, p):
         raise SpecError("no run folder here", where=str(p)[:300], hint="give a run folder")
     keys = [key] if isinstance(key, (str, Path)) else list(key or [])
     pinned = signing.trusted_keys(p, explicit=keys)
     v = chain.verify(p.resolve(), trusted=pinned)
-    if not (p / chain.CHAIN).is_file():
+    if not _is(Path.is_file, p / chain.CHAIN):
         note = _interrupted(p)
         if note:
             v.problems = [f"{note} ({chain.CHAIN} missing: never sealed)"]
