@@ -63,3 +63,26 @@ def test_report_renders_in_chromium(recorded_run, tmp_path):
     assert 'id="fidelity"' in dom and "simulated" in dom
     # Chromium logs any blocked or failed load; there must be none.
     assert "Refused to" not in r.stderr and "net::ERR" not in r.stderr, r.stderr[-2000:]
+
+
+def test_markup_in_any_string_of_a_real_run_is_rendered_as_text(recorded_run):
+    """Every string of a real run's evidence (sections, gates, steps …) carrying markup."""
+    import json
+
+    from plantstage.evidence.bundle import read_series
+    from plantstage.evidence.report import render_report
+
+    payload = '<script>alert(1)</script>"><img src=x onerror=alert(1)>'
+
+    def inject(obj):
+        if isinstance(obj, dict):
+            return {k: inject(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [inject(v) for v in obj]
+        return obj + payload if isinstance(obj, str) else obj
+
+    evidence = json.loads((recorded_run / "evidence.json").read_text())
+    page = render_report(inject(evidence), series=read_series(recorded_run))
+    assert "<script" not in page and "<img" not in page and payload not in page
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") > 50
+    assert page.count('<svg class="chart"') >= 3  # the charts plantstage draws still render
