@@ -234,3 +234,17 @@ def test_signer_public_key_pinning():
     assert chain.verify(run, trusted=[other, mine]).trusted is True
     v = chain.verify(run, trusted=[other])
     assert not v.ok and v.trusted is False and "not a trusted key" in v.problems[0]
+
+
+def test_a_fifo_or_a_looping_link_is_named_not_a_hang_or_a_crash():
+    run = _copy()
+    os.mkfifo(run / "logs" / "pipe")
+    v = chain.verify(run)  # never opens the FIFO (that would block)
+    assert any(p.startswith("logs/pipe: not a regular file") for p in v.problems), v.problems
+    assert "logs/pipe: added after signing" in v.problems
+    os.unlink(run / "logs" / "pipe")
+    looped = run / "logs" / "migrations.log"
+    os.unlink(looped)
+    os.symlink(looped, looped)  # a link to itself
+    v = chain.verify(run)
+    assert not v.ok and _named(v.problems, "logs/migrations.log")

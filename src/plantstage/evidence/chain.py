@@ -81,25 +81,38 @@ def _scan(run_dir: Path) -> tuple[dict[str, str], list[str]]:
     out: dict[str, str] = {}
     irregular: list[str] = []
     root = os.fspath(run_dir)
-    for top, dirs, files in os.walk(root, followlinks=False):
+
+    def unlistable(exc: OSError) -> None:
+        if exc.filename and os.path.normpath(exc.filename) != os.path.normpath(root):
+            rel = os.path.relpath(exc.filename, root).replace(os.sep, "/")
+            irregular.append(f"{entry_name(rel)}: cannot be listed ({exc.strerror})")
+
+    for top, dirs, files in os.walk(root, followlinks=False, onerror=unlistable):
         for name in [*dirs, *files]:
             full = os.path.join(top, name)
             rel = os.path.relpath(full, root).replace(os.sep, "/")
             if rel in _SKIP:
                 continue
-            st = os.lstat(full)
             key = entry_name(rel)
-            if stat.S_ISLNK(st.st_mode):
-                target = os.fsencode(os.readlink(full))
-                out[key] = "symlink:" + hashlib.sha256(target).hexdigest()
-                irregular.append(f"{key}: a symbolic link (a bundle holds regular files only)")
-            elif stat.S_ISDIR(st.st_mode):
+            try:
+                st = os.lstat(full)
+                if stat.S_ISLNK(st.st_mode):
+                    target = os.fsencode(os.readlink(full))
+                    out[key] = "symlink:" + hashlib.sha256(target).hexdigest()
+                    irregular.append(f"{key}: a symbolic link (a bundle holds regular files "
+                                     "only)")
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    out[key] = file_sha256(Path(full))
+                    continue
+            except OSError as exc:
+                out[key] = f"unreadable:{exc.errno}"
+                irregular.append(f"{key}: cannot be read ({exc.strerror})")
                 continue
-            elif stat.S_ISREG(st.st_mode):
-                out[key] = file_sha256(Path(full))
-            else:
-                out[key] = "special:" + stat.filemode(st.st_mode)[0]
-                irregular.append(f"{key}: not a regular file ({stat.filemode(st.st_mode)})")
+            out[key] = "special:" + stat.filemode(st.st_mode)[0]  # FIFO, socket, device
+            irregular.append(f"{key}: not a regular file ({stat.filemode(st.st_mode)})")
     return dict(sorted(out.items())), irregular
 
 
