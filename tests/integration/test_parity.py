@@ -83,6 +83,8 @@ def make_plant(tmp: Path, production_db: Path, *, erp_url: str | None = None,
     Returns (spec dir, production database file)."""
     plant = tmp / "plant"
     shutil.copytree(EXAMPLE / "config", plant / "config")
+    for module in EXAMPLE.glob("*.py"):  # its plugin (flows, smoke checks) beside the spec
+        shutil.copyfile(module, plant / module.name)
     data = yaml.safe_load((EXAMPLE / "plantstage.yaml").read_text())
     for rel in data["releases"]:
         rel["artifact"]["path"] = str(EXAMPLE / rel["artifact"]["path"])

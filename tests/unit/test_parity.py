@@ -185,6 +185,17 @@ def test_not_applicable_on_both_sides_is_a_note():
     assert found == [] and notes == ["SQLite has no roles or grants"]
 
 
+def test_not_applicable_on_one_side_hides_the_other_sides_scope():
+    a = facts("access", **{"grant.db:app.items": ("erp-db", "SELECT"),
+                           "permissions.op": ("erp", ["a"])})
+    b = facts("access", **{"permissions.op": ("erp", ["a"])})
+    b.fail("grant.db:", "erp-db", "n/a: SQLite has no roles or grants")
+    found, notes = compare_layer("access", a, b, NAMES, ParitySpec(), TIERS)
+    assert [(f.key, f.status) for f in found] == [("permissions.op", "same")]
+    assert notes == ["staging: SQLite has no roles or grants; production's 1 grant(s) of db "
+                     "not compared"]
+
+
 def test_problem_fact_is_drift_even_when_both_sides_agree():
     a, b = LayerFacts("topology"), LayerFacts("topology")
     for lf in (a, b):

@@ -35,7 +35,21 @@ def compare_layer(layer: str, a: LayerFacts, b: LayerFacts, names: tuple[str, st
     for scope, sides in sorted(scopes.items()):
         reasons = [r for _, r in sides.values()]
         if len(sides) == 2 and all(r.startswith(NOT_APPLICABLE) for r in reasons):
-            notes.append(reasons[0][len(NOT_APPLICABLE):])
+            if reasons[0][len(NOT_APPLICABLE):] not in notes:
+                notes.append(reasons[0][len(NOT_APPLICABLE):])
+            continue
+        if len(sides) == 1 and reasons[0].startswith(NOT_APPLICABLE):
+            # One engine has no such thing (SQLite: no roles or grants): what the other
+            # engine shows under this scope cannot be compared with anything — a note, and
+            # not drift. Engines themselves are compared in the versions layer.
+            side = next(iter(sides))
+            other = names[1] if side == names[0] else names[0]
+            shown = sum(1 for k in (b if side == names[0] else a).facts if k.startswith(scope))
+            note = f"{side}: {reasons[0][len(NOT_APPLICABLE):]}"
+            notes.append(note + (f"; {other}'s {shown} {scope.split('.')[0]}(s) of "
+                                 f"{scope[len(scope.split('.')[0]) + 1:].rstrip(':')} not "
+                                 f"compared" if shown else ""))
+            active.append(scope)
             continue
         active.append(scope)
         comp = next(iter(sides.values()))[0]

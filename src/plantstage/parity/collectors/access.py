@@ -64,7 +64,8 @@ def _grants(view: EnvView, out: LayerFacts, name: str) -> None:
     try:
         dialect = engine.dialect.name
         if dialect == "sqlite":
-            out.fail(f"grant.{name}:", name, NOT_APPLICABLE + "SQLite has no roles or grants")
+            for scope in (f"grant.{name}:", f"role.{name}:"):
+                out.fail(scope, name, NOT_APPLICABLE + "SQLite has no roles or grants")
             return
         with engine.connect() as conn:
             rows = conn.execute(_PG_GRANTS if dialect == "postgresql" else _MY_GRANTS).all()
