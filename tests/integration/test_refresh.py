@@ -384,3 +384,52 @@ def test_column_defaults_survive_a_refresh(engine, tmp_path, request):
     assert (row[0], row[1], float(row[2]), bool(row[3]), row[4]) == (
         "open", 0, 1.5, False, "it's new")
     assert row[5] is not None and row[6] is not None and row[7] is not None
+
+
+# -- masking coverage at ERP scale ----------------------------------------------------------
+def test_plan_lists_every_column_and_its_block_passes(tmp_path):
+    """500 tables: patterns keep 200 (their integer foreign keys named account/tax are not
+    personal data); 300 more have five sensitive columns each. --plan lists all 1,500 and the
+    rules block it prints, pasted into the spec, passes."""
+    import sqlite3
+
+    c = sqlite3.connect(tmp_path / "prod.db")
+    c.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, code VARCHAR(20))")
+    c.execute("INSERT INTO accounts VALUES (1, 'A-1')")
+    c.execute("CREATE TABLE taxes (id INTEGER PRIMARY KEY, code VARCHAR(20))")
+    c.execute("INSERT INTO taxes VALUES (1, 'VAT-19')")
+    for i in range(200):
+        c.execute(f"CREATE TABLE ir_t{i} (id INTEGER PRIMARY KEY, account INTEGER REFERENCES "
+                  f"accounts(id), tax INTEGER REFERENCES taxes(id), note TEXT)")
+        c.execute(f"INSERT INTO ir_t{i} VALUES (1, 1, 1, 'batch closed')")
+    for i in range(300):
+        c.execute(f"CREATE TABLE res_t{i} (id INTEGER PRIMARY KEY, partner_name VARCHAR(80), "
+                  f"email VARCHAR(80), phone VARCHAR(40), street VARCHAR(80), "
+                  f"list_price NUMERIC(10, 2))")
+        c.execute(f"INSERT INTO res_t{i} VALUES (1, 'Partner {i}', 'p{i}@corp.com', "
+                  f"'+49 30 {1000000 + i}', '{i} Mill Street', {i}.5)")
+    c.commit()
+    c.close()
+    rules = '  rules:\n    "ir_*": keep\n    accounts: keep\n    taxes: keep\n'
+    (tmp_path / "plantstage.yaml").write_text(MINI.format(sha="0" * 64, refresh=rules))
+
+    proc = run_cli("refresh", str(tmp_path), "--plan", env=KEY)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr
+    assert "2604 columns: 1500 need a rule" in proc.stdout
+    block = proc.stdout[proc.stdout.index("refresh:\n  rules:\n"):]
+    entries = [ln for ln in block.splitlines() if ln.startswith("      ")
+               and not ln.startswith('      "*"')]
+    assert len(entries) == 1500
+    assert "      email: email  #" in block and "      list_price: {rule: noise" in block
+    assert not any("ir_t" in ln for ln in block.splitlines())  # account/tax: not personal
+
+    proc = run_cli("refresh", str(tmp_path), env=KEY)  # every column named in one line
+    assert proc.returncode == 2 and "1500 columns need a rule" in proc.stderr
+    assert "res_t299.list_price" in proc.stderr and "(and " not in proc.stderr
+
+    pasted = rules + "".join(ln + "\n" for ln in block.splitlines()[2:])
+    (tmp_path / "plantstage.yaml").write_text(MINI.format(sha="0" * 64, refresh=pasted))
+    ok(run_cli("refresh", str(tmp_path), env=KEY))
+    stage = f"sqlite:///{tmp_path / 'stage.db'}"
+    assert values(stage, "res_t7", "email") != {"p7@corp.com"}
+    assert values(stage, "ir_t3", "account") == {1}

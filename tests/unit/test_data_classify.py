@@ -34,3 +34,27 @@ def test_classify(tmp_path):
     star = RefreshSpec.model_validate({"rules": {"people": {"name": "person", "*": "keep"}}})
     plans = {(p.table, p.column): p for p in classify(eng, md, star.rules, ["people"])}
     assert plans[("people", "added")].status == "kept-by-wildcard"
+
+
+def test_table_patterns_and_shorthand():
+    spec = RefreshSpec.model_validate({"rules": {
+        "ir_model": {"id": "keep", "name": "token"}, "ir_*": "keep", "log_?": {"rule": "null"},
+        "res_partner": {"*": "keep"}}})
+    got = spec.table_rules(["ir_model", "ir_ui_view", "log_1", "log_10", "res_partner", "x"])
+    assert set(got) == {"ir_model", "ir_ui_view", "log_1", "res_partner"}
+    assert got["ir_model"]["name"].rule == "token"  # its own entry wins over the pattern
+    assert got["ir_ui_view"]["*"].rule == "keep" and got["log_1"]["*"].rule == "null"
+
+
+def test_a_pattern_must_match_a_table(tmp_path):
+    import pytest
+
+    from plantstage.data._plan import check_spec_against
+    from plantstage.errors import SpecError
+
+    md = sa.MetaData()
+    sa.Table("ir_model", md, sa.Column("id", sa.Integer, primary_key=True))
+    check_spec_against(RefreshSpec.model_validate({"rules": {"ir_*": "keep"}}), md, "s.yaml")
+    with pytest.raises(SpecError, match="no table in production matches 'mail_\\*'"):
+        check_spec_against(RefreshSpec.model_validate({"rules": {"mail_*": "keep"}}), md,
+                           "s.yaml")

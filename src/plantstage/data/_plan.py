@@ -24,7 +24,7 @@ from plantstage.data._mask import (
 )
 from plantstage.engines.base import EngineAdapter
 from plantstage.errors import SpecError
-from plantstage.spec.masking import MaskKind, RefreshSpec
+from plantstage.spec.masking import MaskKind, RefreshSpec, is_pattern
 
 #: Source values shorter than this identify nobody and are left out of the leak scan.
 MIN_LEAK_LEN = 3
@@ -40,6 +40,15 @@ def check_spec_against(spec: RefreshSpec, md: sa.MetaData, where: str) -> None:
                             where=f"{where}: {path}", hint="fix the name or drop the rule")
 
     for t, cols in spec.rules.items():
+        if is_pattern(t):
+            # a pattern rules every table it matches: it must match one, and its columns
+            # are checked in each table where the table has them
+            matched = [m for m, r in spec.table_rules(list(md.tables)).items() if r is cols]
+            if not matched:
+                raise SpecError(f"no table in production matches '{t}'",
+                                where=f"{where}: refresh.rules.{t}",
+                                hint="fix the pattern or drop the rule")
+            continue
         for c, r in cols.items():
             need(t, c, f"refresh.rules.{t}.{c}")
             if r.by:
@@ -169,3 +178,77 @@ def build_maskers(table: sa.Table, cols: list[str], keyed: Keyed, plans: list[Co
             max_length=length if isinstance(length, int) else None, avoid=avoid,
             overrides=shared)
     return maskers
+
+
+def coverage(source_url: str, spec: RefreshSpec, where: str) -> list[ColumnPlan]:
+    """Every column of production classified against the rules (``refresh --plan``): reads
+    the schema and samples text columns, writes nothing anywhere."""
+    from plantstage import engines
+    from plantstage.data._classify import classify
+
+    source = engines.adapter_for(source_url)
+    src = engines.connect_production(source_url)
+    try:
+        engines.ping(src, source.label)
+        md = sa.MetaData()
+        md.reflect(src)
+        check_spec_against(spec, md, where)
+        tables = [t.name for t in md.sorted_tables
+                  if t.name not in engines.MIGRATION_BOOKKEEPING]
+        return classify(src, md, spec.table_rules(tables), tables)
+    finally:
+        src.dispose()
+
+
+_BY_NAME = [  # (name pattern, rule to suggest) — first match wins
+    (r"e_?mail", "email"), (r"phone|tel|telephone|mobile|fax", "phone"),
+    (r"first_?name|given_?name|firstname", "first_name"),
+    (r"last_?name|surname|family_?name|lastname", "last_name"),
+    (r"company|firm|vendor_name|customer_name|supplier_name", "company"),
+    (r"address|addr|street", "address"), (r"city|town", "city"),
+    (r"iban|bic|account|acct", "digits"),
+    (r"password|passwd|secret|token|hash", "null"),
+    (r"birth|dob|born", "{rule: shift, max_days: 365}"),
+    (r"price|cost|salary|wage|credit|income|revenue|margin|bonus",
+     "{rule: noise, tolerance: 0.05}"),
+    (r"name|contact|person", "person"),
+]
+
+
+def suggest(p: ColumnPlan) -> str:
+    """The rule ``refresh --plan`` suggests for a column that needs one."""
+    import re
+
+    if p.status == "drift":
+        return "keep"
+    if p.free_text_pii:
+        return "scrub"
+    if "e-mail" in p.reason:
+        return "email"
+    if "phone" in p.reason:
+        return "phone"
+    for pat, rule in _BY_NAME:
+        if re.search(rf"(^|_)({pat})(_|$)", p.column, re.I):
+            return rule
+    return "token"
+
+
+def suggested_rules(plans: list[ColumnPlan], spec: RefreshSpec) -> str:
+    """A ``refresh.rules`` block (YAML) with a rule for every column that needs one."""
+    failing: dict[str, list[ColumnPlan]] = {}
+    for p in plans:
+        if p.failing:
+            failing.setdefault(p.table, []).append(p)
+    if not failing:
+        return ""
+    ruled = spec.table_rules(list(failing))
+    lines = ["refresh:", "  rules:"]
+    for t, ps in failing.items():
+        note = "  # add to the table's rules" if t in ruled else ""
+        lines.append(f"    {t}:{note}")
+        for p in ps:
+            why = "new since the rules were written" if p.status == "drift" else p.reason
+            lines.append(f"      {p.column}: {suggest(p)}  # {why}")
+        if t not in ruled:  # a table ruled column by column must rule every column
+            lines.append('      "*": keep  # its other columns: no sensitive name or values')
+    return "\n".join(lines)

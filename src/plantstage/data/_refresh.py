@@ -59,7 +59,7 @@ def refresh_database(
         tables = [t.name for t in src_md.sorted_tables
                   if t.name not in engines.MIGRATION_BOOKKEEPING]
         keyed = Keyed(key)
-        plans = classify(src, src_md, spec.rules, tables)
+        plans = classify(src, src_md, spec.table_rules(tables), tables)
         failing = [p for p in plans if p.failing]
         if failing and not allow_unclassified:
             raise refusal(failing)

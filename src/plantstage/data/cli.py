@@ -31,6 +31,9 @@ def refresh(
     allow_unclassified: Annotated[bool, typer.Option(
         help="Go on when columns are unclassified or new: tokenize sensitive-looking ones, "
         "keep the rest.")] = False,
+    plan: Annotated[bool, typer.Option(
+        "--plan", help="Only classify production's columns: print the full coverage and a "
+        "rules block for every column that needs one; write nothing.")] = False,
 ):
     """Refresh staging from production: subset, mask in transit, bulk load, verify.
 
@@ -39,6 +42,9 @@ def refresh(
     """
     from plantstage.data import refresh as _refresh
 
+    if plan:
+        _print_plan(path, from_)
+        return
     tasks: dict[str, int] = {}
     with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=False) as bar:
@@ -70,3 +76,23 @@ def refresh(
         console.print("[red]verification failed: the target is marked 'failed'[/]")
         raise typer.Exit(EXIT_USAGE)
     console.print("[green]✔[/] refreshed and verified")
+
+
+def _print_plan(path: Path, source: str) -> None:
+    from plantstage.data.verbs import refresh_plan
+
+    plans, block = refresh_plan(path, source=source)
+    cov = Table(title="Masking coverage (plan)", show_lines=False)
+    for h in ("table", "column", "rule", "status", "why"):
+        cov.add_column(h)
+    for p in plans:
+        row = p.as_row()
+        cov.add_row(row["table"], row["column"], row["rule"] if not p.failing else "—",
+                    row["status"], row["reason"])
+    console.print(cov)
+    failing = sum(1 for p in plans if p.failing)
+    console.print(f"{len(plans)} columns: {failing} need a rule")
+    if block:
+        console.print("Suggested rules (check each, then paste into the spec):")
+        console.print(block, markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE)

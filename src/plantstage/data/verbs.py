@@ -45,6 +45,23 @@ def _url(loaded: LoadedSpec, env_or_url: str, component: str, values: dict[str, 
     return url
 
 
+def refresh_plan(path: str | Path, *, source: str = "production") -> tuple[list, str]:
+    """Classify every production column against the spec's rules without writing anything:
+    the coverage rows and a suggested ``refresh.rules`` block for the columns that need one."""
+    from plantstage.data._plan import coverage, suggested_rules
+
+    loaded = load_spec(path)
+    spec = loaded.spec
+    if spec.refresh is None:
+        raise SpecError("the spec has no 'refresh' section", where=f"{loaded.path}: refresh",
+                        hint="declare the masking rules (see docs/refresh.md)")
+    comp = _database_component(loaded)
+    run_dir = loaded.base_dir / ".plantstage" / "refresh"
+    values = {"spec_dir": str(loaded.base_dir), "run_dir": str(run_dir), "python": python()}
+    plans = coverage(_url(loaded, source, comp, values), spec.refresh, str(loaded.path))
+    return plans, suggested_rules(plans, spec.refresh)
+
+
 def refresh(
     path: str | Path, *, source: str = "production", target: str = "staging",
     allow_unclassified: bool = False, progress: Progress | None = None, echo=print,

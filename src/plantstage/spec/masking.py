@@ -153,6 +153,11 @@ class SchemaSource(StrEnum):
     migrations = "migrations"  #: run the current release's upgrade migration on the target
 
 
+def is_pattern(table: str) -> bool:
+    """A rules key that names tables by a pattern (``ir_*``, ``log_?``, ``[ab]_x``)."""
+    return any(ch in table for ch in "*?[")
+
+
 class SeededRows(StrEnum):
     """What to do with rows a table already holds when ``schema: migrations`` seeded them."""
 
@@ -185,6 +190,32 @@ class RefreshSpec(_Model):
         "migrations seed into it (replace, skip-identical, fail). A table not named here "
         "fails when production holds a row with a seeded row's key.")
     batch: int = Field(5000, ge=100, le=200_000, description="Rows per bulk-load batch.")
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _table_shorthand(cls, v: Any) -> Any:
+        # ``ir_*: keep`` (a rule for a whole table or pattern) is ``ir_*: {"*": keep}``
+        if isinstance(v, dict):
+            return {t: {"*": r} if isinstance(r, str) or (isinstance(r, dict) and "rule" in r)
+                    else r for t, r in v.items()}
+        return v
+
+    def table_rules(self, tables: list[str]) -> dict[str, dict[str, MaskRule]]:
+        """Each table's rules: its own entry, else the first pattern (``ir_*``) that matches
+        it, in the order the spec writes them."""
+        from fnmatch import fnmatchcase
+
+        patterns = [(k, v) for k, v in self.rules.items() if is_pattern(k)]
+        out: dict[str, dict[str, MaskRule]] = {}
+        for t in tables:
+            if t in self.rules:
+                out[t] = self.rules[t]
+                continue
+            for pat, rules in patterns:
+                if fnmatchcase(t, pat):
+                    out[t] = rules
+                    break
+        return out
 
     @field_validator("rules")
     @classmethod
