@@ -248,3 +248,30 @@ def test_a_fifo_or_a_looping_link_is_named_not_a_hang_or_a_crash():
     os.symlink(looped, looped)  # a link to itself
     v = chain.verify(run)
     assert not v.ok and _named(v.problems, "logs/migrations.log")
+
+
+def test_databases_in_sub_folders_are_sealed_before_the_first_hash(tmp_path):
+    from plantstage.evidence.bundle import seal_databases
+
+    run = tmp_path / "run"
+    (run / "parity" / "staging").mkdir(parents=True)
+    path = run / "parity" / "staging" / "schema.db"  # found by its header, not its name
+    keep = sqlite3.connect(path)
+    keep.execute("PRAGMA journal_mode=WAL")
+    keep.execute("CREATE TABLE t(x)")
+    keep.execute("INSERT INTO t VALUES (1)")
+    keep.commit()
+    other = sqlite3.connect(path)  # a second connection keeps -wal/-shm on disk
+    other.execute("SELECT * FROM t").fetchall()
+    keep.close()
+    assert (run / "parity" / "staging" / "schema.db-wal").exists()
+    other.close()
+    (run / "notes.sqlite").write_bytes(b"not a database")
+    assert seal_databases(run) == ["parity/staging/schema.db"]
+    assert not (run / "parity" / "staging" / "schema.db-wal").exists()
+    assert path.read_bytes()[18:20] == b"\x01\x01"  # rollback-journal mode from now on
+    chain.append(run, "rehearsal", {}, key=Ed25519PrivateKey.generate())
+    db = sqlite3.connect(path)  # someone inspects it later
+    assert db.execute("SELECT x FROM t").fetchall() == [(1,)]
+    db.close()
+    assert chain.verify(run).ok, chain.verify(run).problems

@@ -116,9 +116,47 @@ def write_evidence(ctx, steps: list[dict[str, Any]], *, status: str, started: fl
     from plantstage.engines.sqlite import seal_files
 
     seal_files(ctx.run_dir)  # no -wal/-shm files appear later when someone reads a database
+    seal_databases(ctx.run_dir)  # … in sub-folders too (parity's schema database, backups)
     seal(ctx.run_dir, evidence, "rehearsal", {"release": ctx.release.name, "status": status},
          key=key)
     return evidence
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def seal_databases(run_dir: Path) -> list[str]:
+    """Seal every SQLite database in WAL mode anywhere in the bundle, found by its header (not
+    its name): fold the write-ahead log in and switch to rollback-journal mode, so the exact
+    ``<db>-wal``/``<db>-shm`` files go away before the first hash and reading the database
+    later creates none. Returns the databases sealed (relative paths)."""
+    import os
+    import sqlite3
+
+    sealed = []
+    for top, _dirs, files in os.walk(run_dir, followlinks=False):
+        for name in files:
+            path = Path(top) / name
+            try:
+                if path.is_symlink() or not path.is_file():
+                    continue
+                with path.open("rb") as f:
+                    head = f.read(20)
+            except OSError:
+                continue
+            if len(head) < 20 or not head.startswith(_SQLITE_MAGIC) or 2 not in head[18:20]:
+                continue  # not SQLite, or not in WAL mode (nothing to fold in)
+            try:
+                db = sqlite3.connect(path, timeout=2)
+                try:
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    db.execute("PRAGMA journal_mode=DELETE")
+                finally:
+                    db.close()
+            except sqlite3.Error:
+                continue  # still in use or damaged: hashed as it is; verify names any change
+            sealed.append(path.relative_to(run_dir).as_posix())
+    return sealed
 
 
 def render(run_dir: Path, evidence: dict[str, Any],
