@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from plantstage.errors import (
     EXIT_GO,
+    EXIT_INCONCLUSIVE,
     EXIT_INTERRUPTED,
     EXIT_NO_GO,
     EXIT_PENDING,
@@ -44,7 +45,7 @@ class RunOutcome:
     run_id: str
     run_dir: Path
     status: str  # completed | could-not-run | interrupted
-    verdict: str  # GO | NO-GO | PENDING (gates pass, required signoffs missing)
+    verdict: str  # GO | NO-GO | INCONCLUSIVE | PENDING (gates pass, required signoffs missing)
     evidence: dict[str, Any]
     error: PlantstageError | Interrupted | None = None
 
@@ -56,6 +57,8 @@ class RunOutcome:
             return self.error.exit_code if self.error else 2
         if self.verdict == "PENDING":
             return EXIT_PENDING
+        if self.verdict == "INCONCLUSIVE":
+            return EXIT_INCONCLUSIVE
         return EXIT_GO if self.verdict == "GO" else EXIT_NO_GO
 
 
@@ -69,8 +72,8 @@ def _raise_interrupted(signum, _frame):  # noqa: ANN001
 
 #: Test hook (docs/cli.md, "Testing interrupts"): ``PLANTSTAGE_TEST_INTERRUPT=STEP[:CALLS]``
 #: makes a rehearsal send itself SIGTERM inside step STEP, after CALLS Python function calls
-#: on the main thread (0, the default: as the step starts; a step that returns first gets it
-#: as it returns). Unset, the runner behaves exactly as without it.
+#: on the main thread (0, the default: as the step starts; a step that returns or fails first
+#: gets it as it ends). Unset, the runner behaves exactly as without it.
 TEST_INTERRUPT_ENV = "PLANTSTAGE_TEST_INTERRUPT"
 
 
@@ -105,10 +108,9 @@ class _InterruptHook:
         if self.armed and step.name == self.step:
             self._fire()
 
-    def disarm(self) -> None:
-        if self.armed:
-            sys.setprofile(None)
-            self.armed = False
+    def end(self) -> None:
+        """The step failed before the chosen call: interrupt it as it ends."""
+        self._fire()
 
     def _fire(self) -> None:
         if self.armed:
@@ -183,7 +185,7 @@ def run_rehearsal(
                 (run_dir / "logs" / "plantstage-error.log").write_text(traceback.format_exc())
                 rec.update(status="failed", error=f"internal error: {type(exc).__name__}: {exc}")
             finally:
-                hook.disarm()
+                hook.end()
                 rec["seconds"] = round(time.perf_counter() - t0, 3)
                 if rec["status"] == "failed":
                     ctx.failed_steps.append(step.name)
