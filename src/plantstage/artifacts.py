@@ -29,6 +29,8 @@ MAX_FILES = 50_000
 MAX_BYTES = 4 << 30
 
 _PLACEHOLDER_PREFIXES = ("{artifact}", "{spec_dir}")
+#: Kernel and device trees: reading them can block or never end.
+_SYSTEM_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -135,6 +137,14 @@ def _file_digest(path: Path, h: hashlib._Hash | None = None) -> hashlib._Hash:
 def digest(path: str | Path, *, max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES) -> str:
     """SHA-256 of a file, or of a directory tree (paths and contents), within the bounds."""
     p = Path(path)
+    try:
+        real = p.resolve()
+    except (OSError, RuntimeError, ValueError):
+        real = p
+    for system in _SYSTEM_ROOTS:
+        if _inside(real, system):
+            raise ArtifactError(f"{real} is inside {system}, not a release", where=str(p)[:300],
+                                hint="point artifact.path at the release's file or folder")
     try:
         st = p.stat()
     except FileNotFoundError:

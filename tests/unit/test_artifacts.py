@@ -62,10 +62,20 @@ def test_links_inside_the_tree_are_followed(tmp_path):
     assert digest(tmp_path) != d1
 
 
-def test_special_files_are_refused():
+def test_special_files_and_system_trees_are_refused(tmp_path):
+    import os
+
+    for path in ("/dev/null", "/proc/self", "/proc/self/status", "/sys"):
+        with pytest.raises(ArtifactError) as exc:
+            digest(path)
+        assert "not a release" in exc.value.message
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
     with pytest.raises(ArtifactError) as exc:
-        digest("/dev/null")
+        digest(fifo)
     assert "neither a file nor a folder" in exc.value.message
+    (tmp_path / "a.py").write_text("x")
+    assert digest(tmp_path)  # a pipe inside a tree is skipped, never read
 
 
 def test_digest_order_is_by_path_parts(tmp_path):
