@@ -273,3 +273,16 @@ def test_a_crash_is_located_at_its_list_item():
     assert _locate_crash({"gates": [{"name": "ok", "pass": "true"},
                                     {"name": "x", "use": "error-rate",
                                      "params": {"max": [1, 2]}}]}) in {("gates", 1), ()}
+
+
+def test_load_yaml_is_bounded_for_any_file():
+    from plantstage.spec.loader import load_yaml
+
+    assert load_yaml("a: [1, 2]\n", "cfg.yaml") == {"a": [1, 2]}
+    assert load_yaml("", "cfg.yaml") is None
+    with pytest.raises(SpecError) as exc:
+        load_yaml(_bomb(), "cfg.yaml")
+    assert exc.value.where.startswith("cfg.yaml:")
+    with pytest.raises(SpecError) as exc:
+        load_yaml("a: b\na: c\n", "cfg.yaml")
+    assert exc.value.where == "cfg.yaml:2"

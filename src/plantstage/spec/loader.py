@@ -399,6 +399,18 @@ def _problem(err: dict, lines: dict, file: Path) -> SpecError:
     return SpecError(text, where=f"{file}:{line or 1}", hint=hint)
 
 
+def load_yaml(text: str, file: str | Path) -> Any:
+    """Any YAML document plantstage reads (a config file, a role map …), within the same
+    bounds as a spec: size, nesting, aliases and expansion limited; every error is one
+    :class:`SpecError` line with ``file:line``. Returns the plain data (None when empty)."""
+    file = Path(file)
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError(f"the file is {len(text):,} characters long", where=f"{file}:1",
+                        hint=f"plantstage reads YAML files of at most {MAX_SPEC_BYTES:,} bytes")
+    root, loaded = _compose(text, file)
+    return None if root is None else loaded[0]
+
+
 def parse_spec_text(text: str, file: Path) -> LoadedSpec:
     """Validate spec text; ``file`` is used for messages and relative paths.
 
