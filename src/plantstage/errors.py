@@ -8,6 +8,8 @@ Exit codes (documented in docs/cli.md):
 * 3 — PENDING: steps and gates pass, but a signoff the spec requires this run is missing
 * 4 — ``verify``: the bundle is intact, but no trusted key is pinned (integrity only, signer
   not trusted)
+* 5 — INCONCLUSIVE: nothing failed, but a key gate could not decide (too few or too noisy
+  samples, no data)
 * 130 — interrupted (Ctrl-C or SIGTERM); the run ledger says ``interrupted``
 """
 
@@ -18,6 +20,7 @@ EXIT_NO_GO = 1
 EXIT_USAGE = 2
 EXIT_PENDING = 3
 EXIT_UNTRUSTED = 4
+EXIT_INCONCLUSIVE = 5
 EXIT_INTERRUPTED = 130
 
 
