@@ -380,3 +380,20 @@ def test_bad_settings_and_contracts_fail_clearly():
     for contract, msg in cases:
         with pytest.raises(ValidationError, match=msg):
             TwinSpec(kind="mes-line", contract=contract)
+
+
+def test_standalone_rate_publishes_the_defaults(broker):
+    contract = {**BATCH, "defaults": {"material": "RM-1", "quantity": "0.5"}}
+    app = App(broker, topic="mix/+/batches")
+    rt, mes, _ = _mes(broker, contract, rate=50, tenant="site-9")
+    try:
+        app.wait(3)
+        assert len(app.raw) >= 3
+        body = json.loads(app.raw[0])
+        assert body["material"] == "RM-1" and body["quantity"]["value"] == "0.500"
+    finally:
+        rt.stop()
+        app.close()
+    with pytest.raises(TwinError, match="needs the tenant"):
+        MesLineTwin("m", TwinSpec(kind="mes-line", contract=contract, settings={"rate": 1}),
+                    TwinEnv())
