@@ -46,9 +46,12 @@ def check(path: str | Path, *, artifacts: bool = True) -> LoadedSpec:
     collect(_validate_smoke, loaded)
     # Gate expressions name signals the spec can produce (plantstage.gates.catalogue).
     collect(_validate_gates, loaded)
-    # Every file parity compares exists ({artifact}: in each release it can name).
+    # Parity names real components, and every file it compares exists ({artifact}: in each
+    # release it can name).
+    from plantstage.parity import check_references as _parity_references
     from plantstage.parity import missing_files as _parity_files
 
+    collect(_parity_references, loaded)
     problems.extend(_parity_files(loaded))
     if artifacts:
         collect(verify_artifacts, loaded)

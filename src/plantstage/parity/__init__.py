@@ -7,7 +7,13 @@ component's tier. ``parity`` is the library verb; ``plantstage parity`` prints i
 """
 
 from plantstage.parity._model import LAYERS, Finding, ParityReport
-from plantstage.parity._verb import missing_files, parity, run_parity, write_report
+from plantstage.parity._verb import (
+    check_references,
+    missing_files,
+    parity,
+    run_parity,
+    write_report,
+)
 
-__all__ = ["LAYERS", "Finding", "ParityReport", "missing_files", "parity", "run_parity",
-           "write_report"]
+__all__ = ["LAYERS", "Finding", "ParityReport", "check_references", "missing_files", "parity",
+           "run_parity", "write_report"]
