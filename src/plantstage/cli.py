@@ -218,6 +218,11 @@ def _usage_line(exc: click_errors.ClickException) -> str:
     return f"{message} (hint: see `{where} --help`)"
 
 
+#: SQLite's words for a file system that is full or read-only (the ledger, the signal store).
+_STORAGE_WORDS = ("disk is full", "readonly database", "unable to open database file",
+                  "disk I/O error")
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return the exit code; expected errors print one line.
 
@@ -261,6 +266,10 @@ def run(argv: list[str] | None = None) -> int:
         if debug:
             raise
         text = " ".join(str(exc).split())[:300]
+        if any(word in text for word in _STORAGE_WORDS):  # SQLite on a full/read-only disk
+            print_error(f"{text} (hint: free some space, or choose a writable --out on "
+                        "another disk)")
+            return EXIT_USAGE
         print_error(f"internal error: {type(exc).__name__}: {text} (hint: rerun with --debug "
                     "for the traceback and report it)")
         return EXIT_USAGE

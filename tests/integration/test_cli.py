@@ -167,3 +167,17 @@ def test_usage_errors_are_one_line():
     assert code == 2 and "--no-such-option" in err and len(err.strip().splitlines()) == 1
     code, out, _ = _in_process()
     assert code == 2 and "Usage" in out
+
+
+def test_a_full_disk_is_one_line(monkeypatch):
+    import sqlite3
+
+    from plantstage import verbs
+
+    def full(*_a, **_k):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(verbs, "check", full)
+    code, _, err = _in_process("check", ".")
+    assert code == 2 and err.startswith("error: database or disk is full (hint: free some space")
+    assert "internal error" not in err and len(err.strip().splitlines()) == 1
