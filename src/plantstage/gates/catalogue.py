@@ -2,7 +2,8 @@
 
 Signal names a rehearsal of a spec can record (documented in docs/gates.md):
 
-* ``workload.<phase>.<flow>.<stat>`` — phase ``baseline`` or ``candidate``; ``flow`` the label of
+* ``workload.<phase>.<flow>.<stat>`` — phase ``baseline``, ``paired.old``, ``paired.new`` (the
+  paired phase's two versions) or ``candidate``; ``flow`` the label of
   a flow the spec drives (its archetypes' flows, ``workload.flows``: a registered name as
   written, or for ``module:function`` the function's name as written); any statistic, step or
   counter of the flow after it; and the phase-level ``workload.<phase>.{iterations, errors,
@@ -10,7 +11,7 @@ Signal names a rehearsal of a spec can record (documented in docs/gates.md):
   business.<counter>, archetype.<a>.…, queue_drained, queue_drain_s, <queue>.{before,max,end}}``;
 * ``reconcile.<check>.mismatches`` for each ``reconcile`` check;
 * ``rollback.*``, ``backup.*``, ``parity.*``, ``refresh.*``, ``twins.*`` (twins.<component>.…
-  names a component bound to a twin).
+  names a component bound to a twin), ``cost.<phase>.<counter>`` (cost probes).
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from dataclasses import dataclass
 from plantstage.errors import SpecError
 from plantstage.gates.cel import GATE_FUNCTIONS, CelSyntaxError, compile_expr, signal_refs
 
-PHASES = ("baseline", "candidate")
+PHASES = ("baseline", "paired", "candidate")
+#: The paired phase's versions: ``workload.paired.<version>.<flow>.<stat>``.
+VERSIONS = ("old", "new")
 #: Summaries of the queue series (plantstage.workload.queues.SUMMARY_NAMES) and their drain.
 QUEUE_STATS = {"queue_depth", "broker_queued_bytes", "broker_inflight", "mes_backlog",
                "queue_drained", "queue_drain_s"}
 PHASE_STATS = {"iterations", "errors", "error_rate", "dropped", "unfinished", "archetypes",
-               "in_flight", "business", "archetype", "count", "rate", "seconds"} | QUEUE_STATS
+               "in_flight", "business", "archetype", "count", "rate", "seconds", "blocks",
+               "block_s"} | QUEUE_STATS
 #: What every flow records (``workload.<phase>.<flow>.<stat>``) and what it means.
 FLOW_STATS = {
     "count": "iterations finished (failed ones included)",
@@ -38,7 +42,7 @@ FLOW_STATS = {
     "throughput": "time series: iterations per second",
     "errors_per_s": "time series: errors per second",
 }
-OPEN_PREFIXES = ("rollback.", "backup.", "parity.", "refresh.", "steps.")
+OPEN_PREFIXES = ("rollback.", "backup.", "parity.", "refresh.", "steps.", "cost.")
 #: CEL's standard global functions and macros (calls the parser sees as ident_arg).
 _CEL_BUILTINS = {"size", "int", "uint", "double", "string", "bytes", "bool", "type", "dyn",
                  "duration", "timestamp", "matches", "has"}
@@ -56,6 +60,10 @@ class Catalogue:
         if parts[0] == "workload":
             if len(parts) < 3 or parts[1] not in PHASES:
                 return f"workload signals are workload.<{'|'.join(PHASES)}>.<flow>.<stat>"
+            if parts[1] == "paired" and parts[2] in VERSIONS:
+                parts = parts[:1] + parts[2:]  # workload.paired.<old|new>.<flow>.<stat>
+                if len(parts) < 3:
+                    return "paired signals are workload.paired.<old|new>.<flow>.<stat>"
             if parts[2] in PHASE_STATS or parts[2] in self.flows:
                 return None
             return (f"no flow '{parts[2]}' in this spec's workload (flows: "
@@ -72,7 +80,7 @@ class Catalogue:
         if any(name.startswith(p) for p in OPEN_PREFIXES):
             return None
         return ("not a signal a rehearsal records (workload.*, reconcile.*, rollback.*, "
-                "backup.*, parity.*, refresh.*, twins.*)")
+                "backup.*, parity.*, refresh.*, twins.*, cost.*)")
 
 
 def catalogue(spec) -> Catalogue:
@@ -125,9 +133,15 @@ def signal_catalogue(loaded) -> list[tuple[str, str]]:
         if b.twin is not None:
             out.append((f"twins.{name}.<counter>", f"the {b.twin.kind} twin's counters and "
                         "faults.<kind>"))
+    out += [(f"cost.{phase}.<counter>{{,.per_iteration}}", "cost counters the probes read "
+             "(database statements, rows read …), and per iteration"),
+            ("workload.paired.{blocks,block_s}, workload.paired.{old,new}.blocks",
+             "the paired phase's blocks"),
+            ("twins.<component>.<phase>.<counter>", "a twin's counters during a phase")]
     out += [("twins.{faults,failures}", "faults injected, twins that failed"),
             ("rollback.*, backup.*, parity.*, refresh.*, steps.*", "the rehearsal's steps")]
-    return [(name.replace("<phase>", "{baseline,candidate}"), meaning) for name, meaning in out]
+    phases = "{baseline,paired.old,paired.new,candidate}"
+    return [(name.replace("<phase>", phases), meaning) for name, meaning in out]
 
 
 def _line_of(loaded, path: tuple) -> str:
@@ -156,6 +170,13 @@ def gate_problems(spec) -> list[tuple[tuple, str, str]]:
                     out.append((("gates", i, field), f"gate '{gate.name}': unknown signal "
                                 f"'{name}': {why}", "docs/gates.md lists the signal catalogue"))
             continue
+        if gate.use is not None:
+            from plantstage.gates.library import expand_builtin
+
+            for ref in expand_builtin(gate).refs:
+                if why := cat.problem(ref):
+                    out.append((("gates", i, "params"), f"gate '{gate.name}': {gate.use} reads "
+                                f"'{ref}': {why}", "docs/gates.md lists the signal catalogue"))
         value_x, pass_x, warn_x, _, _ = expressions(gate)
         for field, text in (("value", value_x), ("pass", pass_x), ("warn", warn_x)):
             if text is None:

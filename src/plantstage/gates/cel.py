@@ -16,7 +16,7 @@ import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import celpy
 import celpy.celtypes as ct
@@ -148,6 +148,13 @@ def from_cel(value: Any) -> Any:
     return value
 
 
+class SampleSource(Protocol):
+    """Where raw samples come from: a run's :class:`plantstage.signals.SignalStore`."""
+
+    def samples(self, phase: str, flow: str, version: str) -> list[tuple[int, float, float,
+                                                                          bool]]: ...
+
+
 @dataclass
 class GateData:
     """What gate functions read: the run's values, time series and the last GO run's values."""
@@ -157,6 +164,10 @@ class GateData:
     last_go: Mapping[str, float] | None = None
     min_samples: int = 1
     missing: list[str] = field(default_factory=list)
+    #: The run's raw per-iteration samples (``.samples(phase, flow, version)``), for the
+    #: paired comparison; None when the caller has none (the gates that need them are then
+    #: inconclusive).
+    recording: SampleSource | None = None
 
     def value(self, name: str) -> float:
         v = self.signals.get(name)

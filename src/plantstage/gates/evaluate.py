@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from plantstage.gates.cel import GateData, MissingData, evaluate
+from plantstage.gates.cel import GateData, MissingData, SampleSource, evaluate
 from plantstage.spec.gates import Gate, Scoring
 
 _POINTS = {"pass": 1.0, "warn": 0.5, "waived": 0.5}
@@ -31,6 +31,11 @@ class GateResult:
     weight: float = 1.0
     expression: str = ""
     waiver: dict[str, Any] | None = None
+    #: A comparison's effect (e.g. the new/old median ratio), its interval, and the decision
+    #: in words ("new/old median ratio 1.08 [0.91, 1.27], threshold ≤ 2.0 → pass").
+    effect: float | None = None
+    interval: list[float] | None = None
+    decision: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -107,6 +112,22 @@ def expressions(gate: Gate) -> tuple[str | None, str, str | None, str, str]:
     return gate.value, gate.pass_, gate.warn, gate.threshold or gate.pass_, gate.cause
 
 
+def _native(gate: Gate, data: GateData) -> GateResult | None:
+    """A built-in that decides itself (paired comparison, count ratios); None for CEL ones."""
+    if gate.use is None:
+        return None
+    from plantstage.gates.library import expand_builtin
+
+    x = expand_builtin(gate)
+    if x.native is None:
+        return None
+    d = x.native(data)
+    return GateResult(gate.name, d.outcome, d.value, gate.threshold or x.threshold,
+                      "" if d.outcome == "pass" else d.decision, gate.cause or x.cause,
+                      gate.key, gate.weight, x.shown, effect=d.value, interval=d.interval,
+                      decision=d.decision)
+
+
 def _cel(gate: Gate, data: GateData, variables: Mapping[str, Any]) -> GateResult:
     value_x, pass_x, warn_x, threshold, cause = expressions(gate)
     shown = pass_x if value_x is None else f"value = {value_x}; pass: {pass_x}"
@@ -142,10 +163,16 @@ def _cel(gate: Gate, data: GateData, variables: Mapping[str, Any]) -> GateResult
 def evaluate_gate(gate: Gate, signals: Mapping[str, float], *,
                   series: Mapping[str, list[tuple[float, float]]] | None = None,
                   last_go: Mapping[str, float] | None = None,
-                  variables: Mapping[str, Any] | None = None) -> GateResult:
-    data = GateData(signals, series or {}, last_go, gate.min_samples)
+                  variables: Mapping[str, Any] | None = None,
+                  samples: SampleSource | None = None) -> GateResult:
+    """Judge one gate. ``samples`` is the run's raw samples (its signal store), which the
+    paired comparison reads; without them such a gate is inconclusive."""
+    data = GateData(signals, series or {}, last_go, gate.min_samples, recording=samples)
     if gate.signal is not None:
         return _simple(gate, data)
+    native = _native(gate, data)
+    if native is not None:
+        return native
     return _cel(gate, data, variables or {})
 
 
@@ -172,11 +199,14 @@ def score(results: list[GateResult], scoring: Scoring | None = None) -> Score:
 
 
 def verdict(gate_results: list[GateResult], steps_ok: bool) -> str:
-    """GO only when every step passed and every gate passed (inconclusive is not a pass).
+    """GO only when every step passed and every gate passed; INCONCLUSIVE when nothing failed
+    but a gate could not decide (inconclusive is not a pass, and not a failure either).
 
     The strict rule for callers without scoring or signoffs; rehearsals decide with
     :func:`plantstage.gates.judge.judge`.
     """
-    if steps_ok and all(g.outcome == "pass" for g in gate_results):
+    if not steps_ok or any(g.outcome not in ("pass", "inconclusive") for g in gate_results):
+        return "NO-GO"
+    if all(g.outcome == "pass" for g in gate_results):
         return "GO"
-    return "NO-GO"
+    return "INCONCLUSIVE"

@@ -6,18 +6,38 @@ cause in words, so a built-in gate is judged, shown and re-judged exactly like a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from plantstage.gates.cel import GateData, MissingData
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What a native built-in decided: outcome, the number it reports, the effect's interval
+    (None for exact counts) and the decision in words."""
+
+    outcome: str  # pass | fail | inconclusive
+    value: float | None
+    decision: str
+    interval: list[float] | None = None
+
 
 @dataclass(frozen=True)
 class Expanded:
-    value: str
+    value: str | None
     pass_: str
     warn: str | None
     threshold: str
     cause: str
+    #: A native built-in decides itself from the run's data (samples, counts) instead of CEL;
+    #: ``value``/``pass_`` are then None/"true" and ``refs`` names the signals it reads (for
+    #: ``plantstage check``), ``shown`` says how it decides (for the report).
+    native: Callable[[GateData], Decided] | None = None
+    refs: tuple[str, ...] = ()
+    shown: str = ""
 
 
 class _Required:
@@ -131,6 +151,133 @@ def _latency(p):
                     " and ".join(parts), f"{p['flow']} {p['percentile']} latency regressed")
 
 
+def _ratio_text(x: float) -> str:
+    return "∞" if math.isinf(x) else f"{x:.2f}"
+
+
+def _paired_latency(p):
+    from plantstage.gates.paired import compare
+
+    flow, stat = p["flow"], p["stat"]
+    max_ratio, floor_ms = float(p["max_ratio"]), float(p["floor_ms"] or 0)
+
+    def decide(data: GateData) -> Decided:
+        if data.recording is None:
+            return Decided("inconclusive", None, "no raw samples recorded for this run (runs "
+                           "before the paired phase existed keep none)")
+        rows = {v: data.recording.samples("paired", flow, v) for v in ("old", "new")}
+        if not rows["old"] and not rows["new"]:
+            return Decided("inconclusive", None, f"no paired samples of {flow} (the paired "
+                           "phase did not run, or drove no iteration of this flow)")
+        ok = {v: [r[2] for r in rs if r[3]] for v, rs in rows.items()}
+        blocks = tuple(len({r[0] for r in rows[v] if r[3]}) for v in ("old", "new"))
+        failed = sum(len(rows[v]) - len(ok[v]) for v in rows)
+        r = compare(ok["old"], ok["new"], max_ratio=max_ratio, floor_ms=floor_ms, stat=stat,
+                    confidence=float(p["confidence"]), min_samples=data.min_samples,
+                    blocks=blocks, seed=f"{flow}:{stat}")
+        left_out = f"; {failed} failed iterations left out" if failed else ""
+        text = (f"{r.text} (n = {r.n_old} old, {r.n_new} new, in {blocks[0]} + {blocks[1]} "
+                f"blocks{left_out})")
+        return Decided(r.decision, r.ratio, text, r.interval)
+
+    what = "median" if stat == "p50" else "p95"
+    threshold = f"new/old {what} ≤ {max_ratio:g}×" + (f" (or ≤ +{floor_ms:g} ms)"
+                                                      if floor_ms else "")
+    return Expanded(None, "true", None, threshold,
+                    f"{flow} is slower on the new version than on the old one under the same "
+                    f"traffic ({what})", native=decide,
+                    refs=(f"workload.paired.old.{flow}.{stat}_ms",
+                          f"workload.paired.new.{flow}.{stat}_ms"),
+                    shown=f"Hodges–Lehmann ratio new/old of {flow}'s {what} latency in the "
+                    f"paired phase, {float(p['confidence']):.0%} interval (Mann–Whitney"
+                    + (")" if stat == "p50" else "; seeded bootstrap for p95)"))
+
+
+def _count_ratio(new_sig: str, old_sig: str, max_ratio: float, floor: float, what: str,
+                 per: Callable[[GateData, str], float]) -> Callable[[GateData], Decided]:
+    """A ratio of two deterministic counts (no interval: a count is not a sample)."""
+    def decide(data: GateData) -> Decided:
+        try:
+            new, old = per(data, new_sig), per(data, old_sig)
+        except MissingData:
+            return Decided("inconclusive", None,
+                           data.missing[-1] if data.missing else "no data")
+        if old > 0:
+            ratio = new / old
+        else:
+            ratio = 1.0 if new <= 0 else math.inf
+        limit_text = f"threshold ≤ {max_ratio:g}" + (f" (or ≤ +{floor:g})" if floor else "")
+        ok = ratio <= max_ratio or new - old <= floor
+        outcome = "pass" if ok else "fail"
+        return Decided(outcome, None if math.isinf(ratio) else ratio,
+                       f"new/old {what} {_ratio_text(ratio)} ({new:.4g} against {old:.4g}), "
+                       f"{limit_text} → {outcome}", None)
+    return decide
+
+
+def _per_iteration(phase_of: Callable[[str], str]) -> Callable[[GateData, str], float]:
+    """Read ``<signal>.per_iteration``, else the signal over its phase's iterations."""
+    def per(data: GateData, sig: str) -> float:
+        direct = data.signals.get(sig + ".per_iteration")
+        if direct is not None and not math.isnan(direct):
+            return float(direct)
+        total = data.value(sig)
+        iters = data.value(f"workload.{phase_of(sig)}.iterations")
+        if iters <= 0:
+            data.missing.append(f"no iterations in workload.{phase_of(sig)}")
+            raise MissingData(sig)
+        return total / iters
+    return per
+
+
+def _scopes(phase: str) -> tuple[str, str]:
+    """(new, old) scopes: the candidate phase against the baseline, or the paired phase's
+    versions against each other."""
+    if phase == "paired":
+        return "paired.new", "paired.old"
+    return phase, "baseline"
+
+
+def _cost_ratio(p):
+    new_s, old_s = _scopes(p["phase"])
+    counter = p["counter"]
+    new_sig, old_sig = f"cost.{new_s}.{counter}", f"cost.{old_s}.{counter}"
+
+    def per(data: GateData, sig: str) -> float:
+        return data.value(sig + ".per_iteration")
+
+    return Expanded(None, "true", None,
+                    f"{counter} per iteration ≤ {float(p['max_ratio']):g}× the "
+                    f"{old_s.replace('paired.', '')} version's",
+                    f"the new version does more {counter} per business transaction",
+                    native=_count_ratio(new_sig, old_sig, float(p["max_ratio"]),
+                                        float(p["floor"] or 0), f"{counter} per iteration",
+                                        per),
+                    refs=(new_sig + ".per_iteration", old_sig + ".per_iteration"),
+                    shown=f"{new_sig}.per_iteration / {old_sig}.per_iteration")
+
+
+def _call_amplification(p):
+    new_s, old_s = _scopes(p["phase"])
+    twin, counter = p["twin"], p["counter"]
+    new_sig, old_sig = f"twins.{twin}.{new_s}.{counter}", f"twins.{twin}.{old_s}.{counter}"
+
+    def phase_of(sig: str) -> str:
+        return new_s if sig == new_sig else old_s
+
+    return Expanded(None, "true", None,
+                    f"{twin} {counter} per iteration ≤ {float(p['max_ratio']):g}× the "
+                    f"{old_s.replace('paired.', '')} version's",
+                    f"the new version calls {twin} more often per business transaction "
+                    "(retries or a call loop)",
+                    native=_count_ratio(new_sig, old_sig, float(p["max_ratio"]),
+                                        float(p["floor"] or 0), f"{twin} {counter} per "
+                                        "iteration", _per_iteration(phase_of)),
+                    refs=(new_sig, old_sig),
+                    shown=f"({new_sig} / workload.{new_s}.iterations) / ({old_sig} / "
+                    f"workload.{old_s}.iterations)")
+
+
 BUILTINS: dict[str, Builtin] = {b.name: b for b in [
     Builtin("order-throughput", "Completed orders per second vs the baseline.",
             {"flow": REQUIRED, "max_drop_pct": 20}, _order_throughput),
@@ -152,6 +299,18 @@ BUILTINS: dict[str, Builtin] = {b.name: b for b in [
     Builtin("latency-percentile", "A flow's p50/p95/p99 against a bound and/or the baseline.",
             {"flow": REQUIRED, "percentile": "p95", "max_ms": None, "max_increase_pct": 50,
              "min_absolute_ms": 50}, _latency),
+    Builtin("paired-latency", "New vs old latency of a flow under the same traffic at the same "
+            "time (paired phase): effect, interval, pass/fail/inconclusive.",
+            {"flow": REQUIRED, "stat": "p50", "max_ratio": 2.0, "floor_ms": 0,
+             "confidence": 0.95}, _paired_latency),
+    Builtin("cost-ratio", "A deterministic cost counter per business transaction (database "
+            "statements, rows read …), new vs old.",
+            {"counter": REQUIRED, "max_ratio": 1.5, "phase": "candidate", "floor": 0},
+            _cost_ratio),
+    Builtin("call-amplification", "Calls to a twin per business transaction, new vs old "
+            "(retry storms, call loops).",
+            {"twin": REQUIRED, "counter": "requests", "max_ratio": 2.0, "phase": "candidate",
+             "floor": 0}, _call_amplification),
 ]}
 
 
@@ -173,4 +332,30 @@ def expand_builtin(gate) -> Expanded:
                                      "params: {flow: my-flow})" if "flow" in missing else ""))
     if b.name == "latency-percentile" and params["percentile"] not in ("p50", "p95", "p99"):
         raise ValueError(f"gate '{gate.name}': percentile is p50, p95 or p99")
+    _check_native(gate, b.name, params)
     return b.build(params)
+
+
+def _check_native(gate, name: str, params: dict[str, Any]) -> None:
+    if name not in ("paired-latency", "cost-ratio", "call-amplification"):
+        return
+    if getattr(gate, "value", None) is not None or getattr(gate, "warn", None) is not None:
+        raise ValueError(f"gate '{gate.name}': {name} decides from its interval or counts; "
+                         "'value' and 'warn' do not apply to it")
+    for k in ("max_ratio", "floor_ms", "floor", "confidence"):
+        if k not in params:
+            continue
+        v = params[k]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ValueError(f"gate '{gate.name}': {k} is a number, not {v!r}")
+    if params.get("max_ratio", 1) <= 0 or params.get("floor_ms", 0) < 0 \
+            or params.get("floor", 0) < 0:
+        raise ValueError(f"gate '{gate.name}': max_ratio is > 0, floors are ≥ 0")
+    if name == "paired-latency":
+        if params["stat"] not in ("p50", "p95"):
+            raise ValueError(f"gate '{gate.name}': stat is p50 (median shift) or p95")
+        if not 0.5 <= params["confidence"] < 1:
+            raise ValueError(f"gate '{gate.name}': confidence is between 0.5 and 1, e.g. 0.95")
+    elif params["phase"] not in ("candidate", "paired"):
+        raise ValueError(f"gate '{gate.name}': phase is candidate (against the baseline) or "
+                         "paired (new against old in the paired phase)")
