@@ -13,7 +13,8 @@ def test_missing_signal_is_inconclusive_not_pass():
     g = Gate(name="x", signal="nothing.here", max=1)
     r = evaluate_gates([g], {})[0]
     assert r.outcome == "inconclusive"
-    assert verdict([r], steps_ok=True) == "NO-GO"
+    assert verdict([r], steps_ok=True) == "INCONCLUSIVE"  # never GO from no data
+    assert verdict([r], steps_ok=False) == "NO-GO"
 
 
 def test_baseline_comparison_with_noise_floor():

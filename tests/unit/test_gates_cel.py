@@ -11,6 +11,7 @@ from plantstage.gates.cel import CelSyntaxError, compile_expr, signal_refs
 from plantstage.gates.evaluate import evaluate_gate, score
 from plantstage.gates.judge import judge
 from plantstage.gates.stats import mann_whitney, mann_whitney_worse
+from plantstage.signals import SignalStore
 from plantstage.spec.gates import Gate, Scoring
 from plantstage.spec.loader import parse_spec_text
 from tests.conftest import EXAMPLE
@@ -164,7 +165,18 @@ SERIES = {"workload.baseline.in_flight": [(1, 3.0)], "workload.candidate.in_flig
 STEPS = [{"name": "provision", "status": "passed"}]
 
 
+def _paired(old_ms: float = 150.0, new_ms: float = 160.0, n: int = 12) -> SignalStore:
+    """Paired-phase imports: old in even blocks, new in odd ones, a little spread."""
+    s = SignalStore()
+    for version, base, first in (("old", old_ms, 0), ("new", new_ms, 1)):
+        s.add_samples("paired", version, "sales-order-import",
+                      [(first + 2 * (i % 5), i * 0.4, base * (0.8 + 0.04 * i), True)
+                       for i in range(n)])
+    return s
+
+
 def _judge(spec, signals=CLEAN, **kw):
+    kw.setdefault("samples", _paired())
     return judge(spec, signals=signals, series=SERIES, steps=STEPS, status="completed",
                  release_name="1.1.0", **kw)
 
@@ -173,6 +185,47 @@ def test_sample_spec_is_go_with_no_signoff_required():
     j = _judge(_spec())
     assert j.verdict == "GO", j.reasons
     assert {s["state"] for s in j.signoffs} == {"not required this run"}
+    imp = next(g for g in j.gates if g.name == "import-latency")
+    assert imp.outcome == "pass" and imp.interval and "new/old median ratio" in imp.decision
+
+
+def test_sample_spec_slow_import_is_no_go_and_too_few_is_inconclusive():
+    j = _judge(_spec(), samples=_paired(new_ms=150.0 * 3.5))
+    assert j.verdict == "NO-GO" and any("import-latency fail" in r for r in j.reasons)
+    j = _judge(_spec(), samples=_paired(n=4))
+    assert j.verdict == "INCONCLUSIVE", j.reasons
+    assert "at least 8 per version" in " ".join(j.reasons)
+    j = _judge(_spec(), samples=None)  # a run recorded before samples were kept
+    assert j.verdict == "INCONCLUSIVE"
+
+
+def test_inconclusive_never_hides_a_failure_or_a_rejection():
+    few = _paired(n=4)
+    j = _judge(_spec(), {**CLEAN, "rollback.rows_lost": 3.0}, samples=few)
+    assert j.verdict == "NO-GO"  # a measured failure wins over missing data
+    j = judge(_spec(), signals=CLEAN, series=SERIES, status="completed", release_name="1.1.0",
+              steps=[{"name": "migrate", "status": "failed", "error": "x"}], samples=few)
+    assert j.verdict == "NO-GO"
+    spec = _spec(signoffs="signoffs:\n  - role: board\n    quorum: 1\n")
+    rej = {"role": "board", "by": "a", "decision": "reject", "reason": "no", "at": 1}
+    assert _judge(spec, samples=few, records=[rej]).verdict == "NO-GO"
+    assert _judge(spec, samples=few).verdict == "INCONCLUSIVE"  # before PENDING
+
+
+def test_non_key_inconclusive_gates_alone_never_make_no_go():
+    rs = [evaluate_gate(G(name="soft", signal="nothing", max=1, key=False), {})]
+    assert score(rs).result == "fail"  # 0 % of the score
+
+    class Spec:
+        gates = [G(name="soft", signal="nothing", max=1, key=False)]
+        reconcile, signoffs, scoring = [], [], None
+
+        def release(self, name):
+            return None
+
+    j = judge(Spec(), signals={}, series={}, steps=STEPS, status="completed",
+              release_name="r")
+    assert j.verdict == "INCONCLUSIVE" and "soft could not decide" in j.reasons[0]
 
 
 def test_finance_required_when_reconciliation_mismatches():

@@ -65,7 +65,7 @@ def judge_context(ctx, steps: list[dict[str, Any]], *, status: str,
     return judge(ctx.spec, signals=dict(ctx.signals), series=series, steps=steps,
                  status=status, release_name=ctx.release.name,
                  last_go=last_go_signals(ctx.run_dir, ctx.spec.name, time.time()),
-                 run_reasons=run_reasons(steps, error))
+                 run_reasons=run_reasons(steps, error), samples=read_samples(ctx.run_dir))
 
 
 def _apply(evidence: dict[str, Any], judgement) -> dict[str, Any]:
@@ -193,6 +193,15 @@ def read_series(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
         store.close()
 
 
+def read_samples(run_dir: Path):
+    """The run's raw samples as recorded in signals.sqlite (None when it has no store), so a
+    rehearsal and a re-judgement read the same paired samples."""
+    from plantstage.signals import SignalStore
+
+    path = run_dir / "signals.sqlite"
+    return SignalStore.open(path) if path.exists() else None
+
+
 def load_evidence(run_dir: Path) -> dict[str, Any]:
     from plantstage.errors import SpecError
 
@@ -249,7 +258,8 @@ def rejudge(run_dir: Path, *, spec=None, spec_label: str = "spec.yaml (as used)"
                       records=records, waivers=waivers,
                       last_go=last_go_signals(run_dir, evidence["spec"]["name"],
                                               float(evidence.get("started_at") or 0)),
-                      run_reasons=evidence.get("run_reasons", []), now=now)
+                      run_reasons=evidence.get("run_reasons", []), now=now,
+                      samples=read_samples(run_dir))
     before = evidence.get("verdict")
     _apply(evidence, judgement)
     evidence["judged_with"] = {"spec": spec_label,

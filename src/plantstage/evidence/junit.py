@@ -38,6 +38,8 @@ def to_junit(evidence: dict[str, Any]) -> str:
         value = "—" if g.get("value") is None else f"{g['value']:.6g}"
         detail = (f"value {value}; threshold {g.get('threshold') or '—'}; key "
                   f"{'yes' if g.get('key') else 'no'}; weight {g.get('weight', 1):g}")
+        if g.get("decision"):  # a comparison's effect, interval and decision
+            detail += f"; {g['decision']}"
         text = "; ".join(x for x in (g.get("cause"), g.get("reason")) if x)
         if g["outcome"] == "fail":
             el = ET.SubElement(case, "failure", {"message": text or "gate failed",

@@ -10,14 +10,21 @@ from rich.table import Table
 from rich.text import Text
 
 from plantstage.cli_support import console, err, name_param, path_param, pem_file_param
-from plantstage.errors import EXIT_GO, EXIT_NO_GO, EXIT_PENDING, EXIT_UNTRUSTED
+from plantstage.errors import (
+    EXIT_GO,
+    EXIT_INCONCLUSIVE,
+    EXIT_NO_GO,
+    EXIT_PENDING,
+    EXIT_UNTRUSTED,
+)
 
 #: This module's commands; plantstage.cli registers them on the main app.
 app = typer.Typer()
 
 _STYLE = {"GO": "bold white on green", "NO-GO": "bold white on red",
-          "PENDING": "bold black on yellow"}
-_CODES = {"GO": EXIT_GO, "NO-GO": EXIT_NO_GO, "PENDING": EXIT_PENDING}
+          "PENDING": "bold black on yellow", "INCONCLUSIVE": "bold black on yellow"}
+_CODES = {"GO": EXIT_GO, "NO-GO": EXIT_NO_GO, "PENDING": EXIT_PENDING,
+          "INCONCLUSIVE": EXIT_INCONCLUSIVE}
 _OUTCOME = {"pass": "green", "warn": "yellow", "waived": "yellow", "fail": "red",
             "inconclusive": "yellow"}
 
@@ -32,6 +39,9 @@ def _show(evidence: dict, run: Path) -> None:
                   Text(g["outcome"], style=_OUTCOME.get(g["outcome"], "")), v,
                   g["threshold"] or "")
     console.print(t)
+    for g in evidence["gates"]:
+        if g.get("decision"):
+            console.print(f"  {g['name']}: {g['decision']}", soft_wrap=True)
     sc = evidence.get("score") or {}
     if sc.get("pct") is not None:
         console.print(f"score {sc['pct']}% ({sc['result']}; pass ≥ {sc['pass_pct']:g}%, "
@@ -55,7 +65,10 @@ def gate(
         help="Judge with this spec's gates and signoffs instead of the run's own.",
         callback=path_param)] = None,
 ):
-    """Re-judge a recorded run without rerunning it. Exit 0 GO, 1 NO-GO, 3 PENDING, 2 bad input."""
+    """Re-judge a recorded run without rerunning it.
+
+    Exit 0 GO, 1 NO-GO, 3 PENDING, 5 INCONCLUSIVE, 2 bad input.
+    """
     from plantstage.gates.verbs import gate as _gate
 
     evidence = _gate(run, spec=spec)

@@ -4,8 +4,12 @@
 records and status, the signoffs and waivers recorded in the run's log, and the last GO run's
 signals; it returns the gates, the score, the signoff state and the verdict:
 
-* ``NO-GO`` — the run did not complete, a step failed, a key gate failed or was inconclusive,
-  the score is below ``scoring.warning``, or someone in a declared role rejected;
+* ``NO-GO`` — the run did not complete, a step failed, a key gate failed, the score is below
+  ``scoring.warning`` even when every inconclusive gate is counted as passed, or someone in a
+  declared role rejected;
+* ``INCONCLUSIVE`` — nothing above, but a key gate is inconclusive (no data, too few samples,
+  an interval that straddles its threshold) or inconclusive gates alone sink the score: the run
+  could not tell — never GO from no data, never NO-GO from noise;
 * ``PENDING`` — everything else holds, but a role required this run lacks its quorum;
 * ``GO`` — otherwise.
 """
@@ -14,16 +18,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from plantstage.gates.cel import GateData, MissingData, evaluate
+from plantstage.gates.cel import GateData, MissingData, SampleSource, evaluate
 from plantstage.gates.evaluate import GateResult, Score, evaluate_gate, score
 from plantstage.spec.gates import Gate
 
-GO, NO_GO, PENDING = "GO", "NO-GO", "PENDING"
+GO, NO_GO, PENDING, INCONCLUSIVE = "GO", "NO-GO", "PENDING", "INCONCLUSIVE"
 
 
 def effective_gates(spec) -> list[Gate]:
@@ -157,10 +161,14 @@ def judge(spec, *, signals: Mapping[str, float], series: Mapping[str, list] | No
           records: list[dict[str, Any]] | None = None,
           waivers: list[dict[str, Any]] | None = None,
           last_go: Mapping[str, float] | None = None,
-          run_reasons: list[str] | None = None, now: datetime | None = None) -> Judgement:
+          run_reasons: list[str] | None = None, now: datetime | None = None,
+          samples: SampleSource | None = None) -> Judgement:
+    """Judge a run. ``samples`` is its raw per-iteration samples (the run's signal store, as
+    recorded in signals.sqlite), which paired comparisons read."""
     records = records or []
     variables = {"steps": {s["name"]: s["status"] for s in steps}}
-    results = [evaluate_gate(g, signals, series=series, last_go=last_go, variables=variables)
+    results = [evaluate_gate(g, signals, series=series, last_go=last_go, variables=variables,
+                             samples=samples)
                for g in effective_gates(spec)]
     shown_waivers = _apply_waivers(results, list(waivers or []), now)
     sc = score(results, getattr(spec, "scoring", None))
@@ -193,8 +201,19 @@ def judge(spec, *, signals: Mapping[str, float], series: Mapping[str, list] | No
     for r in rejected:
         for x in r["rejections"]:
             reasons.append(f"signoff {r['role']} rejected by {x['by']}: {x['reason']}")
-    if not steps_ok or sc.result == "fail" or rejected:
+    # What the run measured as wrong, with every inconclusive gate given the benefit of the
+    # doubt: only that can make NO-GO. What fails only for want of data is INCONCLUSIVE.
+    measured = score([replace(r, outcome="pass") if r.outcome == "inconclusive" else r
+                      for r in results], getattr(spec, "scoring", None))
+    if not steps_ok or measured.result == "fail" or rejected:
         verdict = NO_GO
+    elif sc.result == "fail":
+        verdict = INCONCLUSIVE
+        undecided = [r.name for r in results if r.outcome == "inconclusive" and r.key] or \
+            [r.name for r in results if r.outcome == "inconclusive"]
+        reasons.insert(0, "no gate failed, but " + ", ".join(undecided) + " could not decide: "
+                       "the run holds too little or too noisy data to call it GO or NO-GO "
+                       "(see docs/gates.md, 'Inconclusive')")
     elif pending:
         verdict = PENDING
         for r in pending:
