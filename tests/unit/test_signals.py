@@ -59,3 +59,32 @@ def test_compare_pairs_old_and_new_per_signal():
     assert by["imp.p95_ms"]["change"] == "+150%"
     assert by["new.count"]["old"] is None and by["new.count"]["new"] == 3.0
     assert "other.x" not in by and len(rows) == 2
+
+
+def test_raw_samples_are_kept_and_read_back(tmp_path):
+    import sqlite3
+
+    store = SignalStore(tmp_path / "signals.sqlite")
+    store.add_samples("paired", "old", "import", [(1, 1.0, 12.5, True), (3, 3.2, 30.0, False)])
+    store.add_samples("paired", "new", "import", [(0, 0.1, 11.0, True)])
+    store.add_samples("paired", "old", "import", [(5, 5.0, 9.0, 1)])
+    store.add_samples("paired", "new", "other", [])  # nothing to keep
+    assert store.samples("paired", "import", "old") == [
+        (1, 1.0, 12.5, True), (3, 3.2, 30.0, False), (5, 5.0, 9.0, True)]
+    assert store.samples("paired", "import", "new") == [(0, 0.1, 11.0, True)]
+    assert store.samples("candidate", "import", "new") == []
+    assert store.sample_keys() == [("paired", "new", "import"), ("paired", "old", "import")]
+    assert store.values() == {}  # samples are not signal values
+    store.close()
+    again = SignalStore.open(tmp_path / "signals.sqlite")
+    assert again.samples("paired", "import", "old") == store.samples("paired", "import", "old")
+    # A recording made before samples were kept has none (and opens as before).
+    old = tmp_path / "old.sqlite"
+    db = sqlite3.connect(old)
+    db.executescript("CREATE TABLE signal_values (name TEXT PRIMARY KEY, value REAL, at REAL);"
+                     "CREATE TABLE signal_points (name TEXT, t REAL, value REAL);"
+                     "INSERT INTO signal_values VALUES ('a', 1.0, 0);")
+    db.commit()
+    db.close()
+    legacy = SignalStore.open(old)
+    assert legacy.values() == {"a": 1.0} and legacy.sample_keys() == []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 _SCHEMA = """
@@ -22,7 +22,15 @@ CREATE TABLE IF NOT EXISTS signal_points (
   name TEXT NOT NULL, t REAL NOT NULL, value REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS signal_points_name ON signal_points(name, t);
+CREATE TABLE IF NOT EXISTS samples (
+  phase TEXT NOT NULL, version TEXT NOT NULL, flow TEXT NOT NULL,
+  block INTEGER NOT NULL, t REAL NOT NULL, value_ms REAL NOT NULL, ok INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS samples_key ON samples(phase, flow, version);
 """
+
+#: One raw latency sample: (block, seconds since the phase started, latency in ms, succeeded).
+Sample = tuple[int, float, float, bool]
 
 Listener = Callable[[dict[str, float]], None]
 
@@ -38,6 +46,8 @@ class SignalStore:
         self._lock = threading.RLock()
         self._values: dict[str, float] = {}
         self._series: dict[str, list[tuple[float, float]]] = {}
+        #: (phase, version, flow) → raw samples, in the order they were added
+        self._samples: dict[tuple[str, str, str], list[Sample]] = {}
         self._listeners: list[Listener] = []
         self.path = path
         self._db: sqlite3.Connection | None = None
@@ -95,6 +105,27 @@ class SignalStore:
                     [(k, t, float(v)) for k, v in values.items()])
                 self._db.execute("COMMIT")
 
+    def add_samples(self, phase: str, version: str, flow: str,
+                    rows: Iterable[Sample]) -> None:
+        """Keep raw per-iteration samples of one flow of one version in one phase.
+
+        ``rows`` are ``(block, t, value_ms, ok)``: the paired phase's block the iteration ran
+        in (0 outside it), its intended start in seconds since the phase began, its latency in
+        milliseconds and whether it succeeded. The judge reads them back with :meth:`samples`.
+        """
+        clean = [(int(b), float(t), float(v), bool(ok)) for b, t, v, ok in rows]
+        if not clean:
+            return
+        with self._lock:
+            self._samples.setdefault((phase, version, flow), []).extend(clean)
+            if self._db is not None:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "INSERT INTO samples(phase, version, flow, block, t, value_ms, ok) "
+                    "VALUES (?,?,?,?,?,?,?)",
+                    [(phase, version, flow, b, t, v, int(ok)) for b, t, v, ok in clean])
+                self._db.execute("COMMIT")
+
     # -- reading ------------------------------------------------------------------------
     def values(self, prefix: str = "") -> dict[str, float]:
         with self._lock:
@@ -109,6 +140,16 @@ class SignalStore:
             if name is not None:
                 return {name: list(self._series.get(name, []))}
             return {k: list(v) for k, v in sorted(self._series.items())}
+
+    def samples(self, phase: str, flow: str, version: str) -> list[Sample]:
+        """The raw samples :meth:`add_samples` kept (empty when there are none)."""
+        with self._lock:
+            return list(self._samples.get((phase, version, flow), []))
+
+    def sample_keys(self) -> list[tuple[str, str, str]]:
+        """Every (phase, version, flow) that has samples, sorted."""
+        with self._lock:
+            return sorted(self._samples)
 
     def __len__(self) -> int:
         return len(self._values)
@@ -134,6 +175,14 @@ class SignalStore:
                 "SELECT name, value FROM signal_values ORDER BY name")}
             for n, t, v in db.execute("SELECT name, t, value FROM signal_points ORDER BY name, t"):
                 store._series.setdefault(n, []).append((t, v))
+            has_samples = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                     "AND name = 'samples'").fetchone()
+            if has_samples:  # runs recorded before samples were kept have none
+                for ph, ver, fl, b, t, v, ok in db.execute(
+                        "SELECT phase, version, flow, block, t, value_ms, ok FROM samples "
+                        "ORDER BY rowid"):
+                    store._samples.setdefault((ph, ver, fl), []).append(
+                        (int(b), float(t), float(v), bool(ok)))
         except sqlite3.DatabaseError as exc:
             raise SpecError(f"not a signal store: {exc}", where=str(path)) from None
         finally:
