@@ -155,3 +155,183 @@ def test_time_series_keep_counting_after_the_first_window(server):
     assert all(v > 0 for v in thr[1:3]), thr
     p95 = store.series("workload.test.x.p95_ms")["workload.test.x.p95_ms"]
     assert len(p95) >= 3
+
+
+# -- the paired phase: two targets, alternating blocks -----------------------------------------
+
+def _counting_server(fail: bool = False):
+    """A server that counts the requests it answered (500 for every one when ``fail``)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        hits = 0
+
+        def do_GET(self):  # noqa: N802
+            type(self).hits += 1
+            body = b"{}"
+            self.send_response(500 if fail else 200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, Handler, f"http://127.0.0.1:{srv.server_address[1]}"
+
+
+@pytest.fixture()
+def two_versions():
+    made = [_counting_server(), _counting_server()]
+    yield made
+    for srv, _h, _u in made:
+        srv.shutdown()
+
+
+async def get_flow(ctx: FlowContext) -> None:
+    ctx.expect(await ctx.http.get("/ok"), 200)
+
+
+class _Hits:
+    """A counter probe: requests both servers answered so far (monotonic)."""
+
+    def __init__(self, *handlers):
+        self.handlers = handlers
+        self.reads = 0
+
+    def read(self) -> dict[str, float]:
+        self.reads += 1
+        return {"hits": float(sum(h.hits for h in self.handlers))}
+
+
+def _paired(old_url, new_url, *, duration=2.0, block=0.25, rate=20, store=None, meters=None,
+            warmup=0.0):
+    from plantstage.workload.engine import Paired
+
+    wl = Workload(duration=duration, grace=2.0, queue_settle=0)
+    return run_phase(new_url, wl, [], "paired", lanes=_lanes(get_flow, wl, rate=rate),
+                     store=store, paired=Paired(old_url, new_url, block, warmup),
+                     meters=meters)
+
+
+def test_block_order_is_balanced_and_seeded():
+    from plantstage.workload.engine import block_order
+
+    for seed in range(20):
+        order = block_order(12, seed)
+        assert len(order) == 12
+        for k in range(0, 12, 2):  # every pair holds one block of each version
+            assert sorted(order[k:k + 2]) == ["new", "old"]
+        # …and a flow starting every other block meets both versions equally often
+        assert order[0::2].count("old") == order[1::2].count("old") == 3
+        assert order == block_order(12, seed)  # the same seed, the same order
+    assert len({tuple(block_order(10, s)) for s in range(20)}) > 1
+    odd = block_order(7, 3)
+    assert len(odd) == 7 and abs(odd.count("old") - odd.count("new")) == 1
+
+
+def test_paired_phase_splits_one_schedule_between_both_targets(two_versions, tmp_path):
+    from plantstage.workload.engine import block_order
+
+    (_s1, old_h, old_url), (_s2, new_h, new_url) = two_versions
+    store = SignalStore(tmp_path / "signals.sqlite")
+    res = _paired(old_url, new_url, store=store)
+    s = res.signals()
+    order = block_order(8, Workload().seed)
+    assert res.blocks == order
+    # Constant arrival at 20/s, 0.25 s blocks: five iterations per block, each version its four.
+    assert s["workload.paired.old.x.count"] == 20 == old_h.hits
+    assert s["workload.paired.new.x.count"] == 20 == new_h.hits
+    assert s["workload.paired.iterations"] == 40
+    assert s["workload.paired.old.error_rate"] == s["workload.paired.new.error_rate"] == 0
+    assert s["workload.paired.blocks"] == 8 and s["workload.paired.old.blocks"] == 4
+    assert "workload.paired.new.x.p50_ms" in s
+    # Raw samples: each in a block of its own version, with its latency and outcome.
+    for version in ("old", "new"):
+        rows = store.samples("paired", "x", version)
+        assert len(rows) == 20
+        assert all(order[block] == version and ok and ms > 0 for block, _t, ms, ok in rows)
+        assert all(block * 0.25 - 1e-6 <= t < (block + 1) * 0.25 for block, t, _ms, _ok in rows)
+    store.close()
+    again = SignalStore.open(tmp_path / "signals.sqlite")  # re-judged from the recording
+    assert again.samples("paired", "x", "old") == store.samples("paired", "x",
+                                                                       "old")
+    assert again.sample_keys() == [("paired", "new", "x"), ("paired", "old", "x")]
+
+
+def test_the_old_versions_errors_are_its_own():
+    made = [_counting_server(fail=True), _counting_server()]
+    try:
+        (_s1, _h1, old_url), (_s2, _h2, new_url) = made
+        s = _paired(old_url, new_url, duration=1.0).signals()
+        assert s["workload.paired.old.error_rate"] == 1.0
+        assert s["workload.paired.old.errors.http_500"] == s["workload.paired.old.x.count"]
+        assert s["workload.paired.new.error_rate"] == 0.0
+        assert 0 < s["workload.paired.error_rate"] < 1
+    finally:
+        for srv, _h, _u in made:
+            srv.shutdown()
+
+
+def test_meters_are_read_per_block_and_attributed_to_its_version(two_versions):
+    from plantstage.workload.engine import Meter
+
+    (_s1, old_h, old_url), (_s2, new_h, new_url) = two_versions
+    probe = _Hits(old_h, new_h)
+    s = _paired(old_url, new_url, meters=[Meter(probe)]).signals()
+    assert probe.reads == 8 + 2  # phase start, 7 inner block boundaries, load end, after it
+    assert s["cost.paired.hits"] == 40
+    assert s["cost.paired.hits.per_iteration"] == 1.0
+    assert s["cost.paired.old.hits"] + s["cost.paired.new.hits"] == 40
+    assert s["cost.paired.old.hits"] > 0 and s["cost.paired.new.hits"] > 0
+    assert "cost.paired.old.hits.per_iteration" in s
+
+
+def test_a_single_phase_keeps_samples_and_meter_deltas(server):
+    from plantstage.workload.engine import Meter
+
+    class Calls:
+        n = 0
+
+        def read(self):
+            Calls.n += 3
+            return {"calls": float(Calls.n)}
+
+    store = SignalStore()
+    wl = Workload(duration=1.0, grace=2.0)
+    res = run_phase(server, wl, [], "candidate", lanes=_lanes(get_flow, wl, rate=10),
+                    store=store, version="new",
+                    meters=[Meter(Calls(), lambda sc, c: f"x.{sc}.{c}")])
+    s = res.signals()
+    assert s["x.candidate.calls"] == 3  # read at the start and at the end
+    assert s["x.candidate.calls.per_iteration"] == pytest.approx(0.3)
+    rows = store.samples("candidate", "x", "new")
+    assert len(rows) == 10 and {b for b, *_ in rows} == {0}
+    assert store.samples("candidate", "x", "old") == []
+
+
+def test_a_failing_probe_costs_its_signals_not_the_phase(server):
+    from plantstage.workload.engine import Meter
+
+    class Broken:
+        def read(self):
+            raise RuntimeError("no stats view")
+
+    wl = Workload(duration=0.5, grace=1.0)
+    s = run_phase(server, wl, [], "baseline", lanes=_lanes(get_flow, wl, rate=10),
+                  meters=[Meter(Broken())]).signals()
+    assert s["workload.baseline.x.count"] == 5
+    assert not any(k.startswith("cost.") for k in s)
+
+
+def test_warmup_traffic_reaches_both_versions_and_is_not_measured(two_versions, tmp_path):
+    (_s1, old_h, old_url), (_s2, new_h, new_url) = two_versions
+    store = SignalStore()
+    s = _paired(old_url, new_url, duration=1.0, warmup=0.5, store=store).signals()
+    # 0.5 s of warm-up at 20/s: ten iterations, five to each version, none counted.
+    assert old_h.hits == new_h.hits == 15
+    assert s["workload.paired.old.x.count"] == s["workload.paired.new.x.count"] == 10
+    rows = store.samples("paired", "x", "old") + store.samples("paired", "x", "new")
+    assert len(rows) == 20 and min(t for _b, t, _v, _ok in rows) == pytest.approx(0.0)

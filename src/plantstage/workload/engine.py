@@ -11,6 +11,7 @@ iterations still running then are cancelled and counted as ``unfinished`` errors
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import random
 import secrets
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from time import perf_counter
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -151,7 +152,22 @@ class PhaseResult:
     target: str = ""
     #: Queue-depth summaries (``workload.<phase>.queue_depth.max`` …), see workload/queues.py.
     queues: dict[str, float] = field(default_factory=dict)
+    #: The paired phase: one result per version (``old``, ``new``), named ``<phase>.<version>``.
+    versions: dict[str, PhaseResult] = field(default_factory=dict)
+    #: The paired phase: the version of each block, in order, and a block's length.
+    blocks: list[str] = field(default_factory=list)
+    block_seconds: float = 0.0
+    #: Counter deltas of the meters (``cost.<phase>.<counter>`` …).
+    counters: dict[str, float] = field(default_factory=dict)
+    #: Which version a single-target phase drove (``old`` or ``new``; its samples' version).
+    version: str = ""
     _signals: dict[str, float] | None = field(default=None, repr=False)
+
+    @property
+    def iterations(self) -> int:
+        if self.versions:
+            return sum(r.iterations for r in self.versions.values())
+        return sum(st.count for st in self.lanes.values())
 
     @cached_property
     def flows(self) -> dict[str, FlowStats]:
@@ -173,6 +189,9 @@ class PhaseResult:
         per archetype; phase totals, ``errors.<kind>`` and ``business.<counter>``.
         """
         if self._signals is not None:
+            return dict(self._signals)
+        if self.versions:
+            self._signals = self._paired_signals()
             return dict(self._signals)
         p = f"workload.{self.name}"
         out: dict[str, float] = {}
@@ -208,10 +227,38 @@ class PhaseResult:
         for counter, n in business.items():
             out[f"{p}.business.{counter}"] = float(n)
         out.update(self.queues)
+        out.update(self.counters)
         self._signals = out
         return dict(out)
 
+    def _paired_signals(self) -> dict[str, float]:
+        """Each version's signals (``workload.<phase>.old.<flow>.<stat>`` …) and the phase's
+        totals (``workload.<phase>.iterations``, ``.errors``, ``.blocks`` …)."""
+        p = f"workload.{self.name}"
+        out: dict[str, float] = {}
+        for r in self.versions.values():
+            out.update(r.signals())
+        total = sum(r.iterations for r in self.versions.values())
+        errors = sum(sum(st.errors.values()) for r in self.versions.values()
+                     for st in r.lanes.values())
+        dropped = sum(st.dropped for r in self.versions.values() for st in r.lanes.values())
+        out[f"{p}.iterations"] = float(total)
+        out[f"{p}.errors"] = float(errors)
+        out[f"{p}.dropped"] = float(dropped)
+        out[f"{p}.error_rate"] = errors / total if total else 0.0
+        out[f"{p}.seconds"] = self.seconds
+        out[f"{p}.blocks"] = float(len(self.blocks))
+        out[f"{p}.block_s"] = self.block_seconds
+        for v in self.versions:
+            out[f"{p}.{v}.blocks"] = float(self.blocks.count(v))
+        out.update(self.queues)
+        out.update(self.counters)
+        return out
+
     def error_kinds(self) -> dict[str, dict[str, int]]:
+        if self.versions:
+            return {f"{v}.{f}": e for v, r in self.versions.items()
+                    for f, e in r.error_kinds().items()}
         return {f: dict(s.errors) for f, s in self.flows.items() if s.errors}
 
 
@@ -268,25 +315,107 @@ def lanes_for(workload: Workload, tenants: list[str]) -> list[Lane]:
 Tick = Callable[[dict[str, Any]], None]
 
 
+class CounterProbe(Protocol):
+    """Monotonic counters of something the workload makes work (database statements, rows
+    read, calls to a twin …), read at phase start and end and at every block boundary of the
+    paired phase; their differences are attributed to the phase, or to the block's version."""
+
+    def read(self) -> dict[str, float]: ...
+
+
+def cost_signal(scope: str, counter: str) -> str:
+    """``cost.<scope>.<counter>``: scope is a phase, or ``paired.old`` / ``paired.new``."""
+    return f"cost.{scope}.{counter}"
+
+
+@dataclass
+class Meter:
+    """A counter probe and how its deltas are named: ``name(scope, counter) → signal``.
+
+    With ``per_iteration``, each delta also gets ``<signal>.per_iteration`` (the delta over the
+    iterations of the phase, or of the version in the paired phase).
+    """
+
+    probe: CounterProbe
+    name: Callable[[str, str], str] = cost_signal
+    per_iteration: bool = True
+
+    def read(self) -> dict[str, float] | None:
+        """The counters now, or None when the probe could not be read (never fatal)."""
+        try:
+            return {k: float(v) for k, v in self.probe.read().items()}
+        except Exception:  # noqa: BLE001 - a probe that fails loses its signals, not the run
+            return None
+
+
+def _delta(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, float]:
+    if before is None or after is None:
+        return {}
+    return {k: max(0.0, v - before[k]) for k, v in after.items() if k in before}
+
+
+def block_order(blocks: int, seed: int | str) -> list[str]:
+    """Which version each block of the paired phase goes to.
+
+    Balanced: every consecutive pair of blocks holds one ``old`` and one ``new`` block, and
+    every group of four is counterbalanced (``a b b a``), so a flow that starts once every two
+    blocks also meets both versions equally often. Seeded: which version leads each group of
+    four is drawn from ``seed``.
+    """
+    rng = random.Random(f"{seed}:paired:blocks")
+    out: list[str] = []
+    for _ in range((blocks + 3) // 4):
+        a, b = ("old", "new") if rng.random() < 0.5 else ("new", "old")
+        out.extend((a, b, b, a))
+    return out[:blocks]
+
+
+@dataclass(frozen=True)
+class Paired:
+    """The paired phase's two targets and its blocks."""
+
+    old_url: str
+    new_url: str
+    block: float = 1.0
+    #: Seconds of traffic before the first block, to both versions, not measured: the new
+    #: version has had no traffic yet (cold caches, connection pools), the old one has.
+    warmup: float = 0.0
+
+
+Hook = Callable[[], None]
+
+
 async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
                duration: float, progress=None, *, store=None, resources: RunResources | None = None,
                on_tick: Tick | None = None, rate: float | None = None,
                queues: QueueProbe | None = None,
-               data_where: dict[str, str] | None = None) -> PhaseResult:
-    await preflight(base_url)
+               data_where: dict[str, str] | None = None, version: str = "old",
+               paired: Paired | None = None, meters: list[Meter] | None = None,
+               on_start: Hook | None = None, on_end: Hook | None = None) -> PhaseResult:
+    targets = ({"old": paired.old_url, "new": paired.new_url} if paired is not None
+               else {version: base_url})
+    for url in dict.fromkeys(targets.values()):
+        await preflight(url)
     scale = 1.0
     if rate is not None:
         base = sum(expected_iterations(ln.arrival, ln.flow.rate, 1.0) for ln in lanes)
         scale = rate / base if base else 1.0
     resources = resources or RunResources()
+    meters = meters or []
     token = secrets.token_hex(2)  # refs stay unique when a standalone run is repeated
-    client = HttpClient(base_url, timeout=workload.request_timeout,
-                        connections=workload.concurrency)
+    clients = {v: HttpClient(url, timeout=workload.request_timeout,
+                             connections=workload.concurrency) for v, url in targets.items()}
+    # Paired: every iteration's block decides its version; one schedule for both.
+    block_s = paired.block if paired is not None else duration
+    lead = paired.warmup if paired is not None else 0.0
+    n_blocks = max(1, math.ceil(duration / block_s - 1e-9)) if paired is not None else 1
+    order = block_order(n_blocks, workload.seed) if paired is not None else [version]
+    data_client = clients["new"] if paired is not None else clients[version]
     try:
         # Tenant master data (workload.tenant_data): once per tenant per phase.
         data: dict[str, dict[str, list[Any]]] = {}
         for t in sorted({ln.tenant for ln in lanes}):
-            data[t] = await load_tenant_data(workload.tenant_data, t, client, resources,
+            data[t] = await load_tenant_data(workload.tenant_data, t, data_client, resources,
                                              data_where)
         track: QueueTrack | None = None
         last_queues: dict[str, float] = {}
@@ -296,18 +425,26 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
             track = QueueTrack(last_queues)
             if store is not None and last_queues:
                 store.points(last_queues)
-        stats = {(ln.archetype, ln.label): FlowStats() for ln in lanes}
+        stats = {v: {(ln.archetype, ln.label): FlowStats() for ln in lanes} for v in targets}
+        rows: dict[tuple[str, str], list[tuple[int, float, float, bool]]] = {
+            (v, ln.label): [] for v in targets for ln in lanes}
         windows = {ln.label: _Window() for ln in lanes}
         inflight: set[asyncio.Task] = set()
+        # Meters: read now (one phase), or at every block boundary from the first (paired).
+        reads: list[list[dict[str, float] | None]] = \
+            [[m.read() for m in meters]] if paired is None else []
+        if on_start is not None:
+            on_start()
         loop_start = time.perf_counter()
         start = loop_start + 0.05  # a moment for every dispatcher to be ready
-        end = start + duration
+        end = start + lead + duration
 
         # The hot path: everything per lane is bound once (LaneState), so an iteration costs
         # one task, one two-slot FlowContext, one flow call, one clock read and two
         # appends/records (see docs/workload.md).
         async def iteration(fn, state: LaneState, st: FlowStats, win: _Window,
-                            intended: float, ref: str) -> None:
+                            intended: float, ref: str, out: list, block: int,
+                            offset: float) -> None:
             failed = None
             try:
                 extra = await fn(FlowContext(state, ref))
@@ -323,39 +460,70 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
             st.histogram.record_value(latency)
             win.count += 1
             win.latencies.append(latency)
+            out.append((block, offset, latency / 1000, failed is None))
             if failed is not None:
                 st.errors[failed] += 1
                 win.errors += 1
 
         async def dispatch(index: int, lane: Lane) -> None:
             label = lane.label
-            st, win = stats[(lane.archetype, label)], windows[label]
+            win = windows[label]
             rng = random.Random(f"{workload.seed}:{phase}:{index}")
             prefix = f"{phase[:1]}{token}-{index}-"
-            state = LaneState(phase, label, Tenant(lane.tenant, None if lane.archetype == "all"
-                                                   else lane.archetype, data[lane.tenant]),
-                              lane.archetype, lane.flow.params, lane.flow.timeout, rng, client,
-                              resources, st)
+            tenant = Tenant(lane.tenant, None if lane.archetype == "all" else lane.archetype,
+                            data[lane.tenant])
+            # One state per version; they share the lane's generator, so the same draws
+            # happen in the same order whichever version an iteration goes to.
+            per_version = {
+                v: (LaneState(phase, label, tenant, lane.archetype, lane.flow.params,
+                              lane.flow.timeout, rng, clients[v], resources,
+                              stats[v][(lane.archetype, label)]),
+                    stats[v][(lane.archetype, label)], rows[(v, label)])
+                for v in targets}
             fn, limit = lane.fn, workload.concurrency
             create_task, add = asyncio.create_task, inflight.add
+            # Warm-up iterations alternate between the versions and are not kept.
+            warm = {v: (LaneState(phase, label, tenant, lane.archetype, lane.flow.params,
+                                  lane.flow.timeout, rng, clients[v], resources, FlowStats()),
+                        FlowStats(), []) for v in targets} if lead > 0 else {}
+            warm_win = _Window()
+            last = n_blocks - 1
             for k, offset in enumerate(schedule(lane.arrival, lane.flow.rate * scale,
-                                                duration, rng)):
+                                                lead + duration, rng)):
                 intended = start + offset
                 delay = intended - perf_counter()
                 # Yield even when behind schedule, so started iterations get to run.
                 await asyncio.sleep(delay if delay > 0 else 0)
+                t = offset - lead
+                if t < -1e-9:  # (an offset on a boundary belongs to the block it starts)
+                    state, st, out = warm["new" if k % 2 == 0 else "old"]
+                    w, block = warm_win, -1
+                else:
+                    t = max(0.0, t)
+                    block = min(last, int((t + 1e-9) // block_s)) if paired is not None else 0
+                    state, st, out = per_version[order[block]]
+                    w = win
                 if len(inflight) >= limit:
                     st.dropped += 1
                     continue
-                task = create_task(iteration(fn, state, st, win, intended, f"{prefix}{k}"))
+                task = create_task(iteration(fn, state, st, w, intended, f"{prefix}{k}",
+                                             out, block, t))
                 add(task)
                 task.add_done_callback(inflight.discard)
+
+        async def boundaries() -> None:
+            """Read the meters at every block boundary (in a thread: probes may query)."""
+            for k in range(n_blocks):
+                at = start + lead + k * block_s
+                await asyncio.sleep(max(0.0, at - time.perf_counter()))
+                reads.append(await asyncio.to_thread(lambda: [m.read() for m in meters]))
 
         def snapshot() -> dict[str, Any]:
             now = time.perf_counter()
             merged: dict[str, FlowStats] = {}
-            for (_a, label), st in stats.items():
-                merged.setdefault(label, FlowStats()).merge(st)
+            for per in stats.values():
+                for (_a, label), st in per.items():
+                    merged.setdefault(label, FlowStats()).merge(st)
             return {"phase": phase, "elapsed": max(0.0, now - start), "duration": duration,
                     "in_flight": len(inflight), "queues": dict(last_queues),
                     "flows": {k: v.summary(max(1e-9, now - start)) for k, v in merged.items()}}
@@ -390,9 +558,13 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
                     store.points(points)
 
         tick = asyncio.create_task(ticker())
+        bounds = asyncio.create_task(boundaries()) if paired is not None and meters else None
         try:
             await asyncio.gather(*(dispatch(i, ln) for i, ln in enumerate(lanes)))
             await asyncio.sleep(max(0.0, end - time.perf_counter()))
+            if bounds is not None:
+                await bounds
+                reads.append(await asyncio.to_thread(lambda: [m.read() for m in meters]))
             if inflight:
                 _done, pending = await asyncio.wait(set(inflight), timeout=workload.grace)
                 for task in pending:
@@ -401,23 +573,72 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
                     await asyncio.wait(pending, timeout=1.0)
         finally:
             tick.cancel()
+            if bounds is not None:
+                bounds.cancel()
             for task in list(inflight):
                 task.cancel()
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start - lead
+        if on_end is not None:
+            on_end()
         if track is not None:
             last_queues = await _settle_queues(queues, track, workload.queue_settle, store)
+        final = await asyncio.to_thread(lambda: [m.read() for m in meters]) if meters else []
         if on_tick is not None:
             on_tick(snapshot())
     finally:
-        await client.aclose()
+        for c in clients.values():
+            await c.aclose()
         await resources.aclose()
         if queues is not None:
             await queues.aclose()
-    result = PhaseResult(phase, seconds, stats, base_url,
-                         queues=track.signals(phase) if track is not None else {})
+    results = {v: PhaseResult(f"{phase}.{v}" if paired is not None else phase, seconds,
+                              stats[v], targets[v]) for v in targets}
+    first = reads[0] if reads else [None] * len(meters)
+    counters = _meter_signals(meters, phase, first, final, reads, order, results,
+                              paired is not None)
+    queue_signals = track.signals(phase) if track is not None else {}
+    if paired is None:
+        result = results[version]
+        result.queues = queue_signals
+        result.counters = counters
+        result.version = version
+    else:
+        result = PhaseResult(phase, seconds, {}, base_url, queues=queue_signals,
+                             versions=results, blocks=order, block_seconds=block_s)
+        result.counters = counters
     if store is not None:
         store.set_many(result.signals())
+        for (v, label), samples in rows.items():
+            store.add_samples(phase, v, label, samples)
     return result
+
+
+def _meter_signals(meters: list[Meter], phase: str, first: list, final: list,
+                   reads: list[list], order: list[str], results: dict[str, PhaseResult],
+                   paired: bool) -> dict[str, float]:
+    """Counter deltas per phase (and per version from the block boundaries when paired)."""
+    out: dict[str, float] = {}
+    total = sum(r.iterations for r in results.values())
+    for i, m in enumerate(meters):
+        for counter, d in _delta(first[i], final[i] if final else None).items():
+            name = m.name(phase, counter)
+            out[name] = d
+            if m.per_iteration:
+                out[f"{name}.per_iteration"] = d / total if total else 0.0
+        if not paired:
+            continue
+        per: dict[str, dict[str, float]] = {v: {} for v in results}
+        for k in range(min(len(order), len(reads) - 1)):
+            for counter, d in _delta(reads[k][i], reads[k + 1][i]).items():
+                per[order[k]][counter] = per[order[k]].get(counter, 0.0) + d
+        for v, deltas in per.items():
+            n = results[v].iterations
+            for counter, d in deltas.items():
+                name = m.name(f"{phase}.{v}", counter)
+                out[name] = d
+                if m.per_iteration:
+                    out[f"{name}.per_iteration"] = d / n if n else 0.0
+    return out
 
 
 async def _settle_queues(queues: QueueProbe, track: QueueTrack, settle: float,
@@ -459,7 +680,9 @@ def run_phase(base_url: str, workload: Workload, tenants: list[str], phase: str,
               store=None, database_url: str | None = None, mqtt_url: str | None = None,
               twin_set: Any = None, on_tick: Tick | None = None,
               rate: float | None = None, queues: QueueProbe | None = None,
-              data_where: dict[str, str] | None = None) -> PhaseResult:
+              data_where: dict[str, str] | None = None, version: str = "old",
+              paired: Paired | None = None, meters: list[Meter] | None = None,
+              on_start: Hook | None = None, on_end: Hook | None = None) -> PhaseResult:
     """Drive the workload against ``base_url`` for one phase; return its stats.
 
     ``lanes`` (from :func:`plantstage.workload.plan.build_lanes`) carry the archetype mixes;
@@ -471,6 +694,17 @@ def run_phase(base_url: str, workload: Workload, tenants: list[str], phase: str,
     ``mqtt_url``, the broker's ``$SYS`` tree is read. ``twin_set`` is the rehearsal's running
     twins (``ctx.twin(component)`` in flows); ``data_where`` names each
     ``workload.tenant_data`` source's spec line for load errors.
+
+    ``version`` (``old`` or ``new``) labels the raw samples kept in ``store``
+    (:meth:`SignalStore.add_samples`). ``paired`` makes this the paired phase: every lane keeps
+    one arrival schedule, and each iteration goes to the old or the new target by the block
+    (``paired.block`` seconds) its intended start falls in (:func:`block_order`); signals are
+    per version (``workload.<phase>.old.<flow>.<stat>``, ``….new.…``), samples carry their
+    block. ``meters`` are read at phase start and end (and at every block boundary when
+    paired); their deltas become signals (``cost.<phase>.<counter>``, per version
+    ``cost.<phase>.<version>.<counter>``, each also ``.per_iteration``). ``on_start`` runs just
+    before the first iteration is scheduled, ``on_end`` once the load has stopped (the twins'
+    fault timeline uses them for phase-relative fault windows).
     """
     lanes = lanes if lanes is not None else lanes_for(workload, tenants)
     resources = RunResources(database_url=database_url, mqtt_url=mqtt_url, twin_set=twin_set)
@@ -495,7 +729,8 @@ def run_phase(base_url: str, workload: Workload, tenants: list[str], phase: str,
         return await _run(base_url, workload, lanes, phase,
                           duration if duration is not None else workload.duration, progress,
                           store=store, resources=resources, on_tick=on_tick, rate=rate,
-                          queues=queues, data_where=data_where)
+                          queues=queues, data_where=data_where, version=version,
+                          paired=paired, meters=meters, on_start=on_start, on_end=on_end)
 
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if in_main else None
@@ -514,6 +749,18 @@ def run_phase(base_url: str, workload: Workload, tenants: list[str], phase: str,
 
 def describe(result: PhaseResult) -> dict[str, Any]:
     """A compact summary for the step's results in the ledger and report."""
+    if result.versions:
+        return {
+            "seconds": round(result.seconds, 2),
+            "blocks": "".join(v[0] for v in result.blocks),  # e.g. "onnoon": old/new per block
+            "block_s": result.block_seconds,
+            "versions": {v: {k: val for k, val in describe(r).items() if k != "seconds"}
+                         for v, r in result.versions.items()},
+            **({"queues": {k.split(".", 2)[2]: v for k, v in result.queues.items()}}
+               if result.queues else {}),
+            **({"counters": {k: round(v, 3) for k, v in result.counters.items()}}
+               if result.counters else {}),
+        }
     return {
         "seconds": round(result.seconds, 2),
         "archetypes": result.archetypes,
@@ -523,4 +770,6 @@ def describe(result: PhaseResult) -> dict[str, Any]:
         "errors": result.error_kinds(),
         **({"queues": {k.split(".", 2)[2]: v for k, v in result.queues.items()}}
            if result.queues else {}),
+        **({"counters": {k: round(v, 3) for k, v in result.counters.items()}}
+           if result.counters else {}),
     }
