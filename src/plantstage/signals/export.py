@@ -1,6 +1,6 @@
 """Exporters of the signal store: OpenMetrics text, CSV, and a Prometheus endpoint during a run.
 
-Signal names are dotted and may hold dashes (``workload.baseline.sales-order-import.p95_ms``),
+Signal names are dotted and may hold dashes (``workload.baseline.goods-receipt.p95_ms``),
 which Prometheus metric names cannot. Rather than mangle them, every value is one sample of the
 gauge family ``plantstage_signal`` with the exact name in the ``signal`` label, and every
 time-series point a timestamped sample of ``plantstage_series`` — lossless and queryable
