@@ -117,3 +117,15 @@ def test_copy_rows_sqlite_to_postgresql(tmp_path, pg_database):
     with dst.begin() as c:  # sequences moved past the copied keys
         c.execute(sa.text("INSERT INTO ledger (item_id, qty) VALUES (1, 1)"))
     dst.dispose()
+
+
+def test_migration_bookkeeping_by_name_and_by_shape():
+    md = sa.MetaData()
+    head = sa.Table("migration_head", md, sa.Column("version_num", sa.String(32), primary_key=True))
+    rel = sa.Table("releases", md, sa.Column("id", sa.Integer, primary_key=True),
+                   sa.Column("version", sa.String(20)))
+    assert engines.is_bookkeeping("flyway_schema_history")
+    assert engines.is_bookkeeping("migration_head", head)  # any tool's one-column head table
+    assert engines.is_bookkeeping("x", ["revision"])
+    assert not engines.is_bookkeeping("releases", rel)
+    assert not engines.is_bookkeeping("items", ["id", "name"])

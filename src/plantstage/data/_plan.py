@@ -194,7 +194,7 @@ def coverage(source_url: str, spec: RefreshSpec, where: str) -> list[ColumnPlan]
         md.reflect(src)
         check_spec_against(spec, md, where)
         tables = [t.name for t in md.sorted_tables
-                  if t.name not in engines.MIGRATION_BOOKKEEPING]
+                  if not engines.is_bookkeeping(t.name, t)]
         return classify(src, md, spec.table_rules(tables), tables)
     finally:
         src.dispose()

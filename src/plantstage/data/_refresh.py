@@ -57,7 +57,7 @@ def refresh_database(
         src_md.reflect(src)
         check_spec_against(spec, src_md, where)
         tables = [t.name for t in src_md.sorted_tables
-                  if t.name not in engines.MIGRATION_BOOKKEEPING]
+                  if not engines.is_bookkeeping(t.name, t)]
         keyed = Keyed(key)
         plans = classify(src, src_md, spec.table_rules(tables), tables)
         failing = [p for p in plans if p.failing]
@@ -106,8 +106,8 @@ def refresh_database(
                 dst_md = sa.MetaData()
                 dst_md.reflect(dst)
             else:
-                wanted = tables + [t for t in src_md.tables
-                                   if t in engines.MIGRATION_BOOKKEEPING and t != MARKER]
+                wanted = tables + [t for t, tbl in src_md.tables.items()
+                                   if engines.is_bookkeeping(t, tbl) and t != MARKER]
                 dst_md = target_metadata(src_md, wanted, dst.dialect, same_engine,
                                          notes=result.notes)
                 deferred = create_tables_deferred(dst, dst_md)
@@ -120,7 +120,7 @@ def refresh_database(
                 deferred = []
             jobs = [table for table in dst_md.sorted_tables
                     if table.name != MARKER and table.name in src_md.tables
-                    and (copy_bookkeeping or table.name not in engines.MIGRATION_BOOKKEEPING)]
+                    and (copy_bookkeeping or not engines.is_bookkeeping(table.name, table))]
             seeded = Seeded()
             if spec.schema_from == SchemaSource.migrations:
                 # Rows the migrations seeded: replaced, skipped where identical, or refused.

@@ -20,10 +20,23 @@ from plantstage.errors import EngineError, ProductionWriteError
 
 _REGISTRY: dict[str, type[EngineAdapter]] = {}
 
-#: Tables that migration tools change by design; data comparisons leave them out.
+#: Tables that migration tools change by design, known by name (Flyway, Active Record,
+#: Django); data comparisons leave them out. plantstage_refresh: the refresh's completion
+#: marker. A tool's version table of another name is known by its shape: see
+#: :func:`is_bookkeeping`, which every check that has the columns at hand should use.
 MIGRATION_BOOKKEEPING = frozenset(
-    {"alembic_version", "flyway_schema_history", "schema_migrations", "django_migrations",
-     "plantstage_refresh"})  # plantstage_refresh: the refresh's completion marker
+    {"flyway_schema_history", "schema_migrations", "django_migrations", "plantstage_refresh"})
+#: Column names of a migration tool's one-column head table (the revision it is at).
+_VERSION_COLUMNS = frozenset({"version", "version_num", "version_id", "revision", "schema_version"})
+
+
+def is_bookkeeping(table: str, columns: Iterable[str] | sa.Table = ()) -> bool:
+    """A migration tool's table: known by name, or a table whose only column is a version
+    (what most tools keep the current revision in)."""
+    if table in MIGRATION_BOOKKEEPING:
+        return True
+    cols = [c.name for c in columns.columns] if isinstance(columns, sa.Table) else list(columns)
+    return len(cols) == 1 and cols[0].lower() in _VERSION_COLUMNS
 
 _READ_ONLY_SQL = re.compile(r"^\s*(select|with|pragma|show|explain)\b", re.I)
 
@@ -111,8 +124,9 @@ def ping(engine: sa.Engine, label: str) -> None:
 def table_columns(engine: sa.Engine) -> dict[str, list[str]]:
     """Tables and their column names, as the database reports them (bookkeeping left out)."""
     insp = sa.inspect(engine)
-    return {t: [c["name"] for c in insp.get_columns(t)] for t in sorted(insp.get_table_names())
-            if t not in MIGRATION_BOOKKEEPING}
+    out = {t: [c["name"] for c in insp.get_columns(t)] for t in sorted(insp.get_table_names())
+           if t not in MIGRATION_BOOKKEEPING}
+    return {t: cols for t, cols in out.items() if not is_bookkeeping(t, cols)}
 
 
 def _norm(v: Any) -> str:
@@ -176,7 +190,7 @@ def copy_rows(
     src: sa.Engine,
     dst: sa.Engine,
     *,
-    skip: Iterable[str] = ("alembic_version",),
+    skip: Iterable[str] | None = None,
     batch: int = 5000,
     progress=None,
 ) -> dict[str, int]:
@@ -184,9 +198,11 @@ def copy_rows(
 
     Tables are filled parents-first (foreign-key order) in one transaction per batch.
     """
-    skip = set(skip)
     src_md = sa.MetaData()
     src_md.reflect(src)
+    # default: the migration tool's own tables (the target's migrations wrote them)
+    skip = set(skip) if skip is not None else {
+        t.name for t in src_md.tables.values() if is_bookkeeping(t.name, t)}
     dst_md = sa.MetaData()
     dst_md.reflect(dst)
     counts: dict[str, int] = {}
