@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plantstage import __version__
+from plantstage._version import __version__
 from plantstage.errors import PlantstageError
 from plantstage.evidence import chain
 
