@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -59,9 +60,16 @@ def _check_length(value: str | Path) -> None:
 
 
 def path_param(value: Path | None) -> Path | None:
-    """An input path: sane length, no NUL; existence is the verb's business."""
+    """An input path: sane length, no NUL, not a pipe or device (reading those can block);
+    existence is the verb's business."""
     if value is not None:
         _check_length(value)
+        try:
+            mode = value.stat().st_mode
+        except (OSError, ValueError):
+            return value
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise _bad(f"{value} is a pipe, socket or device", "pass a file or a folder")
     return value
 
 

@@ -63,6 +63,10 @@ def _fixtures() -> dict[str, str]:
     (ROOT / "fake.pem").write_text("-----BEGIN PUBLIC KEY-----\nnot base64 !!\n"
                                    "-----END PUBLIC KEY-----\n")
     f["fakepem"] = str(ROOT / "fake.pem")
+    fifo = ROOT / "fifo"
+    if not fifo.exists():
+        os.mkfifo(fifo)  # reading it would block: every verb must refuse it first
+    f["fifo"] = str(fifo)
     (ROOT / "keys").mkdir(exist_ok=True)
     (ROOT / "home").mkdir(exist_ok=True)
     return f
@@ -71,8 +75,9 @@ def _fixtures() -> dict[str, str]:
 F = _fixtures()
 BAD_SPECS = [F["missing"], F["text"], F["empty"], F["badyaml"], F["invalid"], F["bomb"],
              F["tag"], F["deep"], F["latin1"], F["specdir"], LONG, "", "/proc/self/none",
-             "/dev/null", "/" + "a" * 300, "no\u202edir"]
-BAD_RUNS = [F["missing"], F["text"], F["empty"], F["badrun"], LONG, "", "/proc/self/none"]
+             "/dev/null", "/" + "a" * 300, "no\u202edir", F["fifo"], "/dev/zero"]
+BAD_RUNS = [F["missing"], F["text"], F["empty"], F["badrun"], LONG, "", "/proc/self/none",
+            F["fifo"], "/dev/zero"]
 OUTS = ["/proc/x", "/sys/x", F["text"], "", LONG, "/dev/null", str(ROOT / "out" / "new"),
         F["text"] + "/below-a-file"]
 INTS = ["-1", "0", "1", "65535", "70000", "abc", "", "1e3", "9" * 30]

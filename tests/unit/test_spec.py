@@ -286,3 +286,14 @@ def test_load_yaml_is_bounded_for_any_file():
     with pytest.raises(SpecError) as exc:
         load_yaml("a: b\na: c\n", "cfg.yaml")
     assert exc.value.where == "cfg.yaml:2"
+
+
+def test_a_pipe_or_device_is_not_read(tmp_path):
+    import os
+
+    fifo = tmp_path / "plantstage.yaml"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero"):
+        with pytest.raises(SpecError) as exc:
+            load_spec(path)
+        assert "not a regular file" in exc.value.message

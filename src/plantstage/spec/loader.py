@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -540,7 +541,11 @@ def load_spec(path: str | Path) -> LoadedSpec:
     """Load and validate a spec file (or a directory holding ``plantstage.yaml``)."""
     file = resolve_spec_path(path)
     try:
-        size = file.stat().st_size
+        st = file.stat()
+        if not stat.S_ISREG(st.st_mode):  # a pipe or a device would block or never end
+            raise SpecError("the spec is not a regular file", where=str(file),
+                            hint=f"pass a {SPEC_FILENAME} file or the folder that holds one")
+        size = st.st_size
         if size > MAX_SPEC_BYTES:
             raise SpecError(f"the spec is {size:,} bytes", where=f"{file}:1",
                             hint=f"a spec may be at most {MAX_SPEC_BYTES:,} bytes")
