@@ -59,7 +59,9 @@ def test_gate_without_data_is_inconclusive(copy_run, tmp_path, signing_key_dir):
                       "signal: rollback.never_recorded")
     r = run_cli("gate", str(run), "--spec", str(spec),
                 env={"PLANTSTAGE_KEY_DIR": str(signing_key_dir)})
-    assert r.returncode == 1, r.stdout + r.stderr
+    # Never GO: NO-GO (1), or INCONCLUSIVE (5) where the gates distinguish it.
+    verdict = _ev(run)["verdict"]
+    assert (verdict, r.returncode) in (("NO-GO", 1), ("INCONCLUSIVE", 5)), r.stdout + r.stderr
     gate = next(g for g in _ev(run)["gates"] if g["name"] == "inventory-reconciles")
     assert gate["outcome"] == "inconclusive"
     assert "no data for rollback.never_recorded" in gate["reason"]
