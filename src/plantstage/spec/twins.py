@@ -109,9 +109,19 @@ class FaultRule(_Model):
     start: float | None = Field(
         None, ge=0, description="Seconds after the twins started when it begins.")
     duration: float | None = Field(None, gt=0, description="How long it lasts, in seconds.")
+    during: Literal["baseline", "paired", "candidate", "all"] | None = Field(
+        None, description="Only during this workload phase ('all': every load phase), with "
+        "'start' counted from the phase's start; default: one timeline from twins-ready.")
+    every: float | None = Field(
+        None, gt=0, description="Repeat the window (start, duration) every this many seconds.")
     rate: float | None = Field(
         None, gt=0, description="slow-consumer: messages per second the twin takes at most.")
     window: int = Field(3, ge=2, le=100, description="reorder: messages shuffled together.")
+
+    @field_validator("during", mode="before")
+    @classmethod
+    def _n_minus_1(cls, v: Any) -> Any:
+        return "paired" if v == "n-1" else v  # the old version on the new schema
 
     @model_validator(mode="after")
     def _fields_fit(self) -> FaultRule:
@@ -121,6 +131,8 @@ class FaultRule(_Model):
             raise ValueError("slow-consumer needs 'rate' (messages per second)")
         if self.kind == FaultKind.latency and not (self.ms or self.jitter_ms):
             raise ValueError("latency needs 'ms' (and/or 'jitter_ms')")
+        if self.every is not None and (self.duration is None or self.duration >= self.every):
+            raise ValueError("'every' repeats a window: give a 'duration' shorter than 'every'")
         return self
 
 

@@ -124,6 +124,20 @@ class Archetype(_Model):
     flows: list[WorkloadFlow] = Field(min_length=1)
 
 
+class PairedLoad(_Model):
+    """The paired phase: the old version (on the migrated schema) and the new one take the same
+    traffic at the same time, in alternating blocks, so machine noise hits both alike."""
+
+    enabled: bool = Field(True, description="Run the paired phase (old and new side by side).")
+    duration: float | None = Field(
+        None, gt=0, description="Seconds of the paired phase; default: twice 'workload.duration' "
+        "(each version gets about one phase's worth of traffic).")
+    block: float = Field(1.0, gt=0, description="Seconds per block; consecutive blocks go to "
+                         "the two versions in a seeded, balanced order (one of each per pair).")
+    warmup: float = Field(1.0, ge=0, description="Seconds of unmeasured traffic to both "
+                          "versions first (the new one has had none yet).")
+
+
 class Workload(_Model):
     duration: float = Field(5.0, gt=0, description="Seconds per workload phase.")
     concurrency: int = Field(32, ge=1, description="Iterations in flight at most; beyond it "
@@ -151,6 +165,8 @@ class Workload(_Model):
         "ctx.tenant.data[NAME], loaded once per tenant per phase.")
     metrics_port: int | None = Field(None, ge=0, le=65535, description="Serve the run's signals "
                                      "for Prometheus on this port while the workload runs.")
+    paired: PairedLoad = Field(default_factory=PairedLoad, description="The paired phase "
+                               "(old and new versions in alternating blocks).")
 
 
     @property
@@ -158,4 +174,5 @@ class Workload(_Model):
         return self.use_archetypes if self.use_archetypes is not None else bool(self.archetypes)
 
 
-__all__ = ["Archetype", "Arrival", "ShiftPhase", "TenantDataSource", "Workload", "WorkloadFlow"]
+__all__ = ["Archetype", "Arrival", "PairedLoad", "ShiftPhase", "TenantDataSource", "Workload",
+           "WorkloadFlow"]

@@ -148,11 +148,24 @@ class TwinSet:
                                   for r in t.spec.faults.rules]}
                       for n, t in self.twins.items()],
             "timeline": [e.as_dict() for e in self.log.events()],
+            "phases": list(self.log.phases),
             "fault_counts": self.log.counts(),
         }
 
     def get(self, kind: str) -> list[Twin]:
         return [t for t in self.twins.values() if t.kind == kind]
+
+    def phase_started(self, name: str) -> None:
+        """A workload phase starts now: fault windows with ``during`` count from here."""
+        self.log.phase_started(name)
+
+    def phase_ended(self) -> None:
+        """The running workload phase's load stopped (its ``during`` windows close)."""
+        self.log.phase_ended()
+
+    def counters(self) -> dict[str, dict[str, float]]:
+        """Each twin's counters now (component → counter → value; they only grow in a run)."""
+        return {n: t.counters() for n, t in self.twins.items()}
 
     def stop(self) -> None:
         if self.stopped:

@@ -3,7 +3,9 @@
 Each decision is derived from ``(seed, twin, link, message key, attempt)`` alone, so the same
 seed gives the same faults to the same messages whatever order concurrent flows produce them
 in. Time-window faults (outage, or any rule with ``start``/``duration``) are measured from when
-the twins started. Every injected fault is logged with its time in the run.
+the twins started, or with ``during`` from the start of a workload phase (the load steps call
+:meth:`FaultLog.phase_started`); ``every`` repeats a window. Every injected fault is logged with
+its time in the run and the phase it fell in.
 """
 
 from __future__ import annotations
@@ -44,10 +46,11 @@ class FaultEvent:
     kind: str
     key: str
     detail: str = ""
+    phase: str = ""  # the workload phase running then ("" between phases)
 
     def as_dict(self) -> dict[str, Any]:
         return {"t": round(self.t, 3), "at": self.at, "twin": self.twin, "link": self.link,
-                "kind": self.kind, "key": self.key, "detail": self.detail}
+                "kind": self.kind, "key": self.key, "detail": self.detail, "phase": self.phase}
 
 
 class FaultLog:
@@ -57,11 +60,32 @@ class FaultLog:
         self.t0 = t0 if t0 is not None else time.time()
         self._events: list[FaultEvent] = []
         self._lock = threading.Lock()
+        #: The workload phase running now and when it started (epoch seconds), or None.
+        self.phase: str | None = None
+        self.phase_at: float | None = None
+        #: Every phase the log was told about: {"phase", "start", "end"} (seconds since t0).
+        self.phases: list[dict[str, Any]] = []
+
+    def phase_started(self, name: str) -> None:
+        """A workload phase starts now: ``during: <name>`` fault windows count from here."""
+        now = time.time()
+        with self._lock:
+            self.phase, self.phase_at = name, now
+            self.phases.append({"phase": name, "start": round(now - self.t0, 3), "end": None})
+
+    def phase_ended(self) -> None:
+        """The running phase's load stopped: its ``during`` windows close."""
+        now = time.time()
+        with self._lock:
+            if self.phases and self.phases[-1]["end"] is None:
+                self.phases[-1]["end"] = round(now - self.t0, 3)
+            self.phase, self.phase_at = None, None
 
     def record(self, twin: str, link: str, kind: str, key: str, detail: str = "") -> None:
         now = time.time()
         with self._lock:
-            self._events.append(FaultEvent(now - self.t0, now, twin, link, kind, key, detail))
+            self._events.append(FaultEvent(now - self.t0, now, twin, link, kind, key, detail,
+                                           self.phase or ""))
 
     def events(self) -> list[FaultEvent]:
         with self._lock:
@@ -95,25 +119,41 @@ class FaultInjector:
         if self.clock is None:
             self.clock = lambda: time.time() - self.log.t0
 
-    def _rules(self, link: str, now: float) -> list[tuple[int, FaultRule]]:
+    def _left(self, r: FaultRule, now: float) -> float | None:
+        """Seconds left in the rule's window at ``now`` (inf: no end), None when inactive."""
+        t = now
+        if r.during is not None:
+            phase, at = self.log.phase, self.log.phase_at
+            if phase is None or at is None or r.during not in ("all", phase):
+                return None
+            t = now - (at - self.log.t0)  # seconds since the phase started
+        start = r.start or 0.0
+        if t < start:
+            return None
+        if r.duration is None:
+            return math.inf
+        local = t - start
+        if r.every is not None:
+            local %= r.every
+        return r.duration - local if local < r.duration else None
+
+    def _rules(self, link: str, now: float) -> list[tuple[int, FaultRule, float]]:
         out = []
         for i, r in enumerate(self.plan.rules):
             if r.link not in (None, link):
                 continue
-            if r.start is not None and now < r.start:
-                continue
-            if r.duration is not None and now >= (r.start or 0.0) + r.duration:
-                continue
-            out.append((i, r))
+            left = self._left(r, now)
+            if left is not None:
+                out.append((i, r, left))
         return out
 
     def outage_left(self, link: str) -> float:
         """Seconds until the link is reachable again (0 if it is up)."""
         now = self.clock()
         left = 0.0
-        for _, r in self._rules(link, now):
+        for _, r, rest in self._rules(link, now):
             if r.kind == FaultKind.outage:
-                left = max(left, (r.start or 0.0) + (r.duration or 0.0) - now)
+                left = max(left, rest)
         return left
 
     def decide(self, link: str, key: str, attempt: int = 0, *, log: bool = True) -> Decision:
@@ -128,9 +168,8 @@ class FaultInjector:
         # only latency distributions need a seeded generator.
         draw = hashlib.blake2b(f"{self.plan.seed}\x1f{self.twin}\x1f{link}\x1f{key}\x1f"
                                f"{attempt}".encode(), digest_size=64).digest()
-        for i, r in rules:
+        for i, r, left in rules:
             if r.kind == FaultKind.outage:
-                left = (r.start or 0.0) + (r.duration or 0.0) - now
                 d.outage = max(d.outage, left)
                 events.append(("outage", f"link down {left:.2f} s more"))
                 continue
