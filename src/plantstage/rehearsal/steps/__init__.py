@@ -36,21 +36,29 @@ class Step:
 
 
 def default_plan() -> list[Step]:
-    """The walking-skeleton rehearsal, in order."""
+    """The rehearsal, in order.
+
+    Baseline (the current version on its own schema), backup, migrate, deploy (the new version
+    starts beside the old one), paired (old — N-1, on the migrated schema — and new take the same
+    traffic in alternating blocks), switch (all traffic to the new version, the old one stopped,
+    consumers included), smoke, candidate (the new version alone), rollback drill, reconcile,
+    twins check, gates.
+    """
     from plantstage.rehearsal.steps.backup import Backup
     from plantstage.rehearsal.steps.deploy import Deploy
     from plantstage.rehearsal.steps.gates import Gates
-    from plantstage.rehearsal.steps.load import BaselineLoad, CandidateLoad
+    from plantstage.rehearsal.steps.load import BaselineLoad, CandidateLoad, PairedLoad
     from plantstage.rehearsal.steps.migrate import Migrate
     from plantstage.rehearsal.steps.parity import Parity
     from plantstage.rehearsal.steps.provision import Provision
     from plantstage.rehearsal.steps.reconcile import Reconcile
     from plantstage.rehearsal.steps.rollback import RollbackDrill
     from plantstage.rehearsal.steps.smoke import Smoke
+    from plantstage.rehearsal.steps.switch import Switch
     from plantstage.rehearsal.steps.twins import StartTwins, TwinsCheck, TwinsReady
     from plantstage.rehearsal.steps.verify_artifacts import VerifyArtifacts
 
     # Twins start before provision: the app's environment names where they listen.
     return [Parity(), VerifyArtifacts(), StartTwins(), Provision(), TwinsReady(),
-            BaselineLoad(), Backup(), Migrate(), Deploy(), Smoke(), CandidateLoad(),
-            RollbackDrill(), Reconcile(), TwinsCheck(), Gates()]
+            BaselineLoad(), Backup(), Migrate(), Deploy(), PairedLoad(), Switch(), Smoke(),
+            CandidateLoad(), RollbackDrill(), Reconcile(), TwinsCheck(), Gates()]

@@ -36,15 +36,15 @@ def _status(answer: dict) -> str:
 
 
 class Deploy(Step):
-    """Blue-green: start the new version beside the old one, then switch traffic to it.
+    """Blue-green: start the new version beside the old one; no traffic moves yet.
 
     The app's health probe (``health:`` on its binding) decides when it is up; when the probe
     declares where the version is, the step also checks that the new process reports the
-    release's version and that traffic through the router reaches it.
+    release's version. Traffic moves at the switch step, after the paired phase.
     """
 
     name = "deploy"
-    title = "Deploy the new version (blue-green)"
+    title = "Deploy the new version beside the old one"
 
     def run(self, ctx):
         try:
@@ -54,23 +54,13 @@ class Deploy(Step):
         want = ctx.release.version
         reported = ctx.green.health.get("version")
         declared = health_probe(ctx.green.probe).version != "none"
+        results = {"green": ctx.green.base_url, "version": reported,
+                   "old_still_running": ctx.blue.alive() if ctx.blue else False,
+                   "traffic": "blue (unchanged until the switch)"}
         if declared and reported != want:
             raise StepFailed(f"the new version reports {reported or 'no version'} "
                              f"({ctx.green.health.get('why') or 'as declared'}), the release "
-                             f"is {want}", {"green": ctx.green.base_url, "version": reported})
-        ctx.router.switch(ctx.green.port)
-        seen = traffic_reaches(ctx, want)
-        results = {"green": ctx.green.base_url, "version": reported,
-                   "old_still_running": ctx.blue.alive() if ctx.blue else False,
-                   "traffic": "green",
-                   "through_router": f"{_status(seen)}, version "
-                                     f"{seen.get('version') or seen.get('why') or '—'}"}
-        if not seen.get("healthy"):
-            raise StepFailed(f"traffic does not reach {want}: the router answered "
-                             f"{results['through_router']}", results)
-        if health_probe(ctx.green.probe).version_in_answer and seen.get("version") != want:
-            raise StepFailed(f"traffic does not reach {want}: {results['through_router']}",
-                             results)
+                             f"is {want}", results)
         if not declared:
             results["version_check"] = "not declared (health.version: none)"
         return results

@@ -1,15 +1,23 @@
-"""The workload steps: the same workload on the current version, then on the new one.
+"""The workload steps: the current version alone (baseline), old and new side by side in
+alternating blocks (paired), and the new version alone after the switch (candidate).
 
-Both phases write into the run's signal store (``ctx.signal_store()``), which mirrors its values
-into ``ctx.signals`` for the gates; the report compares the two phases per signal.
+Every phase writes into the run's signal store (``ctx.signal_store()``), which mirrors its values
+into ``ctx.signals`` for the gates; raw latency samples go to the store's ``samples`` table for
+the judge. Around each phase the steps also read counter probes (the run's cost probe and the
+twins' counters) and tell the twins' fault log which phase runs, so fault windows can be
+declared relative to a phase (``during:``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from plantstage.rehearsal.steps import Step, StepFailed
-from plantstage.workload.engine import describe, run_phase
+from plantstage.workload.engine import CounterProbe, Meter, Paired, describe, run_phase
 from plantstage.workload.plan import build_lanes, tenant_data_where
 from plantstage.workload.queues import QueueProbe
+
+_SEP = "\x1f"
 
 
 def _queue_probe(ctx) -> QueueProbe:
@@ -17,8 +25,57 @@ def _queue_probe(ctx) -> QueueProbe:
     return QueueProbe.for_twins(ctx.twin_set) or QueueProbe()
 
 
+class TwinCounters:
+    """The running twins' counters as one probe (``<component>\\x1f<counter>`` keys)."""
+
+    def __init__(self, twin_set: Any):
+        self.twin_set = twin_set
+
+    def read(self) -> dict[str, float]:
+        return {f"{comp}{_SEP}{k}": v for comp, counters in self.twin_set.counters().items()
+                for k, v in counters.items()}
+
+
+def _twin_signal(scope: str, key: str) -> str:
+    """``twins.<component>.<phase>.<counter>`` (scope ``paired.old`` → per version)."""
+    comp, _, counter = key.partition(_SEP)
+    return f"twins.{comp}.{scope}.{counter}"
+
+
+def cost_probe(ctx) -> CounterProbe | None:
+    """The run's cost probe: ``ctx.cost_probe`` when a step set one, else what
+    ``plantstage.signals.cost.probe_for(ctx)`` makes (None when there is none)."""
+    probe = getattr(ctx, "cost_probe", None)
+    if probe is not None:
+        return probe
+    try:
+        from plantstage.signals import cost
+    except ImportError:
+        return None
+    make = getattr(cost, "probe_for", None)
+    return make(ctx) if make is not None else None
+
+
+def meters_for(ctx) -> list[Meter]:
+    out: list[Meter] = []
+    probe = cost_probe(ctx)
+    if probe is not None:
+        out.append(Meter(probe))
+    if ctx.twin_set is not None and hasattr(ctx.twin_set, "counters"):
+        out.append(Meter(TwinCounters(ctx.twin_set), _twin_signal))
+    return out
+
+
 class _Load(Step):
     phase = "baseline"
+    version = "old"
+
+    def target(self, ctx) -> tuple[str, Paired | None]:
+        """Where the load goes: one URL, or the paired phase's two."""
+        return ctx.router.url, None
+
+    def duration(self, ctx) -> float | None:
+        return None  # the workload's
 
     def run(self, ctx):
         wl = ctx.spec.workload
@@ -26,22 +83,30 @@ class _Load(Step):
         lanes = build_lanes(loaded)
         if not lanes:
             return {"skipped": "no workload flows declared"}
+        base_url, paired = self.target(ctx)
         store = ctx.signal_store()
         server = None
         if wl.metrics_port is not None:
             from plantstage.signals import MetricsServer
 
             server = MetricsServer(store, wl.metrics_port)
+        ts = ctx.twin_set
+        on_start = (lambda: ts.phase_started(self.phase)) \
+            if ts is not None and hasattr(ts, "phase_started") else None
+        on_end = ts.phase_ended if on_start is not None else None
         try:
             result = run_phase(
-                ctx.router.url, wl, [], self.phase, lanes=lanes, store=store,
+                base_url, wl, [], self.phase, self.duration(ctx), lanes=lanes, store=store,
                 database_url=ctx.staging_db.app_url() if ctx.staging_db is not None else None,
-                mqtt_url=ctx.placeholders.get("mqtt_url"), twin_set=ctx.twin_set,
+                mqtt_url=ctx.placeholders.get("mqtt_url"), twin_set=ts,
                 progress=getattr(ctx, "progress", None), queues=_queue_probe(ctx),
-                data_where=tenant_data_where(loaded))
+                data_where=tenant_data_where(loaded), version=self.version, paired=paired,
+                meters=meters_for(ctx), on_start=on_start, on_end=on_end)
         finally:
             if server is not None:
                 server.stop()
+            if on_end is not None and getattr(ts.log, "phase", None) == self.phase:
+                on_end()  # the phase failed before its end: close its fault windows
         out = describe(result)
         if result.signals().get(f"workload.{self.phase}.iterations", 0) == 0:
             raise StepFailed("the workload completed no iteration", out)
@@ -54,11 +119,47 @@ class BaselineLoad(_Load):
     name = "baseline-load"
     title = "Baseline workload on the current version"
     phase = "baseline"
+    version = "old"
+
+
+class PairedLoad(_Load):
+    """Old (on the migrated schema: N-1) and new side by side, the same traffic in alternating
+    blocks at the same time, each version driven directly at its own URL."""
+
+    name = "paired-load"
+    title = "Paired workload: old (N-1 on the new schema) and new, alternating blocks"
+    phase = "paired"
+
+    def target(self, ctx) -> tuple[str, Paired | None]:
+        p = ctx.spec.workload.paired
+        return ctx.green.base_url, Paired(ctx.blue.base_url, ctx.green.base_url, p.block,
+                                          p.warmup)
+
+    def duration(self, ctx) -> float | None:
+        wl = ctx.spec.workload
+        return wl.paired.duration if wl.paired.duration is not None else 2 * wl.duration
+
+    def run(self, ctx):
+        if not ctx.spec.workload.paired.enabled:
+            return {"skipped": "workload.paired.enabled is false"}
+        if ctx.green is None or not ctx.green.alive():
+            raise StepFailed("the new version is not running beside the old one")
+        if ctx.blue is None or not ctx.blue.alive():
+            raise StepFailed("the old version stopped before the paired phase (N-1: it must "
+                             "keep running on the migrated schema)")
+        out = super().run(ctx)
+        s = ctx.signals
+        old_rate = s.get("workload.paired.old.error_rate", 0.0)
+        out["n_minus_1"] = {"old_error_rate": round(old_rate, 4),
+                            "new_error_rate": round(s.get("workload.paired.new.error_rate",
+                                                          0.0), 4)}
+        return out
 
 
 class CandidateLoad(_Load):
-    """The same workload on the new version."""
+    """The same workload on the new version alone, after the switch (its consumers too)."""
 
     name = "candidate-load"
-    title = "Workload on the new version"
+    title = "Workload on the new version alone"
     phase = "candidate"
+    version = "new"

@@ -36,7 +36,10 @@ class RollbackDrill(Step):
 
     def _downgrade(self, ctx, command):
         t0 = time.perf_counter()
-        # Traffic goes back to the old version first; it runs on the expanded schema.
+        # Traffic goes back to the old version first; it runs on the expanded schema. The
+        # switch stopped it (consumers included), so it starts again as production would.
+        if ctx.blue is None or not ctx.blue.alive():
+            ctx.blue = start_version(ctx, ctx.current, "blue")
         ctx.router.switch(ctx.blue.port)
         if ctx.green is not None:
             ctx.green.stop()
