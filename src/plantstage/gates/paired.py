@@ -88,6 +88,8 @@ class PairedResult:
             if self.needed:
                 head += (f"; about {self.needed} samples per version would resolve it "
                          f"(have {min(self.n_old, self.n_new)})")
+            else:
+                head += "; the effect sits close to it, so more samples would settle it slowly"
         return head
 
     def as_dict(self) -> dict:
@@ -257,4 +259,6 @@ def _needed(n: int, ratio: float, low: float, high: float, limit: float) -> int 
     if gap < 1e-9 or half <= 0:
         return None  # the effect sits on the threshold: no sample size settles it
     need = math.ceil(n * (half / gap) ** 2)
+    if need > 20 * n:
+        return None  # near the threshold: a number that large would only mislead
     return need if need > n else n + 1
