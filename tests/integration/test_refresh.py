@@ -433,3 +433,28 @@ def test_plan_lists_every_column_and_its_block_passes(tmp_path):
     stage = f"sqlite:///{tmp_path / 'stage.db'}"
     assert values(stage, "res_t7", "email") != {"p7@corp.com"}
     assert values(stage, "ir_t3", "account") == {1}
+
+
+def test_a_rehearsal_whose_provisioning_fails_could_not_run(tmp_path, production_db):
+    """Staging cannot be provisioned (a rule writes NULL into a NOT NULL column of the schema
+    the migrations made): exit 2, one line naming the table and the cause — never NO-GO (the
+    release under test never ran)."""
+    text = (EXAMPLE / "plantstage.yaml").read_text()
+    text = text.replace("path: releases/", f"path: {EXAMPLE}/releases/")
+    text = text.replace("sqlite:///.plantstage/production.sqlite", f"sqlite:///{production_db}")
+    assert "      phone: phone\n" in text
+    text = text.replace("      phone: phone\n", '      phone: "null"\n', 1)  # customers
+    text += f"\npaths: {{allow_outside: [{EXAMPLE}]}}\n"
+    import shutil
+
+    plant_dir = tmp_path / "plant"  # the spec's folder: its plugins and config files too
+    shutil.copytree(EXAMPLE, plant_dir, ignore=shutil.ignore_patterns(
+        ".plantstage", "releases", "__pycache__"))
+    (plant_dir / "plantstage.yaml").write_text(text)
+    out = tmp_path / "o"
+    proc = run_cli("rehearse", str(plant_dir), "--release", "1.1.0", "--out", str(out), env=KEY)
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr
+    err = proc.stderr.strip()
+    assert "loading table 'customers' failed" in err and "NOT NULL" in err, err
+    assert "Traceback" not in err and len(err.splitlines()) <= 3
+    assert "NO-GO" not in proc.stdout
