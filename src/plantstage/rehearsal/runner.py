@@ -84,6 +84,10 @@ class _InterruptHook:
         self.step, self.calls, self.armed = None, 0, False
         if value:
             name, _, calls = value.partition(":")
+            if not calls.strip().isdigit() and calls:
+                raise PlantstageError(f"{TEST_INTERRUPT_ENV}={value!r}: CALLS is not a number",
+                                      where=TEST_INTERRUPT_ENV, hint="STEP[:CALLS], e.g. "
+                                      "parity:2000 (a test hook; unset it for real runs)")
             self.step, self.calls = name.strip(), int(calls or 0)
 
     def before(self, step: Step) -> None:
@@ -127,6 +131,7 @@ def run_rehearsal(
     from plantstage.gates.catalogue import validate as _validate_gates
 
     _validate_gates(loaded)  # a gate naming an unknown signal fails before anything runs
+    hook = _InterruptHook(os.environ.get(TEST_INTERRUPT_ENV))
     run_id = run_id or new_run_id()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "spec.yaml").write_text(loaded.text)  # the spec exactly as used
@@ -137,7 +142,6 @@ def run_rehearsal(
     if listener is not None:
         ctx.progress = listener.progress
     plan = plan or default_plan()
-    hook = _InterruptHook(os.environ.get(TEST_INTERRUPT_ENV))
     records: list[dict[str, Any]] = []
     status, error = "completed", None
     started = time.time()
