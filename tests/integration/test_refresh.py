@@ -195,6 +195,7 @@ def test_mini_ok_and_the_leak_scan_catches_a_kept_copy(tmp_path):
             "contacts: {id: keep, person_id: keep, email: {rule: keep, reviewed: true}}"))
     proc = run_cli("refresh", str(tmp_path), env=KEY)
     assert proc.returncode == 2 and "leak scan: 1 of" in proc.stdout
+    assert "leaks: contacts.email (1: id=1)" in proc.stdout  # the row, never the value
     assert refresh_state(f"sqlite:///{tmp_path / 'stage.db'}") == "failed"
 
 
@@ -329,7 +330,7 @@ def test_free_text_pii_in_a_kept_table_is_refused_then_scrubbed(engine, tmp_path
         # kept as reviewed: the leak scan still looks inside the text and names the column
         proc = run_cli("refresh", str(remarks_spec(
             tmp_path, prod, "remarks: {rule: keep, reviewed: true}, ")), "--to", stage, env=KEY)
-        assert proc.returncode == 2 and "orders.remarks" in proc.stdout + proc.stderr
+        assert proc.returncode == 2 and "leaks: orders.remarks (1: id=5)" in proc.stdout
         assert refresh_state(stage) == "failed"
     finally:
         if engine == "postgresql":

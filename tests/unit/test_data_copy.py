@@ -144,6 +144,8 @@ def test_copy_leak_scan_counts_a_kept_copy(production):
     rules = {**RULES, "people": {**RULES["people"], "note": {"rule": "keep", "reviewed": True}}}
     result = _refresh_into(prod, stage, RefreshSpec.model_validate({"rules": rules}))
     assert result.leaks == {"people.note": 2, "codes.label": 2}
+    assert result.leak_rows == {"people.note": ["id=3", "id=4"],
+                                "codes.label": ["code=c1", "code=c2"]}
     assert not result.ok and _marker.refresh_state(stage) == "failed"
 
 

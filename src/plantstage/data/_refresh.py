@@ -29,7 +29,7 @@ from plantstage.data._result import Progress, RefreshResult
 from plantstage.data._schema import create_tables_deferred, target_metadata
 from plantstage.data._seeded import Seeded, reconcile
 from plantstage.data._subset import SubsetPlan, plan_subset
-from plantstage.data._verify import inside_text_columns, scan_inside_text, verify_target
+from plantstage.data._verify import inside_text_columns, leak_rows, scan_inside_text, verify_target
 from plantstage.engines.base import EngineAdapter
 from plantstage.spec.masking import MaskKind, MaskRule, RefreshSpec, SchemaSource
 
@@ -150,6 +150,7 @@ def refresh_database(
 
             verify_target(dst, dst_md, result, avoid, target, before_fk=finish_schema, plain=plain)
             scan_inside_text(dst, dst_md, inside_text_columns(plans, dst_md), plain, result)
+            leak_rows(dst, dst_md, result, plain)
             result.seconds = time.perf_counter() - t0
             status = "complete" if result.ok else "failed"
             with dst.begin() as c:

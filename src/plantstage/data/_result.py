@@ -19,6 +19,8 @@ class RefreshResult:
     coverage: list[dict[str, Any]] = field(default_factory=list)
     tables: list[dict[str, Any]] = field(default_factory=list)
     leaks: dict[str, int] = field(default_factory=dict)
+    #: table.column → keys of the first rows that leaked (``id=17``), never the values
+    leak_rows: dict[str, list[str]] = field(default_factory=dict)
     leak_values: int = 0
     fk_violations: dict[str, int] = field(default_factory=dict)
     subset: bool = False
@@ -60,5 +62,6 @@ class RefreshResult:
                 "rows_per_s": round(self.rows / self.seconds) if self.seconds else None,
                 "coverage": self.coverage, "tables": self.tables,
                 "leak_values_checked": self.leak_values, "leaks": self.leaks,
+                "leak_rows": self.leak_rows,
                 "fk_violations": self.fk_violations, "notes": self.notes,
                 "signals": self.signals(), "ok": self.ok}

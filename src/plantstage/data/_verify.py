@@ -183,3 +183,36 @@ def scan_inside_text(dst: sa.Engine, md: sa.MetaData, columns: dict[str, list[st
                 if n:
                     key = f"{t}.{c}"
                     result.leaks[key] = result.leaks.get(key, 0) + n
+
+
+#: Row keys named per leaking column (enough to find the rows; the values are never shown).
+LEAK_ROWS = 5
+
+
+def leak_rows(dst: sa.Engine, md: sa.MetaData, result: RefreshResult,
+              plain: set[bytes] | None) -> None:
+    """The keys of a few rows behind each leak (``result.leak_rows``), read again by the
+    driver: leaks are rare, so only the columns that leaked are read twice."""
+    if not result.leaks or not plain:
+        return
+    with dst.connect() as conn:
+        for where in sorted(result.leaks):
+            t, c = where.split(".", 1)
+            table = md.tables.get(t)
+            if table is None or c not in table.c:
+                continue
+            pk = list(table.primary_key.columns)
+            res = conn.execution_options(stream_results=True, yield_per=5000).execute(
+                sa.select(table.c[c], *pk).where(table.c[c].is_not(None)))
+            keys: list[str] = []
+            for row in res:
+                v = row[0]
+                whole = len(n := norm_text(v)) >= MIN_LEAK_LEN and n.encode() in plain
+                if whole or (isinstance(v, str) and any(
+                        f.encode() in plain for f in _pii.fragments(v))):
+                    keys.append(", ".join(f"{k.name}={x}" for k, x in zip(pk, row[1:],
+                                                                           strict=True))
+                                or f"row {len(keys) + 1}")
+                    if len(keys) >= LEAK_ROWS:
+                        break
+            result.leak_rows[where] = keys

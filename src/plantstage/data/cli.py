@@ -70,8 +70,10 @@ def refresh(
                   f"{sum(result.fk_violations.values())} · row-count mismatches: "
                   f"{result.count_mismatches}")
     if result.leaks:
-        console.print("leaks: " + ", ".join(f"{where} ({n})" for where, n in
-                                             sorted(result.leaks.items())), markup=False)
+        console.print("leaks: " + "; ".join(
+            f"{where} ({n}" + (f": {', '.join(result.leak_rows[where])}"
+                               if result.leak_rows.get(where) else "") + ")"
+            for where, n in sorted(result.leaks.items())), markup=False)
     if not result.ok:
         console.print("[red]verification failed: the target is marked 'failed'[/]")
         raise typer.Exit(EXIT_USAGE)

@@ -64,8 +64,11 @@ def _masked_refresh(ctx, prod_url: str, target) -> dict[str, int]:
     if not result.ok or state != "complete":
         problems = []
         if result.leaks:
+            where = ", ".join(f"{c}" + (f" at {result.leak_rows[c][0]}"
+                                        if result.leak_rows.get(c) else "")
+                              for c in sorted(result.leaks))
             problems.append(f"{sum(result.leaks.values())} production value(s) leaked into "
-                            f"staging ({', '.join(sorted(result.leaks))})")
+                            f"staging ({where})")
         if result.fk_violations:
             problems.append(f"{sum(result.fk_violations.values())} broken foreign key(s)")
         if result.count_mismatches:
