@@ -7,7 +7,8 @@ from plantstage.rehearsal.steps import Step
 
 
 class Backup(Step):
-    """Back up staging before the release touches it, and fingerprint what was backed up."""
+    """Back up staging before the release touches it, and fingerprint what was backed up:
+    each table's rows and each column's values (the rollback drill holds the data to it)."""
 
     name = "backup"
     title = "Back up staging"
@@ -19,7 +20,7 @@ class Backup(Step):
         eng = ctx.staging_db.engine()
         try:
             ctx.old_columns = engines.table_columns(eng)
-            ctx.backup_snapshot = engines.snapshot(eng, ctx.old_columns)
+            ctx.backup_snapshot = engines.column_snapshot(eng, ctx.old_columns)
         finally:
             eng.dispose()
         ctx.signal("backup.seconds", seconds)
