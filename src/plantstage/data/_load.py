@@ -19,6 +19,7 @@ from plantstage.data._pool import WORKERS, can_fork, forked, url_of
 from plantstage.data._result import Progress
 from plantstage.data._subset import SubsetPlan
 from plantstage.engines.base import EngineAdapter
+from plantstage.engines.errors import database_error, is_database_error
 
 
 @contextmanager
@@ -27,11 +28,9 @@ def _naming(table: str, target: EngineAdapter) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        from plantstage.data._seeded import first_line, is_database_error
-
         if not is_database_error(exc):
             raise
-        raise RefreshError(f"loading table '{table}' failed: {first_line(exc)}",
+        raise RefreshError(f"loading table '{table}' failed: {database_error(exc)}",
                            where=target.label, hint="a row the target already holds (seeded "
                            "by the migrations? see refresh.seeded), or a constraint production "
                            "does not have") from None

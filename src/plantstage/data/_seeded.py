@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from plantstage.data._mask import RefreshError
 from plantstage.data._subset import SubsetPlan
+from plantstage.engines.errors import database_error
 from plantstage.spec.masking import SeededRows
 
 
@@ -78,7 +79,8 @@ def reconcile(src: sa.Engine, src_md: sa.MetaData, dst: sa.Engine, dst_md: sa.Me
                 seeded.replaced[t] = present[t]
     except sa.exc.DBAPIError as exc:
         raise RefreshError(f"cannot delete the rows the migrations seeded into "
-                           f"'{replace[0]}': {first_line(exc)}", where=f"{where}: refresh.seeded",
+                           f"'{replace[0]}': {database_error(exc)}",
+                           where=f"{where}: refresh.seeded",
                            hint="replace the tables that reference them too") from None
     for t in order:
         if t in seeded.replaced:
@@ -138,18 +140,3 @@ def reconcile(src: sa.Engine, src_md: sa.MetaData, dst: sa.Engine, dst_md: sa.Me
         subset.keep[t] = base - set(hits)
         subset.identity[t] = tuple(ident)
     return seeded, subset
-
-
-def is_database_error(exc: BaseException) -> bool:
-    """An error the database raised (through SQLAlchemy or straight from the driver)."""
-    if isinstance(exc, sa.exc.DBAPIError):
-        return True
-    return type(exc).__module__.split(".")[0] in ("psycopg", "pymysql", "sqlite3")
-
-
-def first_line(exc: BaseException) -> str:
-    """The database's message, and its DETAIL line (PostgreSQL names the key there)."""
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip().splitlines()
-    detail = [ln.strip() for ln in text[1:] if ln.strip().startswith("DETAIL:")]
-    return "; ".join([text[0].strip()] + detail) if text else type(orig).__name__

@@ -4,6 +4,7 @@ import time
 import traceback
 
 from plantstage import engines
+from plantstage.engines.errors import database_error, is_database_error
 from plantstage.errors import EngineError, PlantstageError, SpecError
 from plantstage.rehearsal.processes import ManagedProcess, free_port
 from plantstage.rehearsal.router import Router
@@ -97,10 +98,9 @@ class Provision(Step):
         except PlantstageError:
             raise
         except Exception as exc:
-            from plantstage.data._seeded import first_line, is_database_error
-
             if is_database_error(exc):
-                raise SetupError(f"staging database: {first_line(exc)}", where="provision",
+                raise SetupError(f"staging database: {database_error(exc)}",
+                                 where="provision",
                                  hint="staging could not be set up; the release was not "
                                  "tested") from None
             (ctx.run_dir / "logs").mkdir(parents=True, exist_ok=True)
