@@ -226,3 +226,60 @@ def test_verdict_from_the_paired_gate():
     few = _judge_with(_store([100.0] * 3, [400.0] * 3), gates)
     assert few.verdict == INCONCLUSIVE
     assert "could not decide" in few.reasons[0] and "lat" in few.reasons[0]
+
+
+def _tenants(rng: random.Random, shift: float, per: int = 5) -> tuple[list[float], list[str]]:
+    """Imports of four tenants whose batches differ 12× in size, a little contention noise."""
+    values, strata = [], []
+    for tenant, median in (("big", 250), ("small", 20), ("mid-1", 60), ("mid-2", 60)):
+        for _ in range(per):
+            values.append(median * shift * math.exp(rng.gauss(0, 0.5)))
+            strata.append(tenant)
+    return values, strata
+
+
+def test_strata_compare_like_with_like():
+    """Pooled, the spread between tenants swamps a 3× slowdown; within tenants it does not."""
+    rng = random.Random(10)
+    old, s_old = _tenants(rng, 1.0)
+    new, s_new = _tenants(rng, 3.2)
+    pooled = compare(old, new, max_ratio=2.0, floor_ms=50)
+    strat = compare(old, new, max_ratio=2.0, floor_ms=50, strata=(s_old, s_new))
+    assert pooled.decision == "inconclusive"
+    assert strat.decision == "fail" and strat.low > 2.0, strat.text
+    same, s_same = _tenants(rng, 1.0)
+    assert compare(old, same, max_ratio=2.0, floor_ms=50,
+                   strata=(s_old, s_same)).decision == "pass"
+    # A stratum only one version met is left out, not compared with another tenant.
+    lone = compare(old + [5000.0], new, max_ratio=2.0, strata=(s_old + ["x"], s_new))
+    assert lone.n_old == len(old)
+
+
+def test_stratified_bound_is_the_convolution():
+    from plantstage.gates.paired import rank_of_bound_strata
+
+    assert rank_of_bound_strata([(10, 10)], 0.95) == rank_of_bound(10, 10, 0.95)
+    # Two strata of 5 + 5: U₁ + U₂ over 0…50; k lies between one 5×5 table's and 10×10's.
+    k = rank_of_bound_strata([(5, 5), (5, 5)], 0.95)
+    assert 3 < k < 24
+    assert rank_of_bound_strata([(0, 4), (3, 0)], 0.95) == 0
+
+
+def test_gate_reads_strata_from_samples():
+    class Recording:  # rows with a fifth field: the tenant that drove the iteration
+        def __init__(self, rows):
+            self.rows = rows
+
+        def samples(self, phase, flow, version):
+            return self.rows.get(version, [])
+
+    rng = random.Random(11)
+    old, s_old = _tenants(rng, 1.0)
+    new, s_new = _tenants(rng, 3.2)
+    rec = Recording({"old": [(2 * (i % 5), 0.0, v, True, s) for i, (v, s)
+                             in enumerate(zip(old, s_old, strict=True))],
+                     "new": [(2 * (i % 5) + 1, 0.0, v, True, s) for i, (v, s)
+                             in enumerate(zip(new, s_new, strict=True))]})
+    r = evaluate_gate(G(use="paired-latency", params={"flow": "f", "floor_ms": 50}), {},
+                      samples=rec)
+    assert r.outcome == "fail", r.decision

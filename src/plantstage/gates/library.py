@@ -170,11 +170,15 @@ def _paired_latency(p):
             return Decided("inconclusive", None, f"no paired samples of {flow} (the paired "
                            "phase did not run, or drove no iteration of this flow)")
         ok = {v: [r[2] for r in rs if r[3]] for v, rs in rows.items()}
+        # A sample may carry its stratum after the four fields (the tenant that drove it):
+        # then like is compared with like.
+        strata = tuple([r[4] if len(r) > 4 else None for r in rows[v] if r[3]]
+                       for v in ("old", "new"))
         blocks = tuple(len({r[0] for r in rows[v] if r[3]}) for v in ("old", "new"))
         failed = sum(len(rows[v]) - len(ok[v]) for v in rows)
         r = compare(ok["old"], ok["new"], max_ratio=max_ratio, floor_ms=floor_ms, stat=stat,
                     confidence=float(p["confidence"]), min_samples=data.min_samples,
-                    blocks=blocks, seed=f"{flow}:{stat}")
+                    blocks=blocks, seed=f"{flow}:{stat}", strata=strata)
         left_out = f"; {failed} failed iterations left out" if failed else ""
         text = (f"{r.text} (n = {r.n_old} old, {r.n_new} new, in {blocks[0]} + {blocks[1]} "
                 f"blocks{left_out})")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from statistics import NormalDist
@@ -132,19 +132,39 @@ def _u_counts(m: int, n: int) -> tuple[int, ...]:
 def rank_of_bound(m: int, n: int, confidence: float) -> int:
     """k such that [D₍ₖ₎, D₍ₘₙ₊₁₋ₖ₎] of the sorted pairwise differences covers the true shift
     with at least ``confidence`` (0 when no interval can: too few samples)."""
+    return rank_of_bound_strata([(m, n)], confidence)
+
+
+def rank_of_bound_strata(sizes: Sequence[tuple[int, int]], confidence: float) -> int:
+    """The same for strata (van Elteren): differences are taken within each stratum only, and
+    the statistic is the sum of the strata's independent Mann–Whitney U — its exact
+    distribution is the convolution of theirs."""
     alpha2 = (1 - confidence) / 2
-    if m * n <= _EXACT_PAIRS:
-        counts = _u_counts(m, n)
-        total = math.comb(m + n, m)
+    sizes = [(m, n) for m, n in sizes if m and n]
+    pairs = sum(m * n for m, n in sizes)
+    if not pairs:
+        return 0
+    if pairs <= _EXACT_PAIRS:
+        counts: list[int] = [1]
+        total = 1
+        for m, n in sizes:
+            c = _u_counts(m, n)
+            total *= math.comb(m + n, m)
+            conv = [0] * (len(counts) + len(c) - 1)
+            for i, a in enumerate(counts):
+                if a:
+                    for j, b in enumerate(c):
+                        conv[i + j] += a * b
+            counts = conv
         k, cum = 0, 0
         # P(U ≤ k − 1) ≤ α/2 for the largest such k
         while k < len(counts) and (cum + counts[k]) / total <= alpha2:
             cum += counts[k]
             k += 1
         return k
-    sd = math.sqrt(m * n * (m + n + 1) / 12)
+    sd = math.sqrt(sum(m * n * (m + n + 1) for m, n in sizes) / 12)
     z = NormalDist().inv_cdf(1 - alpha2)
-    return max(0, math.floor(m * n / 2 + 0.5 - z * sd))
+    return max(0, math.floor(pairs / 2 + 0.5 - z * sd))
 
 
 def _thin(xs: list[float]) -> list[float]:
@@ -159,11 +179,21 @@ def hodges_lehmann(x: Sequence[float], y: Sequence[float],
                    confidence: float = 0.95) -> tuple[float, float | None, float | None]:
     """Shift of ``y`` against ``x``: the median of all ``y_j − x_i`` and its interval (None,
     None when the samples are too small for one at this confidence)."""
-    xs, ys = _thin(list(x)), _thin(list(y))
-    d = sorted(b - a for a in xs for b in ys)
+    return hodges_lehmann_strata([(x, y)], confidence)
+
+
+def hodges_lehmann_strata(groups: Sequence[tuple[Sequence[float], Sequence[float]]],
+                          confidence: float = 0.95) -> tuple[float, float | None, float | None]:
+    """The common shift over strata (e.g. one per tenant, whose imports differ in size): the
+    median of the differences *within* each stratum, and its interval. Comparing like with like
+    removes the spread between strata from the interval; one stratum is the plain estimator."""
+    thinned = [(_thin(list(x)), _thin(list(y))) for x, y in groups]
+    d = sorted(b - a for xs, ys in thinned for a in xs for b in ys)
+    if not d:
+        raise ValueError("no stratum holds samples of both versions")
     mid = len(d) // 2
     est = d[mid] if len(d) % 2 else (d[mid - 1] + d[mid]) / 2
-    k = rank_of_bound(len(xs), len(ys), confidence)
+    k = rank_of_bound_strata([(len(xs), len(ys)) for xs, ys in thinned], confidence)
     if k < 1:
         return est, None, None
     return est, d[k - 1], d[len(d) - k]
@@ -198,16 +228,30 @@ def _p95_ratio(old: list[float], new: list[float], confidence: float,
 def compare(old: Sequence[float], new: Sequence[float], *, max_ratio: float,
             floor_ms: float = 0.0, stat: str = "p50", confidence: float = 0.95,
             min_samples: int | None = None, blocks: tuple[int, int] | None = None,
-            seed: str = "plantstage") -> PairedResult:
+            seed: str = "plantstage",
+            strata: tuple[Sequence[Hashable], Sequence[Hashable]] | None = None) -> PairedResult:
     """Judge the new version's latencies (ms) against the old one's from the paired phase.
 
     ``blocks`` is how many blocks of each version the samples came from (old, new), when known;
-    ``seed`` seeds the p95 bootstrap (the median comparison draws nothing).
+    ``seed`` seeds the p95 bootstrap (the median comparison draws nothing); ``strata`` gives
+    each sample's stratum (old's, new's — e.g. the tenant that drove it), and the median shift
+    then compares samples within a stratum only (samples of a stratum the other version never
+    met are left out).
     """
     if stat not in MIN_SAMPLES:
         raise ValueError(f"stat is p50 or p95, not {stat!r}")
-    olds = [float(v) for v in old if v is not None and math.isfinite(v) and v >= 0]
-    news = [float(v) for v in new if v is not None and math.isfinite(v) and v >= 0]
+    if strata is None:
+        strata = ([None] * len(old), [None] * len(new))
+    keep_old = [(s, float(v)) for s, v in zip(strata[0], old, strict=True)
+                if v is not None and math.isfinite(v) and v >= 0]
+    keep_new = [(s, float(v)) for s, v in zip(strata[1], new, strict=True)
+                if v is not None and math.isfinite(v) and v >= 0]
+    both = {s for s, _ in keep_old} & {s for s, _ in keep_new}
+    if stat == "p50":  # strata only matter to the median shift
+        keep_old = [(s, v) for s, v in keep_old if s in both]
+        keep_new = [(s, v) for s, v in keep_new if s in both]
+    olds = [v for _, v in keep_old]
+    news = [v for _, v in keep_new]
     need = max(MIN_SAMPLES[stat], min_samples or 0)
     q = 0.5 if stat == "p50" else 0.95
     old_ms = _quantile(sorted(olds), q) if olds else None
@@ -231,9 +275,10 @@ def compare(old: Sequence[float], new: Sequence[float], *, max_ratio: float,
     if stat == "p50":
         # Logs of latencies: a shift there is a ratio. A zero latency (a timer's resolution)
         # is taken as 1 µs.
-        lo_x = [math.log(max(v, 1e-3)) for v in olds]
-        lo_y = [math.log(max(v, 1e-3)) for v in news]
-        est, lo, hi = hodges_lehmann(lo_x, lo_y, confidence)
+        groups = [([math.log(max(v, 1e-3)) for t, v in keep_old if t == s],
+                   [math.log(max(v, 1e-3)) for t, v in keep_new if t == s])
+                  for s in sorted(both, key=repr)]
+        est, lo, hi = hodges_lehmann_strata(groups, confidence)
         if lo is None or hi is None:
             return res(INCONCLUSIVE, math.exp(est), needed=need,
                        why="too few samples for an interval at this confidence")
