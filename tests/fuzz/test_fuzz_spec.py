@@ -52,6 +52,8 @@ def _bomb(levels: int, width: int) -> str:
 def mutated_sample(draw) -> str:
     lines = list(SAMPLE_LINES)
     for _ in range(draw(st.integers(1, 4))):
+        if not lines:
+            break
         i = draw(st.integers(0, len(lines) - 1))
         kind = draw(st.sampled_from(
             ["value", "value", "value", "drop", "dup", "indent", "dedent", "key", "splice",
