@@ -295,3 +295,15 @@ def test_rehearsal_parity_step_uses_the_staging_db_it_will_run_on(tmp_path, pg_d
     doc = json.loads((run / "parity.json").read_text())
     assert doc["blocking"] == 0
     assert "postgresql" in doc["sources"]["staging"]["db"]
+
+
+def test_parity_verb_takes_the_release_staging_runs(tmp_path):
+    from plantstage.errors import SpecError
+    from plantstage.parity import parity
+
+    plant = make_plant(tmp_path, parity=ARTIFACT_CONFIG)
+    report, written = parity(plant, release="1.1", out=tmp_path / "out")
+    assert rows(report, "config")["app:feature.flag"].staging == "on" and written.exists()
+    with pytest.raises(SpecError) as exc:
+        parity(plant, release="9.9", out=tmp_path / "out")
+    assert exc.value.where == "--release" and "1.0, 1.1" in exc.value.one_line()
