@@ -283,3 +283,18 @@ def test_gate_reads_strata_from_samples():
     r = evaluate_gate(G(use="paired-latency", params={"flow": "f", "floor_ms": 50}), {},
                       samples=rec)
     assert r.outcome == "fail", r.decision
+
+
+def test_check_names_an_unknown_flow_of_a_paired_gate():
+    from plantstage.gates.catalogue import gate_problems
+    from plantstage.spec.loader import parse_spec_text
+    from tests.conftest import EXAMPLE
+
+    text = (EXAMPLE / "plantstage.yaml").read_text()
+    assert "params: {flow: sales-order-import, stat: p50" in text
+    bad = text.replace("params: {flow: sales-order-import, stat: p50",
+                       "params: {flow: sales-order-imprt, stat: p50")
+    spec = parse_spec_text(bad, EXAMPLE / "plantstage.yaml").spec
+    problems = [msg for _, msg, _ in gate_problems(spec)]
+    assert any("import-latency" in m and "no flow 'sales-order-imprt'" in m for m in problems)
+    assert not gate_problems(parse_spec_text(text, EXAMPLE / "plantstage.yaml").spec)

@@ -213,7 +213,7 @@ def judge(spec, *, signals: Mapping[str, float], series: Mapping[str, list] | No
             [r.name for r in results if r.outcome == "inconclusive"]
         reasons.insert(0, "no gate failed, but " + ", ".join(undecided) + " could not decide: "
                        "the run holds too little or too noisy data to call it GO or NO-GO "
-                       "(see docs/gates.md, 'Inconclusive')")
+                       "(docs/gates.md: Verdict, Paired comparison)")
     elif pending:
         verdict = PENDING
         for r in pending:
