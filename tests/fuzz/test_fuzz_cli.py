@@ -180,7 +180,7 @@ def _call(args: list[str]) -> tuple[int, str, str]:
 CALLS = {"n": 0}
 
 
-@examples(560)
+@examples(520)
 @given(argv())
 def test_cli_calls_end_with_a_documented_code_and_one_line_errors(args):
     with hang_guard(60):
