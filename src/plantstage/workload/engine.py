@@ -354,6 +354,9 @@ def _delta(before: dict[str, float] | None, after: dict[str, float] | None) -> d
     return {k: max(0.0, v - before[k]) for k, v in after.items() if k in before}
 
 
+_GOLDEN = 0.6180339887498949  # lane staggering: well spread fractions for any lane count
+
+
 def block_order(blocks: int, seed: int | str) -> list[str]:
     """Which version each block of the paired phase goes to.
 
@@ -488,8 +491,19 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
                         FlowStats(), []) for v in targets} if lead > 0 else {}
             warm_win = _Window()
             last = n_blocks - 1
+            span = lead + duration
+            # Paired: lanes are staggered (a fixed, lane-specific fraction of one gap, at most
+            # a block), so independent tenants do not all start on the same instant and queue
+            # behind each other — self-made contention that would swamp the comparison. Both
+            # versions still get the very same schedule.
+            shift = 0.0
+            if paired is not None and lane.flow.rate * scale > 0:
+                shift = ((index * _GOLDEN) % 1.0) * min(1.0 / (lane.flow.rate * scale), block_s)
             for k, offset in enumerate(schedule(lane.arrival, lane.flow.rate * scale,
-                                                lead + duration, rng)):
+                                                span, rng)):
+                offset += shift
+                if offset >= span:
+                    break
                 intended = start + offset
                 delay = intended - perf_counter()
                 # Yield even when behind schedule, so started iterations get to run.
