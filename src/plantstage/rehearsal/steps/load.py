@@ -108,6 +108,9 @@ class _Load(Step):
             if on_end is not None and getattr(ts.log, "phase", None) == self.phase:
                 on_end()  # the phase failed before its end: close its fault windows
         out = describe(result)
+        from plantstage.signals.cost import finish_phase
+
+        finish_phase(ctx, self.phase, out)  # late counters, cost.<phase>.unmeasured, report
         if result.signals().get(f"workload.{self.phase}.iterations", 0) == 0:
             raise StepFailed("the workload completed no iteration", out)
         return out
