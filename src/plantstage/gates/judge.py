@@ -31,7 +31,8 @@ GO, NO_GO, PENDING, INCONCLUSIVE = "GO", "NO-GO", "PENDING", "INCONCLUSIVE"
 
 
 def effective_gates(spec) -> list[Gate]:
-    """The spec's gates, plus a zero-mismatch key gate for each reconcile check none covers."""
+    """The spec's gates, plus a zero-mismatch key gate for each reconcile check none covers
+    and a zero-lost, zero-duplicated gate for each declared effect none covers."""
     gates = list(spec.gates)
     from plantstage.gates.cel import signal_refs
     from plantstage.gates.evaluate import expressions
@@ -46,6 +47,9 @@ def effective_gates(spec) -> list[Gate]:
             gates.append(Gate(name=f"reconcile-{check.name}", signal=sig, max=0,
                               cause=check.description or f"reconciliation '{check.name}' "
                               "found mismatches"))
+    from plantstage.spec.effects import effect_gates
+
+    gates += effect_gates(spec, covered)  # effect-<name>: zero lost, zero duplicated
     return gates
 
 

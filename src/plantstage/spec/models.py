@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from plantstage.spec.effects import Effect, check_effects
 from plantstage.spec.gates import Gate, Risk, Scoring, SignoffRole
 from plantstage.spec.masking import RefreshSpec
 from plantstage.spec.parity import ParitySpec
@@ -266,6 +267,10 @@ class Spec(_Model):
     smoke: list[SmokeCheck] = Field(
         default_factory=list, description="Smoke and business-transaction checks run on the "
         "new version after the switch (HTTP, SQL or a flow; none declared: none run).")
+    effects: list[Effect] = Field(
+        default_factory=list, description="Exactly-once effects across systems: what a twin "
+        "saw acknowledged, sent or received, reconciled with a query on staging (lost and "
+        "duplicated ids; docs/effects.md).")
 
     @model_validator(mode="after")
     def _smoke_references(self) -> Spec:
@@ -281,6 +286,11 @@ class Spec(_Model):
                 raise ValueError(f"smoke[{i}].database: '{c.database}' is not a database")
             if c.tenant is not None and c.tenant not in tenants:
                 raise ValueError(f"smoke[{i}].tenant: '{c.tenant}' is not an estate tenant")
+        return self
+
+    @model_validator(mode="after")
+    def _effect_references(self) -> Spec:
+        check_effects(self)
         return self
 
     @model_validator(mode="after")

@@ -166,6 +166,8 @@ class MesLineTwin(Twin):
         self.stats.update({"published": 0, "deliveries": 0, "redeliveries": 0, "acks": 0,
                            "accepted": 0, "rejected": 0, "unacked": 0})
         self.listeners: list[Any] = []  # callables(tenant, values) — e.g. a PLC twin
+        #: Every finished publish, in order (what effect checks reconcile: see outcomes()).
+        self._outcomes: list[Delivery] = []
         self.client: mqtt.Client | None = None
         self.io: LoopAdapter | None = None
         self._held: list[tuple[str, bytes]] = []
@@ -453,6 +455,7 @@ class MesLineTwin(Twin):
             d.accepted = d.status == "sent"
             if wait:
                 self.stats["accepted" if d.accepted else "unacked"] += 1
+                self._outcomes.append(d)
             d.seconds = time.perf_counter() - t0
             return d
         self.pending[mid] = p
@@ -485,7 +488,14 @@ class MesLineTwin(Twin):
             self.stats["accepted" if d.accepted else "rejected"] += 1
         d.deliveries = p.expected
         d.seconds = time.perf_counter() - t0
+        self._outcomes.append(d)
         return d
+
+    def outcomes(self, tenant: str | None = None) -> list[Delivery]:
+        """Every publish that finished (flows' and standalone ones), in order: its id,
+        tenant, status, whether it was accepted, copies delivered and the message; only
+        ``tenant``'s when given."""
+        return [d for d in list(self._outcomes) if tenant in (None, d.tenant)]
 
     async def _await_pubacks(self, infos: list[Any]) -> bool:
         if not infos:

@@ -41,11 +41,12 @@ def default_plan() -> list[Step]:
     Baseline (the current version on its own schema), backup, migrate, deploy (the new version
     starts beside the old one), paired (old — N-1, on the migrated schema — and new take the same
     traffic in alternating blocks), switch (all traffic to the new version, the old one stopped,
-    consumers included), smoke, candidate (the new version alone), rollback drill, reconcile,
-    twins check, gates.
+    consumers included), smoke, candidate (the new version alone), effects (what the twins saw
+    against the database), rollback drill, reconcile, twins check, gates.
     """
     from plantstage.rehearsal.steps.backup import Backup
     from plantstage.rehearsal.steps.deploy import Deploy
+    from plantstage.rehearsal.steps.effects import Effects
     from plantstage.rehearsal.steps.gates import Gates
     from plantstage.rehearsal.steps.load import BaselineLoad, CandidateLoad, PairedLoad
     from plantstage.rehearsal.steps.migrate import Migrate
@@ -61,4 +62,4 @@ def default_plan() -> list[Step]:
     # Twins start before provision: the app's environment names where they listen.
     return [Parity(), VerifyArtifacts(), StartTwins(), Provision(), TwinsReady(),
             BaselineLoad(), Backup(), Migrate(), Deploy(), PairedLoad(), Switch(), Smoke(),
-            CandidateLoad(), RollbackDrill(), Reconcile(), TwinsCheck(), Gates()]
+            CandidateLoad(), Effects(), RollbackDrill(), Reconcile(), TwinsCheck(), Gates()]
