@@ -14,19 +14,26 @@ class FaultMiddleware:
     """Wraps an ASGI app; ``/health`` and ``/state`` are never disturbed."""
 
     def __init__(self, app: Any, faults: FaultInjector, link: str = "http",
-                 drop_hold: float = 30.0):
+                 drop_hold: float = 30.0, stats: Any = None):
         self.app = app
         self.faults = faults
         self.link = link
         self.drop_hold = drop_hold
         self._seq = itertools.count(1)
         self.requests = 0
+        #: The twin's counters: ``requests`` counts every call, answered or faulted (503s too),
+        #: so call amplification (retry storms) shows in ``twins.<component>.<phase>.requests``.
+        self.stats = stats
+        if stats is not None:
+            stats.setdefault("requests", 0)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] in ("/health", "/state"):
             await self.app(scope, receive, send)
             return
         self.requests += 1
+        if self.stats is not None:
+            self.stats["requests"] = self.stats.get("requests", 0) + 1
         key = f"{scope['method']} {scope['path']} #{next(self._seq)}"
         d = self.faults.decide(self.link, key)
         if d.outage:

@@ -163,4 +163,5 @@ class SupplierPortalTwin(Twin):
 
         routes = [Route("/health", health), Route("/state", state)]
         routes += self.http.routes({"order": order, "order_status": one, "asns": asns})
-        return FaultMiddleware(Starlette(routes=routes), self.faults, "http")
+        return FaultMiddleware(Starlette(routes=routes), self.faults, "http",
+                               stats=self.stats)

@@ -193,4 +193,5 @@ class WmsTwin(Twin):
 
         routes = [Route("/health", health), Route("/state", state)]
         routes += self.http.routes({"book": book, "list": listing, "stock": stock})
-        return FaultMiddleware(Starlette(routes=routes), self.faults, "http")
+        return FaultMiddleware(Starlette(routes=routes), self.faults, "http",
+                               stats=self.stats)
