@@ -307,3 +307,15 @@ def test_parity_verb_takes_the_release_staging_runs(tmp_path):
     with pytest.raises(SpecError) as exc:
         parity(plant, release="9.9", out=tmp_path / "out")
     assert exc.value.where == "--release" and "1.0, 1.1" in exc.value.one_line()
+
+
+def test_a_staging_server_that_cannot_be_reached_is_an_error_not_unknown(tmp_path):
+    """In a rehearsal the run could not run (exit 2): nothing is judged on a missing server."""
+    from plantstage.errors import EngineError
+
+    plant = make_plant(tmp_path, stage_versions=None,
+                       stage_url="sqlite:///{run_dir}/staging.sqlite")
+    with pytest.raises(EngineError) as exc:
+        run_parity(load_spec(plant), run_dir=tmp_path / "run", scratch=tmp_path / "s",
+                   staging_engine="postgresql://root@127.0.0.1:1/none")
+    assert "staging database" in exc.value.one_line()

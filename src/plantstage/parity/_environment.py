@@ -51,6 +51,7 @@ class EnvView:
     build_on: str | None = None
     #: Undo what the view created (scratch databases); run by ``run_parity``.
     cleanups: list[Callable[[], None]] = field(default_factory=list)
+    _scratch_db: engines.EngineAdapter | None = None
     _built: dict[str, tuple[str | None, str]] = field(default_factory=dict)
     #: What several collectors read once per run (e.g. the broker observation).
     cache: dict[str, object] = field(default_factory=dict)
@@ -119,6 +120,22 @@ class EnvView:
         return (self.spec_dir / release.artifact.path).resolve()
 
     # -- databases ------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """In a rehearsal, create staging's scratch database on its server up front: a server
+        that cannot be reached means the rehearsal cannot run (the error is raised), not a
+        layer that is unknown."""
+        on = self.build_on
+        if self.name != "staging" or on is None or on.startswith("sqlite") or \
+                self._scratch_db is not None:
+            return
+        self._scratch_db = self._create_scratch(on)
+
+    def _create_scratch(self, on: str) -> engines.EngineAdapter:
+        target = engines.adapter_for(on).for_run(f"parity_{secrets.token_hex(4)}")
+        target.create()
+        self.cleanups.append(target.drop)
+        return target
+
     def database_url(self, component: str) -> tuple[str | None, str]:
         """(URL to read, how it was found) — or (None, why not)."""
         if component in self._built:
@@ -166,12 +183,10 @@ class EnvView:
         engine_note = ""
         if on is not None and not on.startswith("sqlite"):
             try:
-                target = engines.adapter_for(on).for_run(f"parity_{secrets.token_hex(4)}")
-                target.create()
+                target = self._scratch_db or self._create_scratch(on)
             except PlantstageError as exc:
                 return None, f"cannot create a scratch database on staging's server: " \
                              f"{exc.one_line()}"
-            self.cleanups.append(target.drop)
             url = target.app_url()
             engine_note = f" on {target.name}, the engine staging runs on"
         else:

@@ -147,6 +147,8 @@ def run_parity(
                           release=release if e == "staging" else None,
                           build_on=staging_engine if e == "staging" else None)
                   for e in between]
+        for v in views:
+            v.prepare()  # may raise: a staging server the rehearsal cannot reach
         if broker_window is not None:
             for v in views:
                 v.cache["broker-window"] = broker_window

@@ -33,6 +33,9 @@ class Parity(Step):
 
     name = "parity"
     title = "Parity: staging vs production"
+    #: Drift fails the step (NO-GO); an error (a bad spec, a staging server that cannot be
+    #: reached) means the rehearsal could not run (exit 2).
+    setup = True
 
     def run(self, ctx):
         report = run_parity(ctx.loaded, run_dir=ctx.run_dir, scratch=ctx.run_dir / "parity",
