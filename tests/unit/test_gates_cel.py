@@ -160,7 +160,11 @@ CLEAN = {"reconcile.confirmations-posted-once.mismatches": 0.0,
          "workload.candidate.sales-order-import.rate": 3.0,
          "workload.baseline.sales-order-import.rate": 3.0,
          "workload.candidate.error_rate": 0.0,
-         "workload.candidate.production-confirmation.confirmations_posted": 20.0}
+         "workload.candidate.production-confirmation.confirmations_posted": 20.0,
+         "rollback.values_lost": 0.0, "rollback.columns_lost": 0.0,
+         "workload.paired.old.error_rate": 0.0,
+         "twins.wms.baseline.requests": 30.0, "workload.baseline.iterations": 60.0,
+         "twins.wms.candidate.requests": 33.0, "workload.candidate.iterations": 60.0}
 SERIES = {"workload.baseline.in_flight": [(1, 3.0)], "workload.candidate.in_flight": [(9, 2.0)]}
 STEPS = [{"name": "provision", "status": "passed"}]
 
@@ -177,13 +181,17 @@ def _paired(old_ms: float = 150.0, new_ms: float = 160.0, n: int = 12) -> Signal
 
 def _judge(spec, signals=CLEAN, **kw):
     kw.setdefault("samples", _paired())
-    return judge(spec, signals=signals, series=SERIES, steps=STEPS, status="completed",
-                 release_name="1.1.0", **kw)
+    # Each declared effect gets a key gate (effect-<name>): a clean run lost and duplicated none.
+    clean_effects = {f"effects.{e.name}.{k}": 0.0 for e in getattr(spec, "effects", []) or []
+                     for k in ("lost", "duplicated")}
+    return judge(spec, signals={**clean_effects, **signals}, series=SERIES, steps=STEPS,
+                 status="completed", release_name="1.1.0", **kw)
 
 
 def test_sample_spec_is_go_with_no_signoff_required():
     j = _judge(_spec())
     assert j.verdict == "GO", j.reasons
+    assert not [g.name for g in j.gates if g.outcome != "pass"]
     assert {s["state"] for s in j.signoffs} == {"not required this run"}
     imp = next(g for g in j.gates if g.name == "import-latency")
     assert imp.outcome == "pass" and imp.interval and "new/old median ratio" in imp.decision
