@@ -54,6 +54,114 @@ def test_demo_is_go(recorded_run):
     assert not _children_alive(out)
 
 
+def test_demo_phases_old_paired_new(recorded_run):
+    """Baseline on the old version, paired (old on the new schema + new, alternating blocks),
+    switch (old stopped), candidate on the new version alone; each with its own signals."""
+    from plantstage.signals import SignalStore
+
+    ev = _evidence(recorded_run)
+    names = [s["name"] for s in ev["steps"]]
+    order = ["baseline-load", "backup", "migrate", "deploy", "paired-load", "switch", "smoke",
+             "candidate-load", "rollback-drill"]
+    assert [n for n in names if n in order] == order
+    steps = {s["name"]: s["results"] for s in ev["steps"]}
+    assert steps["deploy"]["old_still_running"] is True
+    assert steps["switch"]["old_stopped"] is True
+    assert steps["switch"]["through_router"] == "HTTP 200, version 1.1.0"
+    paired = steps["paired-load"]
+    assert len(paired["blocks"]) == 14 and paired["blocks"].count("o") == 7
+    sig = ev["signals"]
+    for version in ("old", "new"):
+        assert sig[f"workload.paired.{version}.iterations"] > 0
+        assert sig[f"workload.paired.{version}.error_rate"] == 0
+        assert f"workload.paired.{version}.sales-order-import.p50_ms" in sig
+        assert f"twins.wms.paired.{version}.movements" in sig
+    assert sig["workload.paired.iterations"] == (sig["workload.paired.old.iterations"]
+                                                 + sig["workload.paired.new.iterations"])
+    for phase in ("baseline", "paired", "candidate"):  # twin counters per phase
+        assert sig[f"twins.wms.{phase}.movements"] > 0
+        assert f"twins.mes-line.{phase}.messages" in sig
+    # The raw samples the judge reads, each in a block of its own version.
+    store = SignalStore.open(recorded_run / "signals.sqlite")
+    for version in ("old", "new"):
+        rows = store.samples("paired", "sales-order-import", version)
+        assert rows and all(paired["blocks"][b] == version[0] for b, _t, _ms, _ok in rows)
+    assert store.samples("baseline", "sales-order-import", "old")
+    assert store.samples("candidate", "sales-order-import", "new")
+    # The twins' fault log knows when each load phase ran.
+    phases = [p["phase"] for p in ev["sections"]["twins"]["phases"]]
+    assert phases == ["baseline", "paired", "candidate"]
+    gates = {g["name"]: g["outcome"] for g in ev["gates"]}
+    assert gates["old-version-on-new-schema"] == "pass"
+
+
+def _renaming_release(root: Path) -> str:
+    """A release whose migration renames a column the old version still reads and writes
+    (work_orders.qty_done → completed_qty): the new version maps it, the old one breaks."""
+    import shutil
+
+    from plantstage.artifacts import digest
+
+    rel = root / "releases" / "1.1.0-breaks-n-minus-1"
+    shutil.copytree(root / "releases" / "1.1.0", rel,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    models = rel / "sampleplant" / "models.py"
+    text = models.read_text()
+    assert "    qty_done: Mapped[int] = mapped_column(default=0)\n" in text
+    models.write_text(text.replace(
+        "    qty_done: Mapped[int] = mapped_column(default=0)\n",
+        '    qty_done: Mapped[int] = mapped_column("completed_qty", default=0)\n'))
+    (rel / "sampleplant" / "migrations" / "versions" / "0003_rename.py").write_text(
+        '"""Rename work_orders.qty_done (not backward compatible)."""\n\n'
+        "from alembic import op\n\n"
+        'revision = "0003"\ndown_revision = "0002"\nbranch_labels = None\n'
+        "depends_on = None\n\n\n"
+        # A native rename (SQLite ≥ 3.25, PostgreSQL): no table copy under foreign keys.
+        "def upgrade() -> None:\n"
+        '    op.execute("ALTER TABLE work_orders RENAME COLUMN qty_done TO completed_qty")\n\n\n'
+        "def downgrade() -> None:\n"
+        '    op.execute("ALTER TABLE work_orders RENAME COLUMN completed_qty TO qty_done")\n')
+    return digest(rel)
+
+
+def test_a_column_rename_the_old_version_uses_is_no_go_in_the_paired_phase(tmp_path,
+                                                                           production_db):
+    import yaml
+
+    spec_path = _example_copy(tmp_path)
+    sha = _renaming_release(tmp_path)
+    data = yaml.safe_load((EXAMPLE / "plantstage.yaml").read_text())
+    data["releases"].append({
+        "name": "1.1.0-breaks-n-minus-1", "version": "1.1.0",
+        "description": "Defective — renames a column the old version still uses",
+        "artifact": {"path": "releases/1.1.0-breaks-n-minus-1", "sha256": sha},
+        "migrations": {"upgrade": ["{python}", "-m", "sampleplant", "migrate", "upgrade",
+                                   "head"],
+                       "downgrade": ["{python}", "-m", "sampleplant", "migrate", "downgrade",
+                                     "0001"],
+                       "reversible": True}})
+    # The smoke check reads the migration head; this release's head is 0003.
+    for check in data.get("smoke", []):
+        if check.get("expect", {}).get("value") == "0002":
+            check["expect"]["value"] = "0003"
+    spec_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "run"
+    r = run_cli("rehearse", str(tmp_path), "--release", "1.1.0-breaks-n-minus-1",
+                "--out", str(out))
+    assert r.returncode == 1, r.stdout + r.stderr
+    ev = _evidence(out)
+    failing = {g["name"]: g for g in ev["gates"] if g["outcome"] == "fail"}
+    assert "old-version-on-new-schema" in failing, ev["gates"]
+    assert "the old version breaks on the new schema" in r.stdout
+    sig = ev["signals"]
+    assert sig["workload.paired.old.error_rate"] > 0.01
+    assert sig["workload.paired.old.errors.http_500"] > 0
+    # The new version copes over HTTP. (MQTT confirmations published during its blocks may
+    # still meet the old consumer: both versions' consumers share the stream until the switch.)
+    assert sig.get("workload.paired.new.errors.http_500", 0) == 0
+    assert not _children_alive(out)
+
+
 @pytest.mark.parametrize("release,gate,words", [
     ("1.1.0-dup-confirmations", "confirmations-posted-once", "duplicate postings"),
     ("1.1.0-irreversible", "rollback-keeps-data", "data lost on downgrade"),
@@ -122,6 +230,7 @@ def test_wrong_artifact_digest_exit_2(tmp_path, production_db):
     text = text.replace(good, "f" * 64).replace("path: releases/", f"path: {EXAMPLE}/releases/")
     text = text.replace("sqlite:///.plantstage/production.sqlite", f"sqlite:///{production_db}")
     spec.write_text(text)
+    _link_plugins(tmp_path)
     r = run_cli("rehearse", str(spec), "--release", "1.1.0", "--out", str(tmp_path / "o"))
     assert r.returncode == 2, r.stdout + r.stderr
     assert "digest mismatch" in r.stderr and "Traceback" not in r.stderr
@@ -134,7 +243,29 @@ def test_unreachable_staging_database_exit_2(tmp_path, production_db):
     assert "staging database" in r.stderr and "Traceback" not in r.stderr
 
 
+def _example_copy(tmp_path: Path) -> Path:
+    """A folder that looks like the sample plant (its files copied or linked), for a changed
+    spec: artifacts, config and the plugin modules sit beside it, as the spec expects."""
+    import shutil
+
+    for name in ("releases", "config"):  # copied: artifacts must sit inside the spec's folder
+        shutil.copytree(EXAMPLE / name, tmp_path / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for name in (".plantstage", "sampleplant_plugin.py", "sampleplant_smoke.py", "generate.py"):
+        if (EXAMPLE / name).exists():
+            (tmp_path / name).symlink_to(EXAMPLE / name)
+    return tmp_path / "plantstage.yaml"
+
+
+def _link_plugins(folder: Path) -> None:
+    """The spec's plugin modules beside a spec written elsewhere (plugins import from there)."""
+    for name in ("sampleplant_plugin.py", "sampleplant_smoke.py"):
+        if not (folder / name).exists():
+            (folder / name).symlink_to(EXAMPLE / name)
+
+
 def _spec_copy(tmp_path: Path, production_db: Path, replace: tuple[str, str]) -> Path:
+    _link_plugins(tmp_path)
     text = (EXAMPLE / "plantstage.yaml").read_text()
     text = text.replace("path: releases/", f"path: {EXAMPLE}/releases/")
     text = text.replace("sqlite:///.plantstage/production.sqlite", f"sqlite:///{production_db}")
@@ -165,8 +296,8 @@ def test_port_in_use_exit_2(tmp_path, production_db):
     port = s.getsockname()[1]
     try:
         spec = _spec_copy(tmp_path, production_db,
-                          ("        health: /health\n", f"        health: /health\n"
-                                                        f"        port: {port}\n"))
+                          ("        startup_timeout: 30\n", f"        startup_timeout: 30\n"
+                                                             f"        port: {port}\n"))
         r = run_cli("rehearse", str(spec), "--release", "1.1.0", "--out", str(tmp_path / "o"))
     finally:
         s.close()
