@@ -108,10 +108,21 @@ class PostgresStatsProbe:
                                        isolation_level="AUTOCOMMIT")
         self._conn: sa.Connection | None = None
         self.reads = 0
+        #: Transactions this probe ran on the database (reads and settle's polls), subtracted.
+        self.own = 0
         self.last: dict[str, float] | None = None
         conn = self._connection()
-        conn.exec_driver_sql("SET stats_fetch_consistency = none")
+        #: PostgreSQL 15 and later (shared-memory statistics; earlier servers have a collector
+        #: process that publishes about twice a second, and none of the settings used here).
+        self.v15 = int(conn.exec_driver_sql("SHOW server_version_num").scalar()) >= 150000
+        if self.v15:
+            conn.exec_driver_sql("SET stats_fetch_consistency = none")
         self.statements = prefer_statements and self._pgss_works(conn)
+        self._stats_sql = _STATS_SQL if self.v15 else \
+            _STATS_SQL.replace("pg_stat_force_next_flush()", "NULL")
+        if self.v15:
+            # What this connection did so far is published now, before the first read.
+            conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
         self.source = ("pg_stat_statements" if self.statements
                        else "pg_stat_database / pg_stat_user_tables")
 
@@ -134,8 +145,10 @@ class PostgresStatsProbe:
 
     def read(self) -> dict[str, float]:
         conn = self._connection()
-        own = self.reads  # statements (and transactions) of earlier reads, counted already
+        own = self.reads  # statements of earlier reads, counted already
+        own_xacts = self.own
         self.reads += 1
+        self.own += 1
         if self.statements:
             calls, rows_r, rows_w, hit, rd = conn.exec_driver_sql(_PGSS_SQL).one()
             # Each earlier read was one call returning one row (a query: rows read).
@@ -144,9 +157,9 @@ class PostgresStatsProbe:
                    "pg_blocks_read": float(rd)}
         else:
             _f, commit, rollback, seq, idx, rows_r, rows_w = \
-                conn.exec_driver_sql(_STATS_SQL).one()
+                conn.exec_driver_sql(self._stats_sql).one()
             out = {"db_statements": float(seq) + float(idx), "db_rows_read": float(rows_r),
-                   "db_rows_written": float(rows_w), "pg_xact_commit": float(commit) - own,
+                   "db_rows_written": float(rows_w), "pg_xact_commit": float(commit) - own_xacts,
                    "pg_xact_rollback": float(rollback), "pg_seq_scan": float(seq),
                    "pg_idx_scan": float(idx)}
         self.last = out
@@ -172,6 +185,7 @@ class PostgresStatsProbe:
         conn = self._connection()
         while True:
             busy, idle_for = conn.exec_driver_sql(_ACTIVITY_SQL).one()
+            self.own += 1
             waited = time.monotonic() - t0
             if busy == 0 and (idle_for is None or float(idle_for) >= PG_IDLE_FLUSH_S):
                 return waited
