@@ -10,6 +10,7 @@ exit code and, on a failure, only ``error: …`` lines on stderr — never a tra
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -124,11 +125,12 @@ DEMO_POISON = [("--staging-db", ""), ("--out", "/proc/x"), ("--out", F["text"]),
                ("--release", ""), ("--staging-db", "mqtt://[::1"), ("--bogus", "1")]
 
 
+@functools.cache
 def _registered_verbs() -> list[str]:
     import typer
 
     group = typer.main.get_command(cli.app)
-    return sorted(group.commands)  # type: ignore[attr-defined]
+    return sorted(group.commands)  # type: ignore[attr-defined]  # built once per process
 
 
 @st.composite
