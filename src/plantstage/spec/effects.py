@@ -52,7 +52,7 @@ class Effect(_Model):
         "what the app sent to a WMS twin's book route.")
     id: str = Field(
         description="Dotted path of the id in each message (the payload the MES twin "
-        "published, the body the app posted to the WMS twin), e.g. message_id or "
+        "published, the body the app posted to the WMS twin), e.g. msg_id or "
         "header.ref; `id` alone falls back to the twin's own message id.")
     sql: str = Field(
         description="A SELECT on staging whose first column is the id, one row per effect in "
