@@ -143,7 +143,7 @@ def rehearse(
 
     _validate_workload(loaded)
     from plantstage.evidence.signing import load_signing_key
-    from plantstage.rehearsal.ledger import sweep_stale_runs
+    from plantstage.evidence.ledger import sweep_stale_runs
 
     sweep_stale_runs(loaded.base_dir / ".plantstage" / "runs", echo=echo)  # killed → interrupted
     load_signing_key(echo, create=True)  # evidence signing key; made (and said) on first use
@@ -236,5 +236,5 @@ def refresh(path: str | Path, **kwargs):
 
 
 # Verbs that live with their feature, re-exported so the library API is one module.
-from plantstage.gates.verbs import gate, signoff, verify  # noqa: E402,F401
+from plantstage.evidence.verbs import gate, signoff, verify  # noqa: E402,F401
 from plantstage.parity import parity  # noqa: E402,F401

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from plantstage.rehearsal.ledger import read_run
+from plantstage.evidence.ledger import read_run
 from plantstage.rehearsal.runner import TEST_INTERRUPT_ENV
 from plantstage.rehearsal.steps import default_plan
 from tests.conftest import EXAMPLE, run_cli

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from plantstage.rehearsal.ledger import read_run
+from plantstage.evidence.ledger import read_run
 from tests.conftest import EXAMPLE, PG_URL, ROOT, requires_postgres, run_cli
 
 pytestmark = pytest.mark.slow

@@ -29,7 +29,7 @@ def test_next_rehearsal_marks_a_killed_run_interrupted(tmp_path, production_db):
     killed = project / ".plantstage" / "runs" / "killed"
     killed.mkdir(parents=True)
     code = ("import os, signal, pathlib\n"
-            "from plantstage.rehearsal.ledger import Ledger\n"
+            "from plantstage.evidence.ledger import Ledger\n"
             f"led = Ledger(pathlib.Path({str(killed / 'ledger.sqlite')!r}), 'killed-run')\n"
             "led.start_run('s', 'r'); led.step_started(0, 'provision')\n"
             "os.kill(os.getpid(), signal.SIGKILL)\n")
@@ -45,7 +45,7 @@ def test_next_rehearsal_marks_a_killed_run_interrupted(tmp_path, production_db):
     marker = json.loads((killed / "interrupted.json").read_text())
     assert marker["status"] == "interrupted" and marker["finished"] is False
     assert marker["last_step"] == "provision"
-    from plantstage.rehearsal.ledger import read_run
+    from plantstage.evidence.ledger import read_run
 
     assert read_run(killed / "ledger.sqlite")["run"]["status"] == "interrupted"
     r = run_cli("verify", str(killed))

@@ -261,7 +261,7 @@ def test_a_killed_run_is_named_by_gate_and_verify(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     code = ("import os, signal, pathlib\n"
-            "from plantstage.rehearsal.ledger import Ledger\n"
+            "from plantstage.evidence.ledger import Ledger\n"
             f"led = Ledger(pathlib.Path({str(run / 'ledger.sqlite')!r}), 'killed-run')\n"
             "led.start_run('s', 'r'); led.step_started(0, 'load')\n"
             "os.kill(os.getpid(), signal.SIGKILL)\n")

@@ -2,7 +2,7 @@ import os
 import subprocess
 import sys
 
-from plantstage.rehearsal.ledger import Ledger, read_run
+from plantstage.evidence.ledger import Ledger, read_run
 
 
 def test_steps_are_recorded_as_they_happen(tmp_path):
@@ -20,7 +20,7 @@ def test_steps_are_recorded_as_they_happen(tmp_path):
 
 def test_a_killed_run_reads_as_interrupted(tmp_path):
     code = (
-        "from plantstage.rehearsal.ledger import Ledger\n"
+        "from plantstage.evidence.ledger import Ledger\n"
         f"led = Ledger(__import__('pathlib').Path({str(tmp_path / 'l.sqlite')!r}), 'r2')\n"
         "led.start_run('s', 'r')\n"
         "led.step_started(0, 'migrate')\n"
@@ -38,7 +38,7 @@ def _killed_run(folder, run_id="r3", step="migrate"):
     folder.mkdir(parents=True)
     code = (
         "import os, signal, pathlib\n"
-        "from plantstage.rehearsal.ledger import Ledger\n"
+        "from plantstage.evidence.ledger import Ledger\n"
         f"led = Ledger(pathlib.Path({str(folder / 'ledger.sqlite')!r}), {run_id!r})\n"
         "led.start_run('s', 'r')\n"
         "led.step_planned(0, 'provision'); led.step_planned(1, 'migrate')\n"
@@ -53,7 +53,7 @@ def _killed_run(folder, run_id="r3", step="migrate"):
 
 
 def test_the_ledger_records_who_runs_it(tmp_path):
-    from plantstage.rehearsal.ledger import process_identity, process_state
+    from plantstage.evidence.ledger import process_identity, process_state
 
     led = Ledger(tmp_path / "ledger.sqlite", "r1")
     led.start_run("spec.yaml", "1.1.0")
@@ -71,7 +71,7 @@ def test_the_ledger_records_who_runs_it(tmp_path):
 def test_sweep_marks_a_killed_run_interrupted_and_leaves_others(tmp_path):
     import json
 
-    from plantstage.rehearsal.ledger import MARKER, interrupted_note, sweep_stale_runs
+    from plantstage.evidence.ledger import MARKER, interrupted_note, sweep_stale_runs
 
     runs = tmp_path / "runs"
     killed = _killed_run(runs / "killed")
@@ -107,7 +107,7 @@ def test_sweep_marks_a_killed_run_interrupted_and_leaves_others(tmp_path):
 def test_a_killed_run_is_named_by_gate_and_verify_before_any_sweep(tmp_path):
     import pytest
 
-    from plantstage.gates import verbs
+    from plantstage.evidence import verbs
 
     killed = _killed_run(tmp_path / "run")
     with pytest.raises(verbs.InterruptedRunError) as exc:

@@ -69,7 +69,7 @@ def gate(
 
     Exit 0 GO, 1 NO-GO, 3 PENDING, 5 INCONCLUSIVE, 2 bad input.
     """
-    from plantstage.gates.verbs import gate as _gate
+    from plantstage.evidence.verbs import gate as _gate
 
     evidence = _gate(run, spec=spec)
     _show(evidence, run)
@@ -88,7 +88,7 @@ def signoff(
     expires: Annotated[str | None, typer.Option(help="Waiver expiry date, YYYY-MM-DD.")] = None,
 ):
     """Record a signoff (and optionally a waiver). Exit code: the verdict after it (0/1/3)."""
-    from plantstage.gates.verbs import signoff as _signoff
+    from plantstage.evidence.verbs import signoff as _signoff
 
     evidence = _signoff(run, role=role, by=by, decision=decision, reason=reason, waive=waive,
                         expires=expires)
@@ -108,7 +108,7 @@ def verify(
     Exit 0 intact and signed by a pinned key, 4 intact but no key pinned (integrity only),
     1 tampered or signed by a key that is not pinned, 2 bad input.
     """
-    from plantstage.gates.verbs import verify as _verify
+    from plantstage.evidence.verbs import verify as _verify
 
     v = _verify(run, key=key)
     if v.ok and v.trusted:
@@ -137,7 +137,7 @@ def keys(
     Idempotent: an existing key is shown, never replaced. Verifiers pin the public key.
     """
     from plantstage.errors import SpecError
-    from plantstage.gates.verbs import keys_init
+    from plantstage.evidence.verbs import keys_init
 
     if action != "init":
         raise SpecError(f"unknown keys action '{action[:40]}'", where="plantstage keys",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from plantstage import engines
 from plantstage.errors import PlantstageError
-from plantstage.rehearsal.processes import run_command
+from plantstage.commands import run_command
 from plantstage.spec.loader import LoadedSpec
 from plantstage.spec.models import Binding, ComponentKind, Release
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from plantstage.engines.base import EngineAdapter
 from plantstage.errors import SpecError
-from plantstage.rehearsal.ledger import Ledger
+from plantstage.evidence.ledger import Ledger
 from plantstage.rehearsal.processes import ManagedProcess
 from plantstage.rehearsal.router import Router
 from plantstage.spec.loader import LoadedSpec
@@ -218,7 +218,7 @@ class RunContext:
         the staging binding's; its runtime is prepared first, so building a venv never eats
         into ``startup_timeout``.
         """
-        from plantstage.rehearsal.processes import free_port
+        from plantstage.commands import free_port
 
         comp = self.app_component()
         b = self.binding("staging", comp)

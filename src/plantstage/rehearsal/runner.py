@@ -25,7 +25,7 @@ from plantstage.errors import (
 )
 from plantstage.rehearsal import processes
 from plantstage.rehearsal.context import RunContext
-from plantstage.rehearsal.ledger import Ledger
+from plantstage.evidence.ledger import Ledger
 from plantstage.rehearsal.steps import Step, StepFailed, default_plan
 from plantstage.spec.loader import LoadedSpec
 from plantstage.spec.models import Release

@@ -24,7 +24,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from plantstage.rehearsal.processes import free_port
+from plantstage.commands import free_port
 from plantstage.spec.twins import SETTINGS as KIND_SETTINGS
 from plantstage.twins.base import Twin, TwinError
 

@@ -28,7 +28,7 @@ class InterruptedRunError(PlantstageError):
 
 
 def _interrupted(p: Path) -> str | None:
-    from plantstage.rehearsal.ledger import interrupted_note
+    from plantstage.evidence.ledger import interrupted_note
 
     try:
         return interrupted_note(p)
