@@ -29,13 +29,11 @@ def upgrade() -> None:
     with op.batch_alter_table("production_confirmations") as batch:
         batch.add_column(sa.Column("lot_code", sa.String(64), nullable=True))
     # good quantities are called qty_good from this release on
-    with op.batch_alter_table("work_orders") as batch:
-        batch.alter_column("qty_done", new_column_name="qty_good")
+    op.execute("ALTER TABLE work_orders RENAME COLUMN qty_done TO qty_good")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("work_orders") as batch:
-        batch.alter_column("qty_good", new_column_name="qty_done")
+    op.execute("ALTER TABLE work_orders RENAME COLUMN qty_good TO qty_done")
     with op.batch_alter_table("production_confirmations") as batch:
         batch.drop_column("lot_code")
     with op.batch_alter_table("inventory_ledger") as batch:
