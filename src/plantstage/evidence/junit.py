@@ -46,7 +46,8 @@ def to_junit(evidence: dict[str, Any]) -> str:
                                                  "type": "gate-failed"})
             el.text = detail
         elif g["outcome"] == "inconclusive":
-            el = ET.SubElement(case, "error", {"message": text or "no data",
+            # It did not see the problem its cause describes: only why it could not decide.
+            el = ET.SubElement(case, "error", {"message": g.get("reason") or "no data",
                                                "type": "inconclusive"})
             el.text = detail
         else:
