@@ -31,14 +31,18 @@ from plantstage.spec.masking import MaskKind
 def verify_target(dst: sa.Engine, md: sa.MetaData, result: RefreshResult, avoid: set[int],
             target: EngineAdapter | None = None,
             before_fk: Callable[[], None] | None = None,
-            plain: set[bytes] | None = None) -> None:
+            plain: set[bytes] | None = None,
+            after_fk: Callable[[], None] | None = None) -> None:
     """Foreign keys and the leak scan. On a server they run side by side: ``before_fk`` (the
-    deferred indexes and constraints) and the anti-joins are the database's work, the scan is
-    ours (in worker processes where the target speaks COPY)."""
+    deferred indexes and constraints), the anti-joins and ``after_fk`` (the look inside text,
+    mostly the database's filtering) are the database's work, the scan is ours (in worker
+    processes where the target speaks COPY)."""
     if target is None or target.name == "sqlite":
         if before_fk is not None:
             before_fk()
         result.fk_violations.update(_check_foreign_keys(dst, md))
+        if after_fk is not None:
+            after_fk()
         _leak_scan(dst, md, result, avoid, target, plain=plain)
         return
     fk_result: dict[str, Any] = {}
@@ -48,6 +52,8 @@ def verify_target(dst: sa.Engine, md: sa.MetaData, result: RefreshResult, avoid:
             if before_fk is not None:
                 before_fk()
             fk_result["fks"] = _check_foreign_keys(dst, md)
+            if after_fk is not None:
+                after_fk()
         except BaseException as exc:  # re-raised in the caller
             fk_result["error"] = exc
 
@@ -156,7 +162,7 @@ def inside_text_columns(plans: list[ColumnPlan], md: sa.MetaData) -> dict[str, l
 
 
 def scan_inside_text(dst: sa.Engine, md: sa.MetaData, columns: dict[str, list[str]],
-                      plain: set[bytes], result: RefreshResult) -> None:
+                      plain: set[bytes], leaks: dict[str, int]) -> None:
     """Production's sensitive values (and what ``scrub`` found) inside staging's text: a
     customer's e-mail address in a kept note is a leak the whole-value scan cannot see.
 
@@ -182,7 +188,7 @@ def scan_inside_text(dst: sa.Engine, md: sa.MetaData, columns: dict[str, list[st
             for c, n in zip(cols, hits, strict=True):
                 if n:
                     key = f"{t}.{c}"
-                    result.leaks[key] = result.leaks.get(key, 0) + n
+                    leaks[key] = leaks.get(key, 0) + n
 
 
 #: Row keys named per leaking column (enough to find the rows; the values are never shown).
