@@ -298,3 +298,14 @@ def test_check_names_an_unknown_flow_of_a_paired_gate():
     problems = [msg for _, msg, _ in gate_problems(spec)]
     assert any("import-latency" in m and "no flow 'sales-order-imprt'" in m for m in problems)
     assert not gate_problems(parse_spec_text(text, EXAMPLE / "plantstage.yaml").spec)
+
+
+def test_inconclusive_exit_code_is_5():
+    from pathlib import Path
+
+    from plantstage.errors import EXIT_INCONCLUSIVE
+    from plantstage.gates.cli import _CODES
+    from plantstage.rehearsal.runner import RunOutcome
+
+    out = RunOutcome("r", Path("."), "completed", INCONCLUSIVE, {})
+    assert out.exit_code == EXIT_INCONCLUSIVE == 5 == _CODES[INCONCLUSIVE]
