@@ -4,6 +4,7 @@ unmeasured; counters that arrive late (PostgreSQL's statistics) are added to the
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from pathlib import Path
@@ -110,6 +111,37 @@ def test_postgresql_n_plus_one_costs_a_statement_per_row(pg_database):
         assert loop["db_statements"] == N and loop["pg_idx_scan"] == N
     assert loop["db_statements"] >= N * one["db_statements"]
     assert loop["db_rows_written"] == 0
+
+
+@pytest.mark.skipif(not os.environ.get("PLANTSTAGE_TEST_PGSS"),
+                    reason="set PLANTSTAGE_TEST_PGSS to a PostgreSQL server URL (its postgres "
+                    "database) with pg_stat_statements preloaded and created")
+def test_postgresql_with_pg_stat_statements_counts_statements_exactly():
+    server = os.environ["PLANTSTAGE_TEST_PGSS"].rsplit("/", 1)[0]
+    name = f"ps_cost_{uuid.uuid4().hex[:8]}"
+    admin = _app(f"{server}/postgres")
+    with admin.connect() as c:
+        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = f"{server}/{name}"
+    app = _app(url)
+    try:
+        _setup(app)
+        probe = cost_probe_for(url)
+        try:
+            assert probe.statements and not probe.lags and probe.settle() == 0.0
+            idle = _measure(probe, app, lambda _a: None)
+            one = _measure(probe, app, _one_query)
+            loop = _measure(probe, app, _n_plus_one)
+        finally:
+            probe.close()
+    finally:
+        app.dispose()
+        with admin.connect() as c:
+            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+    assert idle["db_statements"] == 0
+    assert (one["db_statements"], one["db_rows_read"]) == (1, N)
+    assert (loop["db_statements"], loop["db_rows_read"]) == (N, N)
 
 
 def test_postgresql_counts_only_the_staging_database(pg_database):

@@ -66,7 +66,7 @@ SELECT COALESCE(SUM(calls), 0),
        COALESCE(SUM(rows) FILTER (WHERE {written}), 0),
        COALESCE(SUM(shared_blks_hit), 0), COALESCE(SUM(shared_blks_read), 0)
 FROM pg_stat_statements
-WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = %(db)s)
 """.format(written="query ~* '^\\s*(insert|update|delete|merge|copy)\\M'")
 
 # One statement: flush this backend's own statistics promptly (so each read adds exactly one
@@ -118,6 +118,22 @@ class PostgresStatsProbe:
         if self.v15:
             conn.exec_driver_sql("SET stats_fetch_consistency = none")
         self.statements = prefer_statements and self._pgss_works(conn)
+        #: Where pg_stat_statements is read: the staging database (the probe's own reads then
+        #: count and are subtracted) or, when the extension is created only there, the
+        #: server's maintenance database ``postgres`` (filtered to staging: nothing to subtract).
+        self._pgss: sa.Engine | None = None
+        self._pgss_conn: sa.Connection | None = None
+        if prefer_statements and not self.statements and self.url.database != "postgres":
+            self._pgss = sa.create_engine(self.url.set(database="postgres"),
+                                          poolclass=sa.pool.NullPool,
+                                          isolation_level="AUTOCOMMIT")
+            try:
+                self._pgss_conn = self._pgss.connect()
+                self.statements = self._pgss_works(self._pgss_conn)
+            except sa.exc.DBAPIError:
+                self.statements = False
+            if not self.statements:
+                self._close_pgss()
         self._stats_sql = _STATS_SQL if self.v15 else \
             _STATS_SQL.replace("pg_stat_force_next_flush()", "NULL")
         if self.v15:
@@ -150,7 +166,10 @@ class PostgresStatsProbe:
         self.reads += 1
         self.own += 1
         if self.statements:
-            calls, rows_r, rows_w, hit, rd = conn.exec_driver_sql(_PGSS_SQL).one()
+            if self._pgss_conn is not None:
+                conn, own = self._pgss_conn, 0
+            calls, rows_r, rows_w, hit, rd = conn.exec_driver_sql(
+                _PGSS_SQL, {"db": self.url.database}).one()
             # Each earlier read was one call returning one row (a query: rows read).
             out = {"db_statements": float(calls) - own, "db_rows_read": float(rows_r) - own,
                    "db_rows_written": float(rows_w), "pg_blocks_hit": float(hit),
@@ -195,10 +214,19 @@ class PostgresStatsProbe:
             step = 0.2 if busy else max(0.05, PG_IDLE_FLUSH_S - float(idle_for or 0))
             time.sleep(min(left, step))
 
+    def _close_pgss(self) -> None:
+        if self._pgss_conn is not None:
+            self._pgss_conn.close()
+            self._pgss_conn = None
+        if self._pgss is not None:
+            self._pgss.dispose()
+            self._pgss = None
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._close_pgss()
         self.engine.dispose()
 
 
