@@ -265,8 +265,9 @@ def plant_remarks(url: str, rows: int = 5000) -> None:
         c.execute(people.insert(), [{"id": 1, "name": "Ann Lee", "email": "ann@corp.com"},
                                     {"id": 2, "name": "Bo Chan", "email": "bo@corp.com"}])
         c.execute(contacts.insert(), [{"id": 1, "person_id": 1, "email": "ann@corp.com"}])
-        c.execute(orders.insert(), [{"id": i, "person_id": 1 + i % 2, "status": "open",
-                                     "remarks": remark(i)} for i in range(1, rows + 1)])
+        if rows:
+            c.execute(orders.insert(), [{"id": i, "person_id": 1 + i % 2, "status": "open",
+                                         "remarks": remark(i)} for i in range(1, rows + 1)])
         # a production person's e-mail and name inside a note (in no pattern's word list)
         c.execute(orders.update().where(orders.c.id == 5).values(
             remarks="as agreed with Bo Chan, copy ann@corp.com"))
@@ -466,3 +467,22 @@ def test_a_rehearsal_whose_provisioning_fails_could_not_run(tmp_path, production
     assert "loading table 'customers' failed" in err and "NOT NULL" in err, err
     assert "Traceback" not in err and len(err.splitlines()) <= 3
     assert "NO-GO" not in proc.stdout
+
+
+def test_personal_data_past_the_sample_fails_the_leak_scan(tmp_path):
+    """The coverage check reads 500 values; the leak scan reads every value of kept text."""
+    prod = f"sqlite:///{tmp_path / 'prod.db'}"
+    plant_remarks(prod, rows=0)
+    eng = sa.create_engine(prod)
+    with eng.begin() as c:
+        c.execute(sa.text("INSERT INTO orders (id, person_id, status, remarks) VALUES "
+                          "(:i, 1, 'open', :r)"),
+                  [{"i": i, "r": "deliver to dock 3" if i <= 800 else
+                    f"call back on +49 30 {5550000 + i} first"} for i in range(1, 806)])
+    eng.dispose()
+    proc = run_cli("refresh", str(remarks_spec(tmp_path, prod)), env=KEY)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr
+    assert "leaks: orders.remarks (5: id=801, id=802, id=803, id=804, id=805)" in proc.stdout
+    # reviewed: the finder's findings may be copied (production's own values still may not)
+    ok(run_cli("refresh", str(remarks_spec(
+        tmp_path, prod, "remarks: {rule: keep, reviewed: true}, ")), env=KEY))

@@ -29,7 +29,13 @@ from plantstage.data._result import Progress, RefreshResult
 from plantstage.data._schema import create_tables_deferred, target_metadata
 from plantstage.data._seeded import Seeded, reconcile
 from plantstage.data._subset import SubsetPlan, plan_subset
-from plantstage.data._verify import inside_text_columns, leak_rows, scan_inside_text, verify_target
+from plantstage.data._verify import (
+    inside_text_columns,
+    leak_rows,
+    pattern_checked,
+    scan_inside_text,
+    verify_target,
+)
 from plantstage.engines.base import EngineAdapter
 from plantstage.spec.masking import MaskKind, MaskRule, RefreshSpec, SchemaSource
 
@@ -150,14 +156,17 @@ def refresh_database(
 
             inside: dict[str, int] = {}  # merged after: the scans run side by side
 
+            patterns = pattern_checked(plans)
+
             def look_inside() -> None:
-                scan_inside_text(dst, dst_md, inside_text_columns(plans, dst_md), plain, inside)
+                scan_inside_text(dst, dst_md, inside_text_columns(plans, dst_md), plain, inside,
+                                 patterns)
 
             verify_target(dst, dst_md, result, avoid, target, before_fk=finish_schema,
                           plain=plain, after_fk=look_inside)
             for k, n in inside.items():
                 result.leaks[k] = result.leaks.get(k, 0) + n
-            leak_rows(dst, dst_md, result, plain)
+            leak_rows(dst, dst_md, result, plain, patterns)
             result.seconds = time.perf_counter() - t0
             status = "complete" if result.ok else "failed"
             with dst.begin() as c:
