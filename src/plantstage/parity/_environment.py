@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from plantstage import engines
-from plantstage.errors import PlantstageError
 from plantstage.commands import run_command
+from plantstage.errors import PlantstageError
 from plantstage.spec.loader import LoadedSpec
 from plantstage.spec.models import Binding, ComponentKind, Release
 
