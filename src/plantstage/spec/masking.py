@@ -182,7 +182,9 @@ class RefreshSpec(_Model):
     rules: dict[str, dict[str, MaskRule]] = Field(
         default_factory=dict,
         description="table → column → rule. Column '*' gives the rule for every other column "
-        "of the table that does not look sensitive (usually keep).")
+        "of the table that does not look sensitive (usually keep). A table may be a pattern "
+        "(`ir_*`) and may be ruled whole (`ir_*: keep` is `ir_*: {'*': keep}`); a table's own "
+        "entry wins over patterns, tried in the order written.")
     subset: Subset | None = None
     seeded: dict[str, SeededRows] = Field(
         default_factory=dict,
