@@ -40,8 +40,7 @@ KINDS: dict[EffectWhat, tuple[str, ...]] = {
 
 
 class Effect(_Model):
-    """What a twin saw, reconciled with a query on staging: ids lost (seen by the twin, not in
-    the database) and duplicated (in the database more than once)."""
+    """What a twin saw against a query on staging: ids lost (not in the database), duplicated."""
 
     name: Annotated[str, Field(pattern=_NAME, description="Identifier: letters, digits, _ -")]
     twin: str = Field(description="The estate component whose twin saw the messages.")
