@@ -111,8 +111,6 @@ def effect_gates(spec, covered: set[str]) -> list:
 def check_effects(spec) -> None:
     """Cross-references (raised as ValueError from the Spec's validator): unique names, a
     twin of a kind that can say ``what`` bound in staging, a database component."""
-    from plantstage.spec.models import ComponentKind
-
     comps = spec.estate.components
     staging = spec.environments.get("staging")
     names: set[str] = set()
@@ -131,5 +129,5 @@ def check_effects(spec) -> None:
             raise ValueError(f"effects[{i}].what: a {b.twin.kind} twin cannot say "
                              f"'{e.what.value}' (a {' or '.join(kinds)} twin can)")
         if e.database is not None and (e.database not in comps or
-                                       comps[e.database].kind != ComponentKind.database):
+                                       comps[e.database].kind != "database"):
             raise ValueError(f"effects[{i}].database: '{e.database}' is not a database")
