@@ -426,6 +426,8 @@ def _finish_phase(ctx: Any, phase: str, out: dict[str, Any]) -> dict[str, Any]:
     prefix = f"cost.{phase}."
     per = {k[len(prefix):-len(".per_iteration")]: v for k, v in ctx.signals.items()
            if k.startswith(prefix) and k.endswith(".per_iteration")}
+    for column in (phase, f"{phase}.old", f"{phase}.new") if phase == "paired" else (phase,):
+        section["phases"].setdefault(column, {})
     for k, v in sorted(per.items()):
         version, _, counter = k.partition(".")
         column, counter = (f"{phase}.{version}", counter) if counter else (phase, k)
