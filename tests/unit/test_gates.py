@@ -1,3 +1,5 @@
+import pytest
+
 from plantstage.gates import evaluate_gates, verdict
 from plantstage.spec.models import Gate
 
@@ -31,3 +33,13 @@ def test_verdict_needs_steps_ok():
     rs = evaluate_gates([g], {"s": 2})
     assert verdict(rs, steps_ok=True) == "GO"
     assert verdict(rs, steps_ok=False) == "NO-GO"
+
+
+def test_builtin_gate_params_of_the_wrong_kind_are_one_clear_error():
+    import pydantic
+
+    from plantstage.spec.gates import Gate
+
+    for params, words in (({"max": [1, 2]}, "not a list"), ({"max": "lots"}, "wrong kind")):
+        with pytest.raises(pydantic.ValidationError, match=words):
+            Gate(name="g", use="error-rate", params=params)

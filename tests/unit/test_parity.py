@@ -384,3 +384,21 @@ def test_mariadb_and_sqlite_spell_defaults_differently_but_compare_same(tmp_path
         eng.dispose()
     assert my == lite
     assert changed["default.orders.status"] == "'held'"
+
+
+def test_config_files_are_read_within_bounds(tmp_path):
+    """An alias bomb or a file that is not UTF-8 is one line naming the file, at once."""
+    from plantstage.parity.collectors.config import ConfigUnreadable, load_source
+
+    rows = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for i, name in enumerate("bcdefg"):
+        prev = "abcdef"[i]
+        rows.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(rows) + "\n")
+    with pytest.raises(ConfigUnreadable, match=r"bomb\.yaml:\d+: does not parse as YAML"):
+        load_source(bomb)
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"\xff\xfe key: value\n")
+    with pytest.raises(ConfigUnreadable, match="not UTF-8"):
+        load_source(bad)

@@ -329,6 +329,10 @@ def expand_builtin(gate) -> Expanded:
         raise ValueError(f"gate '{gate.name}': {gate.use} has no parameter "
                          f"{', '.join(unknown)}; it takes {', '.join(b.params) or 'none'}")
     params = {**b.params, **gate.params}
+    nested = sorted(k for k, v in gate.params.items() if isinstance(v, (list, dict)))
+    if nested:
+        raise ValueError(f"gate '{gate.name}': {gate.use} parameter {', '.join(nested)} takes "
+                         "one value (a number or a name), not a list or a mapping")
     missing = [k for k in b.required if params[k] is REQUIRED or params[k] is None]
     if missing:
         raise ValueError(f"gate '{gate.name}': {gate.use} needs {', '.join(missing)} in its "
@@ -337,7 +341,11 @@ def expand_builtin(gate) -> Expanded:
     if b.name == "latency-percentile" and params["percentile"] not in ("p50", "p95", "p99"):
         raise ValueError(f"gate '{gate.name}': percentile is p50, p95 or p99")
     _check_native(gate, b.name, params)
-    return b.build(params)
+    try:
+        return b.build(params)
+    except (TypeError, ValueError) as exc:  # e.g. max_drop_pct: "a lot"
+        raise ValueError(f"gate '{gate.name}': {gate.use} has a parameter of the wrong kind "
+                         f"({exc})") from None
 
 
 def _check_native(gate, name: str, params: dict[str, Any]) -> None:

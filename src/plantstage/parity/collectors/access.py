@@ -71,7 +71,7 @@ def _grants(view: EnvView, out: LayerFacts, name: str) -> None:
             rows = conn.execute(_PG_GRANTS if dialect == "postgresql" else _MY_GRANTS).all()
             grants: dict[tuple[str, str], set[str]] = {}
             for tbl, grantee, priv in rows:
-                if tbl in engines.MIGRATION_BOOKKEEPING:
+                if engines.is_bookkeeping(tbl):
                     continue
                 grants.setdefault((grantee, tbl), set()).add(priv)
             for (grantee, tbl), privs in sorted(grants.items()):

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import yaml
 from dotenv.parser import parse_stream
 
+from plantstage.errors import SpecError
 from plantstage.parity._environment import EnvView, Unresolved
 from plantstage.parity._model import LayerFacts
 
@@ -51,17 +51,20 @@ def load_source(path: Path, declared: str | None = None) -> Any:
     """Parse one config file into plain data; raise ConfigUnreadable naming file:line."""
     fmt = format_of(path, declared)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigUnreadable(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigUnreadable(f"{path}: not UTF-8 text (byte {exc.start})") from None
     if fmt == "yaml":
+        # The spec's bounded reader: an alias bomb in a config file fails at once.
+        from plantstage.spec.loader import load_yaml
+
         try:
-            return yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark else ""
-            raise ConfigUnreadable(f"{path}{line}: does not parse as YAML "
-                                   f"({getattr(exc, 'problem', None) or exc})") from None
+            return load_yaml(text, path) or {}
+        except SpecError as exc:
+            raise ConfigUnreadable(f"{exc.where}: does not parse as YAML ({exc.message})"
+                                   ) from None
     if fmt == "json":
         try:
             return json.loads(text)

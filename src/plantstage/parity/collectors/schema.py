@@ -183,7 +183,8 @@ def reflect(conn: sa.Connection, out: LayerFacts, component: str,
             eq: dict[str, str] | None = None) -> None:
     """Reflect every table of the connection's default schema into facts."""
     insp = sa.inspect(conn)
-    tables = [t for t in insp.get_table_names() if t not in engines.MIGRATION_BOOKKEEPING]
+    tables = [t for t in insp.get_table_names()
+              if not engines.is_bookkeeping(t, [c["name"] for c in insp.get_columns(t)])]
     if not tables:
         out.notes.append(f"{component}: the database has no tables")
         return
