@@ -78,7 +78,8 @@ class RichListener:
 
 def _summary(outcome: RunOutcome) -> None:
     e = outcome.evidence
-    style = {"GO": "bold white on green", "PENDING": "bold black on yellow"}.get(
+    style = {"GO": "bold white on green", "PENDING": "bold black on yellow",
+             "INCONCLUSIVE": "bold black on yellow"}.get(
         outcome.verdict, "bold white on red")
     console.print()
     console.print(Text(f" {outcome.verdict} ", style=style),
@@ -160,7 +161,11 @@ def rehearse(
         callback=db_url_param)] = None,
     keep_staging: Annotated[bool, typer.Option(help="Keep the run's staging database.")] = False,
 ):
-    """Rehearse a release end to end. Exit 0 = GO, 1 = NO-GO, 2 = could not run."""
+    """Rehearse a release end to end.
+
+    Exit 0 = GO, 1 = NO-GO, 2 = could not run, 3 = PENDING (signoffs missing),
+    5 = INCONCLUSIVE (a key gate could not decide), 130 = interrupted.
+    """
     outcome = _run_with_live(verbs.rehearse, path=path, release=release, out=out,
                              staging_db=staging_db, keep_staging=keep_staging)
     _finish(outcome)

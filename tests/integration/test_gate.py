@@ -33,8 +33,9 @@ def test_stricter_threshold_changes_the_verdict_without_rerunning(copy_run, tmp_
     r = run_cli("gate", str(run), env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert " GO " in r.stdout
-    # A much stricter threshold: the new version's import median must be a tenth of the limit.
-    strict = _spec_with(run, tmp_path, "value <= max(", "value <= 0.1 * min(")
+    # A much stricter threshold: the new version's import median must be a tenth of the old one's.
+    strict = _spec_with(run, tmp_path, "max_ratio: 2.0, floor_ms: 20",
+                        "max_ratio: 0.1, floor_ms: 0")
     r = run_cli("gate", str(run), "--spec", str(strict), env=env)
     assert r.returncode == 1, r.stdout + r.stderr
     ev = _ev(run)

@@ -82,9 +82,11 @@ class Gate(_Model):
     # -- all forms ---------------------------------------------------------------------
     weight: float = Field(1.0, ge=0, description="Share of the total score.")
     key: bool = Field(
-        True, description="A key gate vetoes: failing or inconclusive is NO-GO whatever the "
-        "score. Default true (Keptn's default is false; a correctness gate that silently "
-        "scores out is worse than writing key: false). Only non-key gates can be waived.")
+        True, description="A key gate vetoes: failing is NO-GO whatever the score; "
+        "inconclusive (no data, or an interval that cannot decide) makes the run INCONCLUSIVE "
+        "(exit 5), never GO. Default true (Keptn's default is false; a correctness gate "
+        "that silently scores out is worse than writing key: false). Only non-key gates "
+        "can be waived.")
     min_samples: int = Field(
         1, ge=1, description="Fewest samples a workload statistic or time series needs; "
         "fewer is 'inconclusive'.")
