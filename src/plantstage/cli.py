@@ -201,12 +201,12 @@ def _register_feature_commands() -> None:
     They import :mod:`plantstage.cli_support`, never this module, so there is no import circle.
     """
     from plantstage.data import cli as data_cli
-    from plantstage.gates import cli as gates_cli
+    from plantstage.evidence import cli as evidence_cli
     from plantstage.parity import cli as parity_cli
     from plantstage.twins import cli as twins_cli
     from plantstage.workload import cli as workload_cli
 
-    for module in (data_cli, gates_cli, parity_cli, twins_cli, workload_cli):
+    for module in (data_cli, evidence_cli, parity_cli, twins_cli, workload_cli):
         app.registered_commands.extend(module.app.registered_commands)
 
 

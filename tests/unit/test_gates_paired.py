@@ -304,7 +304,7 @@ def test_inconclusive_exit_code_is_5():
     from pathlib import Path
 
     from plantstage.errors import EXIT_INCONCLUSIVE
-    from plantstage.gates.cli import _CODES
+    from plantstage.evidence.cli import _CODES
     from plantstage.rehearsal.runner import RunOutcome
 
     out = RunOutcome("r", Path("."), "completed", INCONCLUSIVE, {})
