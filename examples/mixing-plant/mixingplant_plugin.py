@@ -52,7 +52,8 @@ async def batch_completion(ctx: FlowContext) -> None:
     paint = _pick(ctx, "paints")
     qty = _kg(ctx, float(ctx.params.get("min_kg", 250)), float(ctx.params.get("max_kg", 4000)))
     batch_id = f"{site}-rh-{ctx.ref}"
-    for name in ("batches_lost", "quantity_mismatches", "wms_quantity_mismatches"):
+    for name in ("batches_recorded", "batches_lost", "quantity_mismatches",
+                 "wms_quantity_mismatches"):
         ctx.count(name, 0)  # present (as 0) in every phase, so gates on them never lack data
     t0 = time.monotonic()
     async with ctx.step("publish"):
