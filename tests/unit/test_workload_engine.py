@@ -335,3 +335,35 @@ def test_warmup_traffic_reaches_both_versions_and_is_not_measured(two_versions, 
     assert s["workload.paired.old.x.count"] == s["workload.paired.new.x.count"] == 10
     rows = store.samples("paired", "x", "old") + store.samples("paired", "x", "new")
     assert len(rows) == 20 and min(t for _b, t, _v, _ok in rows) == pytest.approx(0.0)
+
+
+def test_every_pair_of_blocks_gives_both_versions_the_same_arrivals():
+    """Poisson draws and shift patterns too: the arrivals of a pair are mirrored, so each
+    version gets the same count at the same offsets into its block."""
+    import random
+
+    from plantstage.spec.workload import Arrival
+    from plantstage.workload.engine import paired_offsets
+
+    for arrival in (Arrival(model="poisson"),
+                    Arrival(model="shift", pattern=[{"seconds": 2, "factor": 0.5},
+                                                    {"seconds": 1, "factor": 2}])):
+        items = paired_offsets(arrival, 3.0, 1.0, 7, 1.0, 0.3, random.Random(5))
+        assert items == sorted(items)
+        warm = [o for o, b in items if b < 0]
+        assert warm and all(o < 1.0 for o in warm)
+        by_block: dict[int, list[float]] = {}
+        for o, b in items:
+            if b >= 0:
+                assert 1.0 + b <= o + 1e-9 < 1.0 + b + 1  # inside its block
+                by_block.setdefault(b, []).append(round(o - 1.0 - b, 9))
+        for p in range(7):
+            assert by_block.get(2 * p, []) == by_block.get(2 * p + 1, [])
+
+
+def test_a_paired_duration_rounds_to_whole_pairs(two_versions):
+    (_s1, _h1, old_url), (_s2, _h2, new_url) = two_versions
+    res = _paired(old_url, new_url, duration=1.1, block=0.25, rate=8)
+    assert len(res.blocks) == 4  # 1.1 s of 0.25 s blocks → two whole pairs
+    s = res.signals()
+    assert s["workload.paired.old.x.count"] == s["workload.paired.new.x.count"]

@@ -11,7 +11,6 @@ iterations still running then are cancelled and counted as ``unfinished`` errors
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import random
 import secrets
@@ -30,7 +29,7 @@ import httpx
 from hdrh.histogram import HdrHistogram
 
 from plantstage.errors import Interrupted, PlantstageError
-from plantstage.spec.workload import Workload
+from plantstage.spec.workload import Arrival, Workload
 from plantstage.workload.arrivals import expected_iterations, schedule
 from plantstage.workload.context import FlowContext, FlowError, LaneState, Tenant
 from plantstage.workload.http import HttpClient, ServerDisconnected
@@ -357,6 +356,30 @@ def _delta(before: dict[str, float] | None, after: dict[str, float] | None) -> d
 _GOLDEN = 0.6180339887498949  # lane staggering: well spread fractions for any lane count
 
 
+def paired_offsets(arrival: Arrival, rate: float, warmup: float, pairs: int, block: float,
+                   shift: float, rng: random.Random) -> list[tuple[float, int]]:
+    """One lane's iterations in the paired phase: ``(offset from the phase start, block)``,
+    block -1 for the warm-up, in time order.
+
+    The arrival model is drawn over ``pairs`` blocks' worth of time; every arrival at ``r``
+    seconds into pair ``p`` becomes two iterations, at ``r`` into block ``2p`` and at ``r`` into
+    block ``2p + 1`` — so the two versions get the very same arrivals (count and spacing) in
+    every pair, whatever the model (poisson draws, shift patterns).
+    """
+    out = [(o, -1) for o in schedule(arrival, rate, warmup, rng)] if warmup > 0 else []
+    span = pairs * block
+    for v in schedule(arrival, rate, span, rng):
+        v += shift
+        if v >= span:
+            break
+        p = min(pairs - 1, int((v + 1e-9) // block))
+        r = max(0.0, v - p * block)
+        out.append((warmup + 2 * p * block + r, 2 * p))
+        out.append((warmup + (2 * p + 1) * block + r, 2 * p + 1))
+    out.sort()
+    return out
+
+
 def block_order(blocks: int, seed: int | str) -> list[str]:
     """Which version each block of the paired phase goes to.
 
@@ -411,7 +434,10 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
     # Paired: every iteration's block decides its version; one schedule for both.
     block_s = paired.block if paired is not None else duration
     lead = paired.warmup if paired is not None else 0.0
-    n_blocks = max(1, math.ceil(duration / block_s - 1e-9)) if paired is not None else 1
+    # Paired: whole pairs of blocks (the duration rounds to an even number of blocks).
+    n_blocks = 2 * max(1, round(duration / (2 * block_s))) if paired is not None else 1
+    if paired is not None:
+        duration = n_blocks * block_s
     order = block_order(n_blocks, workload.seed) if paired is not None else [version]
     data_client = clients["new"] if paired is not None else clients[version]
     try:
@@ -490,31 +516,28 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
                                   lane.flow.timeout, rng, clients[v], resources, FlowStats()),
                         FlowStats(), []) for v in targets} if lead > 0 else {}
             warm_win = _Window()
-            last = n_blocks - 1
-            span = lead + duration
-            # Paired: lanes are staggered (a fixed, lane-specific fraction of one gap, at most
-            # a block), so independent tenants do not all start on the same instant and queue
-            # behind each other — self-made contention that would swamp the comparison. Both
-            # versions still get the very same schedule.
-            shift = 0.0
-            if paired is not None and lane.flow.rate * scale > 0:
-                shift = ((index * _GOLDEN) % 1.0) * min(1.0 / (lane.flow.rate * scale), block_s)
-            for k, offset in enumerate(schedule(lane.arrival, lane.flow.rate * scale,
-                                                span, rng)):
-                offset += shift
-                if offset >= span:
-                    break
+            rate_l = lane.flow.rate * scale
+            if paired is not None:
+                # Paired: lanes are staggered (a fixed, lane-specific fraction of one gap, at
+                # most a block), so independent tenants do not all start on the same instant
+                # and queue behind each other — self-made contention that would swamp the
+                # comparison.
+                shift = ((index * _GOLDEN) % 1.0) * min(1.0 / rate_l, block_s) if rate_l else 0
+                items: Any = paired_offsets(lane.arrival, rate_l, lead, n_blocks // 2, block_s,
+                                            shift, rng)
+            else:
+                items = ((o, 0) for o in schedule(lane.arrival, rate_l, duration, rng))
+            n_warm = 0
+            for k, (offset, block) in enumerate(items):
                 intended = start + offset
                 delay = intended - perf_counter()
                 # Yield even when behind schedule, so started iterations get to run.
                 await asyncio.sleep(delay if delay > 0 else 0)
                 t = offset - lead
-                if t < -1e-9:  # (an offset on a boundary belongs to the block it starts)
-                    state, st, out = warm["new" if k % 2 == 0 else "old"]
-                    w, block = warm_win, -1
+                if block < 0:  # warm-up: alternately to each version, not kept
+                    state, st, out = warm["new" if n_warm % 2 == 0 else "old"]
+                    w, n_warm = warm_win, n_warm + 1
                 else:
-                    t = max(0.0, t)
-                    block = min(last, int((t + 1e-9) // block_s)) if paired is not None else 0
                     state, st, out = per_version[order[block]]
                     w = win
                 if len(inflight) >= limit:
