@@ -221,16 +221,13 @@ def test_sigterm_midway_leaves_nothing_running(tmp_path, production_db):
 
 
 def test_wrong_artifact_digest_exit_2(tmp_path, production_db):
-    spec = tmp_path / "plantstage.yaml"
+    spec = _example_copy(tmp_path)
     text = (EXAMPLE / "plantstage.yaml").read_text()
     import yaml
 
     data = yaml.safe_load(text)
     good = next(r for r in data["releases"] if r["name"] == "1.1.0")["artifact"]["sha256"]
-    text = text.replace(good, "f" * 64).replace("path: releases/", f"path: {EXAMPLE}/releases/")
-    text = text.replace("sqlite:///.plantstage/production.sqlite", f"sqlite:///{production_db}")
-    spec.write_text(text)
-    _link_plugins(tmp_path)
+    spec.write_text(text.replace(good, "f" * 64))
     r = run_cli("rehearse", str(spec), "--release", "1.1.0", "--out", str(tmp_path / "o"))
     assert r.returncode == 2, r.stdout + r.stderr
     assert "digest mismatch" in r.stderr and "Traceback" not in r.stderr
@@ -257,22 +254,13 @@ def _example_copy(tmp_path: Path) -> Path:
     return tmp_path / "plantstage.yaml"
 
 
-def _link_plugins(folder: Path) -> None:
-    """The spec's plugin modules beside a spec written elsewhere (plugins import from there)."""
-    for name in ("sampleplant_plugin.py", "sampleplant_smoke.py"):
-        if not (folder / name).exists():
-            (folder / name).symlink_to(EXAMPLE / name)
-
-
 def _spec_copy(tmp_path: Path, production_db: Path, replace: tuple[str, str]) -> Path:
-    _link_plugins(tmp_path)
+    """The sample plant's spec with one change, in a copy of its folder (production_db: the
+    fixture makes sure the production database the copy links to exists)."""
+    spec = _example_copy(tmp_path)
     text = (EXAMPLE / "plantstage.yaml").read_text()
-    text = text.replace("path: releases/", f"path: {EXAMPLE}/releases/")
-    text = text.replace("sqlite:///.plantstage/production.sqlite", f"sqlite:///{production_db}")
     assert replace[0] in text
-    text = text.replace(*replace)
-    spec = tmp_path / "plantstage.yaml"
-    spec.write_text(text)
+    spec.write_text(text.replace(*replace))
     return spec
 
 
