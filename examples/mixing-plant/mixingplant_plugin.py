@@ -38,8 +38,9 @@ def _kg(ctx: FlowContext, low: float, high: float) -> Decimal:
 @flow("batch-completion",
       description="The mixing line reports a finished batch over MQTT (through the line twin, "
                   "in the app's payload shape; MQTT QoS 1, no app-level ack). The flow waits "
-                  "until the batch is in the database and compares the recorded grams with "
-                  "what was sent; with `check_wms` also what the WMS twin received. "
+                  "until the app shows the batch (GET …/batches/{id}) and compares the "
+                  "recorded kg with what was sent, exactly; with `check_wms` also what the WMS "
+                  "twin received. "
                   "e2e = publish → batch recorded.",
       signals={"batches_sent": "batch completions the line twin published",
                "batches_recorded": "batches that reached the database",
@@ -60,19 +61,26 @@ async def batch_completion(ctx: FlowContext) -> None:
         await ctx.twin("mixing-line").publish(site, {"material": paint, "qty": qty},
                                               key=batch_id)
     ctx.count("batches_sent")
+
+    async def recorded() -> dict | None:
+        r = await ctx.http.get(f"/api/sites/{site}/batches/{batch_id}")
+        return None if r.status_code == 404 else ctx.expect(r, 200)
+
     try:
-        rows = await ctx.db.wait_until("SELECT qty_g FROM batches WHERE batch_id = :b",
-                                       bool, name="batch-recorded", b=batch_id)
-    except FlowError:
+        batch = await ctx.wait_until(recorded, name="batch-recorded")
+    except FlowError as exc:
+        if exc.kind != "timeout_batch-recorded":
+            raise
         ctx.count("batches_lost")
         raise FlowError("batch_not_recorded",
                         f"{batch_id} ({qty} kg {paint}) never reached the database") from None
     ctx.record_e2e(time.monotonic() - t0)
     ctx.count("batches_recorded")
-    recorded = Decimal(int(rows[0][0])) / GRAMS
-    if recorded != qty:
+    recorded_kg = Decimal(batch["quantity"]["value"])
+    if batch["quantity"]["uom"] != "kg" or recorded_kg != qty:
         ctx.count("quantity_mismatches")
-        raise FlowError("quantity_mismatch", f"{batch_id}: sent {qty} kg, recorded {recorded} kg")
+        raise FlowError("quantity_mismatch",
+                        f"{batch_id}: sent {qty} kg, recorded {batch['quantity']}")
     if ctx.params.get("check_wms") and ctx.has_twin("wms"):
         await _check_wms(ctx, batch_id, qty)
 

@@ -58,6 +58,10 @@ def test_good_release_is_go(tmp_path: Path) -> None:
     assert sig["reconcile.stock-matches-ledger.mismatches"] == 0
     assert sig["reconcile.batches-balance.mismatches"] == 0
     assert sig["rollback.rows_lost"] == 0
+    # exactly once across systems: every batch the line sent, every receipt the WMS got
+    for effect in ("batches-posted-once", "receipts-match-batches"):
+        assert sig[f"effects.{effect}.seen"] > 0
+        assert sig[f"effects.{effect}.lost"] == sig[f"effects.{effect}.duplicated"] == 0
     assert not app_processes_of(out)
 
 
@@ -67,7 +71,8 @@ DEFECTS = {
     "2.1.0-truncates-kg": ("step smoke failed", "adjustment-keeps-grams"),
     # CREATE UNIQUE INDEX over recipe codes that production repeats across revisions
     "2.1.0-migration-fails-on-data": ("step migrate failed", "UNIQUE"),
-    # completions without inputLots are dropped: the flow's count of lost batches
+    # completions without inputLots are dropped: the flow's count of lost batches (and the
+    # effect check finds the batch ids the twin sent that no ledger entry names)
     "2.1.0-rejects-old-payload": ("gate batches-reach-the-database fail:",
                                   "dropped"),
     # no 0002 down file: the rollback drill cannot downgrade
@@ -86,4 +91,7 @@ def test_defective_release_is_no_go(tmp_path: Path, release: str) -> None:
     named = [reason for reason in ev["reasons"] if reason.startswith(lead)]
     assert named, ev["reasons"]
     assert words in named[0], named[0]
+    if release == "2.1.0-rejects-old-payload":
+        assert any(reason.startswith("gate effect-batches-posted-once fail:")
+                   for reason in ev["reasons"]), ev["reasons"]
     assert not app_processes_of(out)
