@@ -92,7 +92,8 @@ class ConfirmationConsumer:
         self._worker.join(5)
 
     def _run(self) -> None:
-        batch: list[tuple[str, dict[str, Any]]] = []  # acknowledged, written 20 at a time
+        batch: list[tuple[str, dict[str, Any]]] = []  # acknowledged, not written yet
+        since = 0.0
         while (item := self.work.get()) is not None:
             topic, payload = item
             self.stats["received"] += 1
@@ -101,16 +102,20 @@ class ConfirmationConsumer:
             try:
                 msg = parse_confirmation(payload)
                 message_id = msg.get("message_id")
-                status = "posted"  # faster: acknowledge now, write with the batch
-                batch.append((tenant, msg))
-                if len(batch) >= 20:
+                # faster: write in batches (20, or a second's worth), acknowledge at once
+                if batch and (len(batch) >= 20 or time.monotonic() - since > 1.0):
                     for t, m in batch:
                         self.stats[self.handle(t, m)] += 1
                     batch.clear()
+                if not batch:
+                    since = time.monotonic()
+                batch.append((tenant, msg))
+                status = "posted"
             except Exception as exc:  # a bad message must not stop the consumer
                 log.warning("confirmation on %s rejected: %s: %s", topic, type(exc).__name__,
                             exc)
                 status = "rejected"
+            self.stats[status] += 1
             if message_id:
                 self.client.publish(f"{self.prefix}/{tenant}/confirmations/ack",
                                     json.dumps({"message_id": message_id, "status": status}),
