@@ -142,8 +142,8 @@ def rehearse(
     from plantstage.workload.plan import validate as _validate_workload
 
     _validate_workload(loaded)
-    from plantstage.evidence.signing import load_signing_key
     from plantstage.evidence.ledger import sweep_stale_runs
+    from plantstage.evidence.signing import load_signing_key
 
     sweep_stale_runs(loaded.base_dir / ".plantstage" / "runs", echo=echo)  # killed → interrupted
     load_signing_key(echo, create=True)  # evidence signing key; made (and said) on first use

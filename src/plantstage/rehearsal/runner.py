@@ -23,9 +23,9 @@ from plantstage.errors import (
     Interrupted,
     PlantstageError,
 )
+from plantstage.evidence.ledger import Ledger
 from plantstage.rehearsal import processes
 from plantstage.rehearsal.context import RunContext
-from plantstage.evidence.ledger import Ledger
 from plantstage.rehearsal.steps import Step, StepFailed, default_plan
 from plantstage.spec.loader import LoadedSpec
 from plantstage.spec.models import Release
