@@ -85,7 +85,9 @@ def test_demo_phases_old_paired_new(recorded_run):
     store = SignalStore.open(recorded_run / "signals.sqlite")
     for version in ("old", "new"):
         rows = store.samples("paired", "sales-order-import", version)
-        assert rows and all(paired["blocks"][b] == version[0] for b, _t, _ms, _ok in rows)
+        assert rows and all(paired["blocks"][r[0]] == version[0] for r in rows)
+        assert {r[4] for r in rows} <= {"acme-discrete", "bluechem-process",
+                                        "cobalt-multiplant", "delta-integrated"}
     assert store.samples("baseline", "sales-order-import", "old")
     assert store.samples("candidate", "sales-order-import", "new")
     # The twins' fault log knows when each load phase ran.

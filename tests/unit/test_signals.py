@@ -72,12 +72,15 @@ def test_raw_samples_are_kept_and_read_back(tmp_path):
     assert store.samples("paired", "import", "old") == [
         (1, 1.0, 12.5, True), (3, 3.2, 30.0, False), (5, 5.0, 9.0, True)]
     assert store.samples("paired", "import", "new") == [(0, 0.1, 11.0, True)]
+    store.add_samples("paired", "new", "import", [(2, 2.0, 8.0, True, "acme")])  # + stratum
+    assert store.samples("paired", "import", "new")[-1] == (2, 2.0, 8.0, True, "acme")
     assert store.samples("candidate", "import", "new") == []
     assert store.sample_keys() == [("paired", "new", "import"), ("paired", "old", "import")]
     assert store.values() == {}  # samples are not signal values
     store.close()
     again = SignalStore.open(tmp_path / "signals.sqlite")
     assert again.samples("paired", "import", "old") == store.samples("paired", "import", "old")
+    assert again.samples("paired", "import", "new") == store.samples("paired", "import", "new")
     # A recording made before samples were kept has none (and opens as before).
     old = tmp_path / "old.sqlite"
     db = sqlite3.connect(old)

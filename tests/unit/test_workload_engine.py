@@ -252,8 +252,10 @@ def test_paired_phase_splits_one_schedule_between_both_targets(two_versions, tmp
     for version in ("old", "new"):
         rows = store.samples("paired", "x", version)
         assert len(rows) == 20
-        assert all(order[block] == version and ok and ms > 0 for block, _t, ms, ok in rows)
-        assert all(block * 0.25 - 1e-6 <= t < (block + 1) * 0.25 for block, t, _ms, _ok in rows)
+        assert all(order[block] == version and ok and ms > 0 and tenant == "t1"
+                   for block, _t, ms, ok, tenant in rows)  # the stratum: the lane's tenant
+        assert all(block * 0.25 - 1e-6 <= t < (block + 1) * 0.25
+                   for block, t, _ms, _ok, _tenant in rows)
     store.close()
     again = SignalStore.open(tmp_path / "signals.sqlite")  # re-judged from the recording
     assert again.samples("paired", "x", "old") == store.samples("paired", "x",
@@ -308,7 +310,7 @@ def test_a_single_phase_keeps_samples_and_meter_deltas(server):
     assert s["x.candidate.calls"] == 3  # read at the start and at the end
     assert s["x.candidate.calls.per_iteration"] == pytest.approx(0.3)
     rows = store.samples("candidate", "x", "new")
-    assert len(rows) == 10 and {b for b, *_ in rows} == {0}
+    assert len(rows) == 10 and {b for b, *_ in rows} == {0} and rows[0][4] == "t1"
     assert store.samples("candidate", "x", "old") == []
 
 
@@ -334,7 +336,7 @@ def test_warmup_traffic_reaches_both_versions_and_is_not_measured(two_versions, 
     assert old_h.hits == new_h.hits == 15
     assert s["workload.paired.old.x.count"] == s["workload.paired.new.x.count"] == 10
     rows = store.samples("paired", "x", "old") + store.samples("paired", "x", "new")
-    assert len(rows) == 20 and min(t for _b, t, _v, _ok in rows) == pytest.approx(0.0)
+    assert len(rows) == 20 and min(r[1] for r in rows) == pytest.approx(0.0)
 
 
 def test_every_pair_of_blocks_gives_both_versions_the_same_arrivals():

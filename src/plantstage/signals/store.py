@@ -24,13 +24,15 @@ CREATE TABLE IF NOT EXISTS signal_points (
 CREATE INDEX IF NOT EXISTS signal_points_name ON signal_points(name, t);
 CREATE TABLE IF NOT EXISTS samples (
   phase TEXT NOT NULL, version TEXT NOT NULL, flow TEXT NOT NULL,
-  block INTEGER NOT NULL, t REAL NOT NULL, value_ms REAL NOT NULL, ok INTEGER NOT NULL
+  block INTEGER NOT NULL, t REAL NOT NULL, value_ms REAL NOT NULL, ok INTEGER NOT NULL,
+  stratum TEXT
 );
 CREATE INDEX IF NOT EXISTS samples_key ON samples(phase, flow, version);
 """
 
-#: One raw latency sample: (block, seconds since the phase started, latency in ms, succeeded).
-Sample = tuple[int, float, float, bool]
+#: One raw latency sample: (block, seconds since the phase started, latency in ms, succeeded),
+#: optionally followed by its stratum (the tenant that drove it: like is compared with like).
+Sample = tuple[int, float, float, bool] | tuple[int, float, float, bool, str]
 
 Listener = Callable[[dict[str, float]], None]
 
@@ -111,9 +113,13 @@ class SignalStore:
 
         ``rows`` are ``(block, t, value_ms, ok)``: the paired phase's block the iteration ran
         in (0 outside it), its intended start in seconds since the phase began, its latency in
-        milliseconds and whether it succeeded. The judge reads them back with :meth:`samples`.
+        milliseconds and whether it succeeded — optionally followed by a stratum (the tenant
+        whose lane drove it). The judge reads them back with :meth:`samples`.
         """
-        clean = [(int(b), float(t), float(v), bool(ok)) for b, t, v, ok in rows]
+        clean: list[Sample] = []
+        for r in rows:
+            base = (int(r[0]), float(r[1]), float(r[2]), bool(r[3]))
+            clean.append(base + (str(r[4]),) if len(r) > 4 and r[4] is not None else base)
         if not clean:
             return
         with self._lock:
@@ -121,9 +127,10 @@ class SignalStore:
             if self._db is not None:
                 self._db.execute("BEGIN")
                 self._db.executemany(
-                    "INSERT INTO samples(phase, version, flow, block, t, value_ms, ok) "
-                    "VALUES (?,?,?,?,?,?,?)",
-                    [(phase, version, flow, b, t, v, int(ok)) for b, t, v, ok in clean])
+                    "INSERT INTO samples(phase, version, flow, block, t, value_ms, ok, stratum) "
+                    "VALUES (?,?,?,?,?,?,?,?)",
+                    [(phase, version, flow, r[0], r[1], r[2], int(r[3]),
+                      r[4] if len(r) > 4 else None) for r in clean])
                 self._db.execute("COMMIT")
 
     # -- reading ------------------------------------------------------------------------
@@ -178,11 +185,14 @@ class SignalStore:
             has_samples = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
                                      "AND name = 'samples'").fetchone()
             if has_samples:  # runs recorded before samples were kept have none
-                for ph, ver, fl, b, t, v, ok in db.execute(
-                        "SELECT phase, version, flow, block, t, value_ms, ok FROM samples "
-                        "ORDER BY rowid"):
+                cols = {r[1] for r in db.execute("PRAGMA table_info(samples)")}
+                stratum = "stratum" if "stratum" in cols else "NULL"
+                for ph, ver, fl, b, t, v, ok, st in db.execute(
+                        f"SELECT phase, version, flow, block, t, value_ms, ok, {stratum} "
+                        "FROM samples ORDER BY rowid"):
+                    row: Sample = (int(b), float(t), float(v), bool(ok))
                     store._samples.setdefault((ph, ver, fl), []).append(
-                        (int(b), float(t), float(v), bool(ok)))
+                        row + (str(st),) if st is not None else row)
         except sqlite3.DatabaseError as exc:
             raise SpecError(f"not a signal store: {exc}", where=str(path)) from None
         finally:

@@ -455,7 +455,8 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
             if store is not None and last_queues:
                 store.points(last_queues)
         stats = {v: {(ln.archetype, ln.label): FlowStats() for ln in lanes} for v in targets}
-        rows: dict[tuple[str, str], list[tuple[int, float, float, bool]]] = {
+        # Raw samples per (version, flow): (block, t, ms, ok, tenant).
+        rows: dict[tuple[str, str], list[tuple[int, float, float, bool, str]]] = {
             (v, ln.label): [] for v in targets for ln in lanes}
         windows = {ln.label: _Window() for ln in lanes}
         inflight: set[asyncio.Task] = set()
@@ -473,7 +474,7 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
         # appends/records (see docs/workload.md).
         async def iteration(fn, state: LaneState, st: FlowStats, win: _Window,
                             intended: float, ref: str, out: list, block: int,
-                            offset: float) -> None:
+                            offset: float, stratum: str) -> None:
             failed = None
             try:
                 extra = await fn(FlowContext(state, ref))
@@ -489,7 +490,7 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
             st.histogram.record_value(latency)
             win.count += 1
             win.latencies.append(latency)
-            out.append((block, offset, latency / 1000, failed is None))
+            out.append((block, offset, latency / 1000, failed is None, stratum))
             if failed is not None:
                 st.errors[failed] += 1
                 win.errors += 1
@@ -544,7 +545,7 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
                     st.dropped += 1
                     continue
                 task = create_task(iteration(fn, state, st, w, intended, f"{prefix}{k}",
-                                             out, block, t))
+                                             out, block, t, lane.tenant))
                 add(task)
                 task.add_done_callback(inflight.discard)
 
