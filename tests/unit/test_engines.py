@@ -129,3 +129,29 @@ def test_migration_bookkeeping_by_name_and_by_shape():
     assert engines.is_bookkeeping("x", ["revision"])
     assert not engines.is_bookkeeping("releases", rel)
     assert not engines.is_bookkeeping("items", ["id", "name"])
+
+
+def test_sqlite_readonly_engine_serves_many_threads_and_survives_dispose(tmp_path):
+    """Flows read staging from many threads at once while the run may dispose the engine."""
+    import sqlite3
+    from concurrent.futures import ThreadPoolExecutor
+
+    import sqlalchemy as sa
+
+    from plantstage.engines import adapter_for
+
+    db = tmp_path / "s.sqlite"
+    with sqlite3.connect(db) as c:
+        c.execute("CREATE TABLE t (x INTEGER)")
+        c.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(1000)])
+    engine = adapter_for(f"sqlite:///{db}").readonly_engine()
+    assert isinstance(engine.pool, sa.pool.NullPool)
+
+    def read(i: int) -> int:
+        with engine.connect() as conn:
+            if i == 20:
+                engine.dispose()  # what closing the run's resources does mid-phase
+            return conn.execute(sa.text("SELECT SUM(x) FROM t")).scalar_one()
+
+    with ThreadPoolExecutor(16) as pool:
+        assert set(pool.map(read, range(64))) == {sum(range(1000))}

@@ -50,7 +50,11 @@ class SQLiteAdapter(EngineAdapter):
         def _connect() -> sqlite3.Connection:
             return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
 
-        return sa.create_engine("sqlite://", creator=_connect)
+        # NullPool: every checkout opens its own read-only connection. With a creator and the
+        # "sqlite://" URL SQLAlchemy would pick SingletonThreadPool (an in-memory database's
+        # pool), whose dispose() closes connections other threads are still reading through —
+        # flows query from many threads at once (seen as a segfault in sqlite3).
+        return sa.create_engine("sqlite://", creator=_connect, poolclass=sa.pool.NullPool)
 
     def for_run(self, run_id: str) -> SQLiteAdapter:
         return self
