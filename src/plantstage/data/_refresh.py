@@ -24,6 +24,7 @@ from plantstage.data._mask import (
     Keyed,
     RefreshError,
 )
+from plantstage.data._objects import ObjectCarrier
 from plantstage.data._plan import check_spec_against, refusal, sensitive_hashes
 from plantstage.data._result import Progress, RefreshResult
 from plantstage.data._schema import create_tables_deferred, target_metadata
@@ -102,6 +103,7 @@ def refresh_database(
                 c.execute(marker.insert().values(id=1, status="incomplete",
                                                  source=source.label, started_at=now()))
             same_engine = source.name == target.name
+            carrier: ObjectCarrier | None = None
             copy_bookkeeping = spec.schema_from == SchemaSource.source
             if spec.schema_from == SchemaSource.migrations:
                 if create_schema is None:
@@ -112,11 +114,18 @@ def refresh_database(
                 dst_md = sa.MetaData()
                 dst_md.reflect(dst)
             else:
-                wanted = tables + [t for t, tbl in src_md.tables.items()
-                                   if engines.is_bookkeeping(t, tbl) and t != MARKER]
-                dst_md = target_metadata(src_md, wanted, dst.dialect, same_engine,
-                                         notes=result.notes)
-                deferred = create_tables_deferred(dst, dst_md)
+                # Sequences, views, functions, triggers, enums, extensions: see _objects.
+                carrier = ObjectCarrier(source, target, src, dst, result.notes)
+                if carrier.create_schema():  # the engine's own tool made the tables
+                    dst_md = sa.MetaData()
+                    dst_md.reflect(dst)
+                    deferred = []
+                else:
+                    wanted = tables + [t for t, tbl in src_md.tables.items()
+                                       if engines.is_bookkeeping(t, tbl) and t != MARKER]
+                    dst_md = target_metadata(src_md, wanted, dst.dialect, same_engine,
+                                             notes=result.notes)
+                    deferred = create_tables_deferred(dst, dst_md)
             missing = [t for t in tables if t not in dst_md.tables]
             if missing:
                 raise RefreshError(f"the target schema has no table '{missing[0]}'",
@@ -153,6 +162,8 @@ def refresh_database(
                     for ddl in deferred:
                         c.execute(ddl)
                 target.after_bulk_load(dst, dst_md)
+                if carrier is not None:
+                    carrier.after_load()
 
             inside: dict[str, int] = {}  # merged after: the scans run side by side
 

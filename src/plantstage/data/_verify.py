@@ -191,7 +191,9 @@ def scan_inside_text(dst: sa.Engine, md: sa.MetaData, columns: dict[str, list[st
         for t, cols in columns.items():
             table = md.tables[t]
             cs = [table.c[c] for c in cols]
-            cond = sa.or_(*[sa.or_(c.like("% %"), c.like("%@%")) for c in cs])
+            # an enum column has no LIKE on PostgreSQL: its labels as text
+            txt = [sa.cast(c, sa.Text) if isinstance(c.type, sa.Enum) else c for c in cs]
+            cond = sa.or_(*[sa.or_(c.like("% %"), c.like("%@%")) for c in txt])
             res = conn.execution_options(stream_results=True, yield_per=5000).execute(
                 sa.select(*cs).where(cond))
             hits = [0] * len(cols)

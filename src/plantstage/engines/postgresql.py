@@ -99,6 +99,36 @@ class PostgreSQLAdapter(EngineAdapter):
         if proc.returncode != 0:
             raise EngineError(f"pg_restore failed: {proc.stderr.strip()[:200]}", where=self.label)
 
+    # -- the schema by PostgreSQL's own tools (a same-engine refresh) ----------------------
+    def schema_dump(self, dest: Path, exclude: list[str] = ()) -> Path:
+        """``pg_dump --schema-only`` of this database into ``dest`` (custom format): tables,
+        sequences, views, functions, triggers, types, extensions — no rows. pg_dump only reads,
+        and its session is read-only besides."""
+        env = self._libpq_env()
+        env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " -c default_transaction_read_only=on")
+        cmd = [self._tool("pg_dump"), "-Fc", "--schema-only", "--no-owner", "--no-privileges",
+               "-f", str(dest)]
+        for t in exclude:
+            cmd += ["--exclude-table", t]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise EngineError(f"pg_dump --schema-only failed: {_first_error(proc.stderr)}",
+                              where=self.label, hint="is pg_dump at least the server's version?")
+        return dest
+
+    def restore_section(self, dump: Path, section: str) -> None:
+        """Restore one section (``pre-data``: the objects rows go into; ``post-data``:
+        indexes, constraints, triggers) of a :meth:`schema_dump` into this database."""
+        proc = subprocess.run(
+            [self._tool("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error",
+             f"--section={section}", "-d", self.url.database or "", str(dump)],
+            env=self._libpq_env(), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise EngineError(f"pg_restore --section={section} failed: "
+                              f"{_first_error(proc.stderr)}", where=self.label,
+                              hint="may this user create the objects (extensions need a "
+                                   "superuser or a trusted extension)?")
+
     def bulk_load(self, conn: sa.Connection, table: sa.Table, columns: list[str],
                   rows: list[tuple]) -> None:
         """``COPY … FROM STDIN`` on the caller's transaction: the fastest way into PostgreSQL
@@ -165,6 +195,16 @@ class PostgreSQLAdapter(EngineAdapter):
 
     def copy_encoding(self, conn: sa.Connection) -> str:
         return conn.connection.dbapi_connection.info.encoding
+
+
+def _first_error(stderr: str) -> str:
+    """The line of a client tool's output that says what went wrong (not a caret or a
+    DETAIL line)."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for ln in lines:
+        if "error:" in ln.lower():
+            return ln[:240]
+    return (lines[-1] if lines else "no output")[:240]
 
 
 def _copy_out_rows(dbapi: psycopg.Connection, sql: str) -> Iterator[bytes]:
