@@ -402,3 +402,44 @@ def test_config_files_are_read_within_bounds(tmp_path):
     bad.write_bytes(b"\xff\xfe key: value\n")
     with pytest.raises(ConfigUnreadable, match="not UTF-8"):
         load_source(bad)
+
+
+def test_running_version_is_read_the_way_the_health_probe_declares():
+    """No JSON `version` assumption: a header, a regex or JSON, as the binding's probe says."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from types import SimpleNamespace
+
+    from plantstage.parity.collectors.versions import _observe
+    from plantstage.spec.smoke import HealthProbe
+
+    class Status(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = b"mixingplant up" if self.path == "/status" else b"no"
+            self.send_response(200 if self.path == "/status" else 404)
+            self.send_header("X-App-Version", "2.0.0")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Status)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    view = SimpleNamespace(expand=lambda u: u,
+                           spec=SimpleNamespace(parity=SimpleNamespace(health_timeout=5)))
+    try:
+        out = LayerFacts("versions")
+        _observe(view, out, "app", url,
+                 HealthProbe(path="/status", version={"header": "X-App-Version"}))
+        assert out.facts["app.version"].value == "2.0.0"
+        out = LayerFacts("versions")
+        _observe(view, out, "app", url, HealthProbe(path="/status", version={"json": "v"}))
+        assert "app.version" in out.unknown and "not JSON" in out.unknown["app.version"][1]
+        out = LayerFacts("versions")
+        _observe(view, out, "app", url, "/status")  # no version declared: cannot compare
+        assert "does not say where" in out.unknown["app.version"][1]
+    finally:
+        server.shutdown()

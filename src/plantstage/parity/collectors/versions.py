@@ -99,28 +99,38 @@ def _broker_version(view: EnvView, out: LayerFacts) -> None:
         out.add(key, obs.version, comp, f"observed: {obs.url} {VERSION_TOPIC}")
 
 
-def _observe(view: EnvView, out: LayerFacts, name: str, url: str, health: str) -> None:
+def _observe(view: EnvView, out: LayerFacts, name: str, url: str, health) -> None:
+    """Ask the running app which version it is, the way its binding's health probe says."""
+    from plantstage.spec.smoke import health_probe
+
+    probe = health_probe(health)
     try:
         base = view.expand(url)
     except Unresolved as exc:
         out.fail(f"{name}.version", name, f"its url needs {exc}")
         return
-    target = base.rstrip("/") + health
+    if probe.tcp or not probe.version_in_answer:
+        out.fail(f"{name}.version", name,
+                 "its health probe does not say where the running version is named "
+                 "(declare health.version: {json: …} | {header: …} | {regex: …})")
+        return
+    target = base.rstrip("/") + probe.path
     try:
-        r = httpx.get(target, timeout=view.spec.parity.health_timeout)
-        body = r.json()
+        r = httpx.request(probe.method, target, json=probe.json_body,
+                          headers=probe.headers or None,
+                          timeout=view.spec.parity.health_timeout)
     except httpx.HTTPError as exc:
         out.fail(f"{name}.version", name,
                  f"{target} unreachable: {type(exc).__name__}: {str(exc)[:120]}")
         return
-    except ValueError:
-        out.fail(f"{name}.version", name, f"{target} answered {r.status_code}, not JSON")
+    if not probe.healthy_status(r.status_code):
+        out.fail(f"{name}.version", name, f"{probe.method} {target} answered {r.status_code}")
         return
-    version = body.get("version") if isinstance(body, dict) else None
+    version, why = probe.read_version(r.headers, r.text)
     if not version:
-        out.fail(f"{name}.version", name, f"{target} answered without a 'version'")
+        out.fail(f"{name}.version", name, f"{target}: {why}")
         return
-    out.add(f"{name}.version", str(version), name, f"observed: {target}")
+    out.add(f"{name}.version", str(version), name, f"observed: {probe.method} {target}")
 
 
 def _artifact(view: EnvView, out: LayerFacts, name: str, release) -> None:
