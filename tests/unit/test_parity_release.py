@@ -319,3 +319,21 @@ def test_a_staging_server_that_cannot_be_reached_is_an_error_not_unknown(tmp_pat
         run_parity(load_spec(plant), run_dir=tmp_path / "run", scratch=tmp_path / "s",
                    staging_engine="postgresql://root@127.0.0.1:1/none")
     assert "staging database" in exc.value.one_line()
+
+
+def test_parity_migration_placeholders_match_the_rehearsal(tmp_path):
+    """{db:NAME.url} strips the driver and {python} is the release's runtime, as in a rehearsal."""
+    from types import SimpleNamespace
+
+    from plantstage.parity._environment import EnvView
+
+    view = EnvView.__new__(EnvView)
+    view.loaded = SimpleNamespace(base_dir=tmp_path)
+    view.run_dir = None
+    view.env_release = lambda: SimpleNamespace(artifact=SimpleNamespace(path="."))
+    view.artifact_dir = lambda rel: tmp_path
+    url = "postgresql+psycopg://app:pw@db.local:5433/ps_parity_x"
+    assert view.expand("{db:app-db.url}", db=url) == "postgresql://app:pw@db.local:5433/ps_parity_x"
+    assert view.expand("{db:app-db.name}", db=url) == "ps_parity_x"
+    assert view.expand("{db:app-db}", db=url) == url
+    assert view.expand("{python} -m app", python="/venv/bin/python") == "/venv/bin/python -m app"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from plantstage import engines
 from plantstage.commands import run_command
+from plantstage.engines.urls import db_url_part
 from plantstage.errors import PlantstageError
 from plantstage.spec.loader import LoadedSpec
 from plantstage.spec.models import Binding, ComponentKind, Release
@@ -90,9 +91,12 @@ class EnvView:
             values["run_dir"] = str(self.run_dir)
 
         def repl(m: re.Match) -> str:
-            key = m.group(1)
+            key, arg = m.group(1), m.group(2)
             if key == "db" and "db" in extra:
-                return extra["db"]
+                # {db:NAME} is the URL; {db:NAME.url|host|port|name|user|password|path|jdbc}
+                # a piece of it, as in a rehearsal (plantstage.engines.urls).
+                part = arg.split(".", 1)[1] if arg and "." in arg else ""
+                return db_url_part(extra["db"], part)
             if key not in values:
                 raise Unresolved(m.group(0))
             return values[key]
@@ -195,7 +199,10 @@ class EnvView:
                 Path(str(db) + suffix).unlink(missing_ok=True)
             url = f"sqlite:///{db}"
         art = str(self.artifact_dir(rel))
-        extra = {"artifact": art, "port": "0", "db": url}
+        from plantstage.runtime import python_for
+
+        # The release's own runtime ({python} of its venv), as the rehearsal runs it.
+        extra = {"artifact": art, "port": "0", "db": url, "python": python_for(self.loaded, rel)}
         b = self.spec.environments["staging"].bindings[app]
         env = {}
         for k, v in b.env.items():

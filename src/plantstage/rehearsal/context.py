@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from plantstage.engines.base import EngineAdapter
+from plantstage.engines.urls import db_url_part  # noqa: F401 - {db:NAME.part}
 from plantstage.errors import SpecError
 from plantstage.evidence.ledger import Ledger
 from plantstage.rehearsal.processes import ManagedProcess
@@ -25,29 +26,6 @@ _PLACEHOLDER = re.compile(r"\{([a-z_]+)(?::([A-Za-z0-9._-]+))?\}")
 #: ``{db:COMPONENT.PART}``: pieces of the staging database's URL, for apps that do not take a
 #: SQLAlchemy URL (a JDBC app, a Go or Node app, a tool that wants host and port apart).
 DB_URL_PARTS = ("url", "host", "port", "name", "user", "password", "path", "jdbc")
-
-
-def db_url_part(url: str, part: str) -> str:
-    """One piece of a database URL: ``""`` → the URL as given; ``url`` → without the
-    ``+driver`` suffix (``postgresql://…``, as libpq, Go and Node drivers read it); ``host``,
-    ``port``, ``name``, ``user``, ``password``; ``path`` → a SQLite file; ``jdbc`` →
-    ``jdbc:postgresql://host:port/name`` (user and password go apart)."""
-    import sqlalchemy as sa
-
-    if not part:
-        return url
-    u = sa.engine.make_url(url)
-    backend = u.get_backend_name()
-    if part == "url":
-        return u.set(drivername=backend).render_as_string(hide_password=False)
-    if part == "jdbc":
-        if backend == "sqlite":
-            return f"jdbc:sqlite:{u.database or ''}"
-        host = f"{u.host or '127.0.0.1'}" + (f":{u.port}" if u.port else "")
-        return f"jdbc:{backend}://{host}/{u.database or ''}"
-    value = {"host": u.host, "port": u.port, "name": u.database, "user": u.username,
-             "password": u.password, "path": u.database if backend == "sqlite" else None}[part]
-    return "" if value is None else str(value)
 
 
 @dataclass
@@ -218,7 +196,7 @@ class RunContext:
         the staging binding's; its runtime is prepared first, so building a venv never eats
         into ``startup_timeout``.
         """
-        from plantstage.commands import free_port
+        from plantstage.rehearsal.processes import free_port
 
         comp = self.app_component()
         b = self.binding("staging", comp)
