@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -166,6 +167,82 @@ class Migrations(_Model):
         "its output so far is kept in logs/migrations.log.")
 
 
+class ReleaseStep(_Model):
+    """One ordered release step: a command run in the release's folder (like a migration), or
+    a SQL file run on the staging database. Each is timed, logged to its own file under
+    ``logs/`` and shown in the report with its log's tail and its exception line."""
+
+    name: Name | None = Field(
+        None, description="Its name in logs and the report; default: the SQL file's stem, else "
+        "PHASE-N (e.g. before-1).")
+    command: list[str] | None = Field(
+        None, description="A command, run in the release's folder with the app's staging "
+        "environment ({python}, {artifact} … substituted).")
+    sql: str | None = Field(
+        None, description="A SQL file run statement by statement on the staging database "
+        "(autocommit): relative to the spec, or {artifact}/… for a file in the release.")
+    timeout: float = Field(3600.0, gt=0, description="Seconds it may take; on a timeout it is "
+                           "stopped, its output so far kept in its log, and it fails.")
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ReleaseStep:
+        if (self.command is None) == (self.sql is None):
+            raise ValueError("give exactly one of 'command' or 'sql'")
+        if self.command is not None and not self.command:
+            raise ValueError("'command' is empty")
+        return self
+
+
+def _name_steps(phases: dict[str, list[ReleaseStep] | None]) -> None:
+    seen: set[str] = set()
+    for phase, steps in phases.items():
+        for i, st in enumerate(steps or []):
+            if st.name is None:
+                stem = Path(st.sql).stem if st.sql else ""
+                st.name = stem if re.match(_NAME, stem) else f"{phase}-{i + 1}"
+            if st.name in seen:
+                raise ValueError(f"{phase}[{i}].name: '{st.name}' is used twice; name the "
+                                 "steps apart")
+            seen.add(st.name)
+
+
+class UpgradeSteps(_Model):
+    """A release's ordered upgrade: ``before`` steps, the ``upgrade`` itself (default:
+    ``migrations.upgrade`` as one step named ``migrations``), then ``after`` steps. A failing
+    step stops the upgrade and the rehearsal is NO-GO with its exception line as the reason."""
+
+    before: list[ReleaseStep] = Field(default_factory=list,
+                                      description="Steps before the upgrade (vendor SQL …).")
+    upgrade: list[ReleaseStep] | None = Field(
+        None, description="The upgrade; instead of migrations.upgrade (give one of them).")
+    after: list[ReleaseStep] = Field(default_factory=list,
+                                     description="Steps after the upgrade.")
+
+    @model_validator(mode="after")
+    def _names(self) -> UpgradeSteps:
+        _name_steps({"before": self.before, "upgrade": self.upgrade, "after": self.after})
+        return self
+
+
+class RollbackSteps(_Model):
+    """The rollback drill's ordered steps: ``before``, the ``downgrade`` (default:
+    ``migrations.downgrade``; with none, or ``reversible: false``, the backup is restored in
+    its place), then ``after``."""
+
+    before: list[ReleaseStep] = Field(default_factory=list,
+                                      description="Steps before the downgrade or restore.")
+    downgrade: list[ReleaseStep] | None = Field(
+        None, description="The downgrade; instead of migrations.downgrade (give one of them).")
+    after: list[ReleaseStep] = Field(default_factory=list,
+                                     description="Steps after the downgrade or restore.")
+
+    @model_validator(mode="after")
+    def _names(self) -> RollbackSteps:
+        _name_steps({"before": self.before, "downgrade": self.downgrade, "after": self.after})
+        return self
+
+
 class ReleaseRuntime(_Model):
     """The environment a release runs in. ``requirements``: a venv built once (with
     ``python``, else plantstage's interpreter, and pip), cached by the artifact's and the file's
@@ -202,6 +279,13 @@ class Release(_Model):
     version: str
     artifact: Artifact
     migrations: Migrations = Field(default_factory=Migrations)
+    steps: UpgradeSteps = Field(
+        default_factory=UpgradeSteps, description="Ordered upgrade steps: before, upgrade, "
+        "after (docs/release-steps.md); migrations.upgrade is the shorthand for one upgrade "
+        "command.")
+    rollback: RollbackSteps = Field(
+        default_factory=RollbackSteps, description="Ordered rollback steps: before, "
+        "downgrade, after; migrations.downgrade is the shorthand for one downgrade command.")
     strategy: Strategy = Strategy.blue_green
     runtime: ReleaseRuntime | None = Field(
         None, description="Its own environment: requirements (cached venv), python, or "
@@ -210,14 +294,76 @@ class Release(_Model):
     risk: Risk = Field(Risk.normal, description="low, normal or high; signoff conditions "
                        "can require roles for high-risk releases (release.risk).")
 
+    @model_validator(mode="after")
+    def _steps_once(self) -> Release:
+        if self.steps.upgrade is not None and self.migrations.upgrade is not None:
+            raise ValueError("give the upgrade once: steps.upgrade or migrations.upgrade")
+        if self.rollback.downgrade is not None and self.migrations.downgrade is not None:
+            raise ValueError("give the downgrade once: rollback.downgrade or "
+                             "migrations.downgrade")
+        return self
+
+    def release_steps(self, group: Literal["upgrade", "rollback"]) -> dict[str, list[ReleaseStep]]:
+        """The ordered steps of the upgrade (before, upgrade, after) or of the rollback
+        (before, downgrade, after), the ``migrations`` shorthand included."""
+        mig = self.migrations
+        if group == "upgrade":
+            main = self.steps.upgrade
+            if main is None and mig.upgrade:
+                main = [ReleaseStep(name="migrations", command=mig.upgrade, timeout=mig.timeout)]
+            return {"before": self.steps.before, "upgrade": main or [], "after": self.steps.after}
+        main = self.rollback.downgrade
+        if main is None and mig.downgrade:
+            main = [ReleaseStep(name="migrations", command=mig.downgrade, timeout=mig.timeout)]
+        return {"before": self.rollback.before, "downgrade": main or [],
+                "after": self.rollback.after}
+
+
+class ReconcileWhen(StrEnum):
+    after_migrate = "after-migrate"
+    after_load = "after-load"
+    after_recovery = "after-recovery"
+
 
 class ReconcileCheck(_Model):
-    """A SQL query on staging that must return no rows; each row is one mismatch."""
+    """A SQL query on staging that must return no rows; each row is one mismatch. With
+    ``compare: before-after`` the query instead returns the data that must not change: it is
+    run on the database as it was before the release (at the backup) and again at each
+    ``when``, and each row added, removed or changed (by ``key``) is one mismatch."""
 
     name: Name
     database: Name = Field(description="The database component to query.")
     sql: str
     description: str = ""
+    compare: Literal["before-after"] | None = Field(
+        None, description="before-after: compare the query's rows before the release with "
+        "its rows after (docs/release-steps.md).")
+    key: list[str] = Field(
+        default_factory=list, description="before-after: the columns that identify a row, so "
+        "a row whose other columns differ is 'changed'; without a key, whole rows are compared "
+        "(added / removed).")
+    tolerance: float = Field(0.0, ge=0, description="before-after: numeric values that "
+                             "differ by at most this much are equal.")
+    when: list[ReconcileWhen] | None = Field(
+        None, description="Where it runs: after-migrate, after-load (the candidate load), "
+        "after-recovery (the rollback drill). Default: after-migrate for before-after, "
+        "after-recovery otherwise.")
+
+    @model_validator(mode="after")
+    def _compare_fields(self) -> ReconcileCheck:
+        if self.compare is None and (self.key or self.tolerance):
+            raise ValueError("'key' and 'tolerance' need 'compare: before-after'")
+        if self.when is not None and not self.when:
+            raise ValueError("'when' is empty: leave it out, or name where the check runs")
+        return self
+
+    @property
+    def points(self) -> list[str]:
+        """Where the check runs (``when``, or its default)."""
+        if self.when:
+            return [str(w) for w in self.when]
+        return ["after-migrate" if self.compare else "after-recovery"]
+
 
 
 class EvidenceSettings(_Model):

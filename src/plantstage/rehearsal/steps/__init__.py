@@ -52,7 +52,7 @@ def default_plan() -> list[Step]:
     from plantstage.rehearsal.steps.migrate import Migrate
     from plantstage.rehearsal.steps.parity import Parity
     from plantstage.rehearsal.steps.provision import Provision
-    from plantstage.rehearsal.steps.reconcile import Reconcile
+    from plantstage.rehearsal.steps.reconcile import Reconcile, ReconcileAfterLoad
     from plantstage.rehearsal.steps.rollback import RollbackDrill
     from plantstage.rehearsal.steps.smoke import Smoke
     from plantstage.rehearsal.steps.switch import Switch
@@ -62,4 +62,5 @@ def default_plan() -> list[Step]:
     # Twins start before provision: the app's environment names where they listen.
     return [Parity(), VerifyArtifacts(), StartTwins(), Provision(), TwinsReady(),
             BaselineLoad(), Backup(), Migrate(), Deploy(), PairedLoad(), Switch(), Smoke(),
-            CandidateLoad(), Effects(), RollbackDrill(), Reconcile(), TwinsCheck(), Gates()]
+            CandidateLoad(), ReconcileAfterLoad(), Effects(), RollbackDrill(), Reconcile(),
+            TwinsCheck(), Gates()]

@@ -1,11 +1,27 @@
+"""The release's ordered steps (before, upgrade, after — and the rollback's before, downgrade,
+after): commands run in the release's folder, or SQL files run on staging. Each is timed,
+logged to its own file under ``logs/``, and listed in the report's "Release steps" section
+with its log's tail and its exception line."""
+
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from plantstage.artifacts import confine
+from plantstage.errors import ArtifactError
 from plantstage.rehearsal.processes import run_command
 from plantstage.rehearsal.steps import Step, StepFailed
+from plantstage.spec.models import Release, ReleaseStep
+
+TAIL_LINES = 30
 
 
 def run_migration(ctx, release, command: list[str], what: str) -> str:
-    """Run a release's migration command in its artifact, against the staging database."""
+    """Run a release's migration command in its artifact, against the staging database
+    (the current release's schema at provisioning; logged to logs/migrations.log)."""
     art = str(ctx.artifact_dir(release))
     b = ctx.binding("staging", ctx.app_component())
     extra = {"artifact": art, "port": "0"}
@@ -22,15 +38,128 @@ def run_migration(ctx, release, command: list[str], what: str) -> str:
     return reason
 
 
+def _tail(path: Path, lines: int = TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+def _sql_path(ctx, release: Release, raw: str, where: str) -> Path:
+    """The SQL file a step names: relative to the spec, or {artifact}/… inside the release."""
+    allow = list(ctx.spec.paths.allow_outside)
+    try:
+        if raw.startswith("{artifact}"):
+            rest = raw[len("{artifact}"):].lstrip("/\\")
+            confine(ctx.spec_dir, raw, allow_outside=allow, where=where, what="sql")
+            path = (ctx.artifact_dir(release) / rest).resolve()
+            if ctx.artifact_dir(release) not in path.parents:
+                raise ArtifactError(f"sql '{raw}' is outside the release's folder", where=where,
+                                    hint="name a file inside {artifact}")
+        else:
+            path = confine(ctx.spec_dir, ctx.expand(raw, release=release), allow_outside=allow,
+                           where=where, what="sql")
+    except ArtifactError as exc:
+        raise StepFailed(exc.one_line()) from None
+    if not path.is_file():
+        raise StepFailed(f"{where}: sql file '{raw}' not found ({path})")
+    return path
+
+
+def run_release_step(ctx, release: Release, step: ReleaseStep, group: str, phase: str,
+                     index: int) -> dict[str, Any]:
+    """Run one release step; its record (status passed or failed, seconds, log, tail, reason)."""
+    name = step.name or f"{phase}-{index + 1}"
+    where = f"releases.{release.name}.{'steps' if group == 'upgrade' else 'rollback'}." \
+            f"{phase}[{index}]"
+    log = ctx.run_dir / "logs" / f"{group}-{phase}-{name}.log"
+    art = ctx.artifact_dir(release)
+    b = ctx.binding("staging", ctx.app_component())
+    extra = {"artifact": str(art), "port": "0"}
+    env = {k: ctx.expand(v, release=release, **extra) for k, v in b.env.items()}
+    if step.sql is not None:
+        path = _sql_path(ctx, release, step.sql, where)
+        if ctx.staging_db is None:
+            raise StepFailed(f"{where}: no staging database to run {step.sql} on")
+        env["PLANTSTAGE_SQL_URL"] = ctx.staging_db.app_url()
+        cmd = [sys.executable, "-m", "plantstage.rehearsal.steps.sql_file", str(path)]
+        kind, target = "sql", step.sql
+    else:
+        cmd = [ctx.expand(a, release=release, **extra) for a in step.command or []]
+        kind, target = "command", " ".join(step.command or [])
+    t0 = time.perf_counter()
+    code, reason = run_command(cmd, cwd=art, env=env, log_path=log, timeout=step.timeout)
+    seconds = time.perf_counter() - t0
+    rec: dict[str, Any] = {
+        "release": release.name, "group": group, "phase": phase, "name": name, "kind": kind,
+        "target": target, "status": "passed" if code == 0 else "failed",
+        "seconds": round(seconds, 2), "timeout": step.timeout, "exit": code,
+        "timed_out": code == 124, "log": f"logs/{log.name}", "reason": reason if code else "",
+        "output": "" if code else reason,
+        "tail": _tail(log)}
+    ctx.signal(f"steps.{group}.{phase}.{name}.seconds", seconds)
+    return rec
+
+
+def _record(ctx, rec: dict[str, Any]) -> None:
+    ctx.sections.setdefault("release_steps", {"steps": []})["steps"].append(rec)
+
+
+def run_release_steps(ctx, release: Release, group: str,
+                      phases: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """Run the release's ``group`` ("upgrade" or "rollback") steps, phase by phase, in order
+    (only ``phases`` when given). The first failing step stops them: StepFailed, with its
+    exception line as the reason."""
+    records: list[dict[str, Any]] = []
+    for phase, steps in release.release_steps(group).items():  # type: ignore[arg-type]
+        if phases is not None and phase not in phases:
+            continue
+        for i, st in enumerate(steps):
+            rec = run_release_step(ctx, release, st, group, phase, i)
+            records.append(rec)
+            _record(ctx, rec)
+            if rec["status"] == "failed":
+                how = "failed" if rec["timed_out"] else f"failed (exit {rec['exit']})"
+                label = f"{phase} step '{rec['name']}'" if rec["name"] != "migrations" \
+                    else f"{phase} migration"
+                raise StepFailed(f"{group} of {release.name}: {label} {how}: {rec['reason']} "
+                                 f"(log: {rec['log']})", {"steps": records})
+    return records
+
+
 class Migrate(Step):
-    """Apply the release's schema migration, as production will get it."""
+    """Run the release's upgrade as production will get it: its ``before`` steps, the schema
+    migration, its ``after`` steps. Before/after reconcile checks snapshot the data first and
+    compare it once the upgrade is done (``when: after-migrate``)."""
 
     name = "migrate"
     title = "Migrate the schema"
 
     def run(self, ctx):
-        up = ctx.release.migrations.upgrade
-        if not up:
-            return {"skipped": "the release declares no migration"}
-        out = run_migration(ctx, ctx.release, up, "upgrade")
-        return {"command": " ".join(up), "output": out}
+        from plantstage.rehearsal.steps.reconcile import run_point, snapshot_before
+
+        rel = ctx.release
+        plan = rel.release_steps("upgrade")
+        before = snapshot_before(ctx)
+        if not any(plan.values()):
+            out: dict[str, Any] = {"skipped": "the release declares no migration or steps"}
+        else:
+            t0 = time.perf_counter()
+            records = run_release_steps(ctx, rel, "upgrade")
+            seconds = time.perf_counter() - t0
+            ctx.signal("steps.upgrade.seconds", seconds)
+            out = {"seconds": round(seconds, 2),
+                   "steps": [{k: r[k] for k in ("phase", "name", "kind", "target", "status",
+                                                "seconds", "log")} for r in records]}
+            if rel.steps.upgrade is None and rel.migrations.upgrade:
+                out["command"] = " ".join(rel.migrations.upgrade)
+            main = [r for r in records if r["phase"] == "upgrade"]
+            if main:
+                out["output"] = main[-1]["output"]  # its last meaningful line
+        if before:
+            out["before_after"] = before
+        found = run_point(ctx, "after-migrate")
+        if found:
+            out["reconcile"] = found
+        return out

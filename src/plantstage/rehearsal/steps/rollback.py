@@ -5,7 +5,7 @@ from typing import Any
 
 from plantstage import engines
 from plantstage.rehearsal.steps import Step, StepFailed
-from plantstage.rehearsal.steps.migrate import run_migration
+from plantstage.rehearsal.steps.migrate import run_release_steps
 from plantstage.rehearsal.steps.provision import start_version
 
 Snapshot = dict[str, dict[str, Any]]
@@ -96,9 +96,9 @@ class RollbackDrill(Step):
     def run(self, ctx):
         if ctx.staging_db is None or ctx.backup_snapshot is None:
             return {"skipped": "nothing was changed yet"}
-        mig = ctx.release.migrations
-        if mig.reversible and mig.downgrade:
-            return self._downgrade(ctx, mig.downgrade)
+        steps = ctx.release.release_steps("rollback")  # before, downgrade, after
+        if ctx.release.migrations.reversible and steps["downgrade"]:
+            return self._downgrade(ctx, steps)
         return self._restore(ctx)
 
     def _snapshot(self, ctx):
@@ -135,7 +135,7 @@ class RollbackDrill(Step):
         if ctx.green is not None:
             ctx.green.stop()
         before = self._snapshot(ctx)
-        run_migration(ctx, ctx.release, command, "downgrade")
+        run_release_steps(ctx, ctx.release, "rollback")
         after = self._snapshot(ctx)
         ctx.blue.wait_healthy(10)
         seconds = time.perf_counter() - t0
@@ -151,7 +151,9 @@ class RollbackDrill(Step):
             if p is not None:
                 p.stop()
         before = self._snapshot(ctx)
+        run_release_steps(ctx, ctx.release, "rollback", ("before",))
         ctx.staging_db.restore(ctx.backup_path)
+        run_release_steps(ctx, ctx.release, "rollback", ("after",))
         ctx.blue = start_version(ctx, ctx.current, "blue")
         ctx.router.switch(ctx.blue.port)
         seconds = time.perf_counter() - t0
