@@ -1,0 +1,154 @@
+"""Tenant isolation probes against a tiny real HTTP app (stdlib server on a free port)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from pydantic import ValidationError
+
+from plantstage.rehearsal.steps.isolation import (
+    Ownership,
+    is_empty,
+    run_probes,
+    scan,
+    walk,
+)
+from plantstage.spec.isolation import IsolationRequest, IsolationSpec, Marker
+
+ORDERS = {"north": [{"number": "N-001", "tenant_id": 1}, {"number": "N-002", "tenant_id": 1}],
+          "south": [{"number": "S-001", "tenant_id": 2}]}
+
+
+def _app(leaky_list: bool, leaky_object: bool):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _send(self, status: int, body) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):  # noqa: N802
+            parts = [unquote(p) for p in urlsplit(self.path).path.strip("/").split("/")]
+            if len(parts) >= 2 and parts[0] in ORDERS and parts[1] == "orders":
+                tenant = parts[0]
+                if len(parts) == 2:
+                    rows = [o for t in ORDERS.values() for o in t] if leaky_list \
+                        else ORDERS[tenant]
+                    return self._send(200, {"items": rows})
+                for owner, rows in ORDERS.items():
+                    for o in rows:
+                        if o["number"] == parts[2] and (owner == tenant or leaky_object):
+                            return self._send(200, o)
+                return self._send(404, {"detail": "not found"})
+            return self._send(404, {"detail": "no route"})
+
+    return Handler
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(leaky_list=False, leaky_object=False) -> str:
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), _app(leaky_list, leaky_object))
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+        return f"http://127.0.0.1:{srv.server_address[1]}"
+
+    yield start
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+def _spec() -> IsolationSpec:
+    return IsolationSpec.model_validate({
+        "markers": [{"sql": "SELECT 1"}],
+        "requests": [{"name": "orders", "path": "/{tenant}/orders",
+                      "object_path": "/{tenant}/orders/{id}", "object_ids": "SELECT 1"}]})
+
+
+def _own() -> Ownership:
+    own = Ownership(codes={"north", "south"}, keys={"1": "north", "2": "south"},
+                    tenant_fields={"tenant_id"})
+    for tenant, rows in ORDERS.items():
+        for o in rows:
+            own.add(tenant, o["number"], numbers=False, min_length=3)
+    return own
+
+
+IDS = {"orders": {"north": ["N-001", "N-002"], "south": ["S-001"]}}
+
+
+def test_a_clean_app_passes(serve):
+    out = run_probes(serve(), _spec(), ["north", "south"], _own(), IDS)
+    assert (out["leaks"], out["object_leaks"], out["unchecked"]) == (0, 0, 0)
+    assert out["requests"] == 2 and out["objects"] == 3  # north asks 1 of south's, south 2
+    assert all(c["http"] == 200 for c in out["controls"])  # each tenant reads its own
+
+
+def test_a_list_without_tenant_filter_leaks_with_field_and_example(serve):
+    out = run_probes(serve(leaky_list=True), _spec(), ["north", "south"], _own(), IDS)
+    assert out["leaks"] == 2 and out["object_leaks"] == 0
+    first = out["leaking"][0]
+    assert first["tenant"] == "north" and first["tenants"] == ["south"]
+    assert first["example"]["field"] == "$.items[2].number"
+    assert first["example"]["value"] == "S-001"
+    assert "GET /north/orders as north" in first["detail"]
+
+
+def test_an_object_lookup_without_tenant_check_is_an_object_leak(serve):
+    out = run_probes(serve(leaky_object=True), _spec(), ["north"], _own(), IDS)
+    assert out["leaks"] == 0 and out["object_leaks"] == 1
+    leak = out["object_leaking"][0]
+    assert (leak["tenant"], leak["owner"], leak["id"], leak["http"]) == \
+        ("north", "south", "S-001", 200)
+
+
+def test_no_answer_is_unchecked_never_clean(serve):
+    spec = IsolationSpec.model_validate({"requests": [{"path": "/{tenant}/nothing"}]})
+    out = run_probes(serve(), spec, ["north"], _own(), {})
+    assert out["unchecked"] == 1 and out["checked"] == 0 and out["leaks"] == 0
+
+
+def test_scan_tenant_fields_codes_and_markers():
+    own = _own()
+    doc = {"a": [{"tenant_id": 2}, {"note": "south"}, {"ref": "N-001"}, {"qty": 2}]}
+    found = scan(doc, "north", own)
+    assert [(f["field"], f["why"]) for f in found] == [
+        ("$.a[0].tenant_id", "tenant field 'tenant_id'"), ("$.a[1].note", "a tenant code")]
+    assert scan(doc, "south", own)[0]["field"] == "$.a[2].ref"  # north's marker
+    assert list(walk({"t": ["x"]})) == [("$.t[0]", "t", "x")]
+
+
+@pytest.mark.parametrize("text,empty", [("", True), ("[]", True), ("{}", True),
+                                        ("null", True), ('{"a": 1}', False), ("x", False)])
+def test_empty_answers(text, empty):
+    assert is_empty(text) is empty
+
+
+def test_spec_shape_errors():
+    with pytest.raises(ValidationError, match="must name the tenant"):
+        IsolationRequest.model_validate({"path": "/orders"})
+    with pytest.raises(ValidationError, match="together"):
+        IsolationRequest.model_validate({"path": "/{tenant}/o", "object_path": "/{tenant}/{id}"})
+    with pytest.raises(ValidationError, match=r"\{id\}"):
+        IsolationRequest.model_validate({"path": "/{tenant}/o", "object_path": "/{tenant}/x",
+                                         "object_ids": "SELECT 1"})
+    with pytest.raises(ValidationError, match="unknown placeholder"):
+        IsolationRequest.model_validate({"path": "/{tenant}/{oops}"})
+    with pytest.raises(ValidationError, match="'sql', or 'table'"):
+        Marker.model_validate({"column": "x"})
+    assert Marker.model_validate({"table": "orders", "column": "number"}).query() == \
+        "SELECT tenant_id, number FROM orders"
+    with pytest.raises(ValidationError):
+        Marker.model_validate({"table": "orders; DROP TABLE x", "column": "number"})
