@@ -42,7 +42,8 @@ FLOW_STATS = {
     "throughput": "time series: iterations per second",
     "errors_per_s": "time series: errors per second",
 }
-OPEN_PREFIXES = ("rollback.", "backup.", "parity.", "refresh.", "steps.", "cost.", "effects.")
+OPEN_PREFIXES = ("rollback.", "backup.", "parity.", "refresh.", "steps.", "cost.", "effects.",
+                 "isolation.")
 #: CEL's standard global functions and macros (calls the parser sees as ident_arg).
 _CEL_BUILTINS = {"size", "int", "uint", "double", "string", "bytes", "bool", "type", "dyn",
                  "duration", "timestamp", "matches", "has"}
@@ -132,6 +133,10 @@ def signal_catalogue(loaded) -> list[tuple[str, str]]:
     for e in getattr(spec, "effects", None) or []:
         out.append((f"effects.{e.name}.{{seen,lost,duplicated,unseen}}",
                     e.description or f"ids the {e.twin} twin saw, against staging"))
+    if getattr(spec, "isolation", None) is not None:
+        out.append(("isolation.{leaks,leaked_values,object_leaks,requests,unchecked}",
+                    "tenant isolation probes: answers holding another tenant's data, foreign "
+                    "objects served (docs/isolation.md)"))
     for name, b in sorted(spec.environments["staging"].bindings.items()):
         if b.twin is not None:
             out.append((f"twins.{name}.<counter>", f"the {b.twin.kind} twin's counters and "

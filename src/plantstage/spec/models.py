@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from plantstage.spec.effects import Effect, check_effects
 from plantstage.spec.gates import Gate, Risk, Scoring, SignoffRole
+from plantstage.spec.isolation import IsolationSpec, Ring, check_rings
 from plantstage.spec.masking import RefreshSpec
 from plantstage.spec.parity import ParitySpec
 from plantstage.spec.smoke import HealthProbe, SmokeCheck
@@ -432,6 +433,20 @@ class Spec(_Model):
                 raise ValueError(f"smoke[{i}].database: '{c.database}' is not a database")
             if c.tenant is not None and c.tenant not in tenants:
                 raise ValueError(f"smoke[{i}].tenant: '{c.tenant}' is not an estate tenant")
+        return self
+
+    isolation: IsolationSpec | None = Field(
+        None, description="Tenant isolation probes on the new version: tenant-scoped "
+        "requests, the values each tenant owns, direct object references "
+        "(docs/isolation.md).")
+    rings: list[Ring] = Field(
+        default_factory=list, description="Release rings in order (internal → pilot → "
+        "general): `rehearse --ring NAME` rehearses one ring's tenants once the previous "
+        "ring has a verified GO for the same artifact (docs/rings.md).")
+
+    @model_validator(mode="after")
+    def _ring_references(self) -> Spec:
+        check_rings(self)
         return self
 
     @model_validator(mode="after")

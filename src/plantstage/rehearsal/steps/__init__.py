@@ -48,6 +48,7 @@ def default_plan() -> list[Step]:
     from plantstage.rehearsal.steps.deploy import Deploy
     from plantstage.rehearsal.steps.effects import Effects
     from plantstage.rehearsal.steps.gates import Gates
+    from plantstage.rehearsal.steps.isolation import Isolation
     from plantstage.rehearsal.steps.load import BaselineLoad, CandidateLoad, PairedLoad
     from plantstage.rehearsal.steps.migrate import Migrate
     from plantstage.rehearsal.steps.parity import Parity
@@ -62,5 +63,5 @@ def default_plan() -> list[Step]:
     # Twins start before provision: the app's environment names where they listen.
     return [Parity(), VerifyArtifacts(), StartTwins(), Provision(), TwinsReady(),
             BaselineLoad(), Backup(), Migrate(), Deploy(), PairedLoad(), Switch(), Smoke(),
-            CandidateLoad(), ReconcileAfterLoad(), Effects(), RollbackDrill(), Reconcile(),
-            TwinsCheck(), Gates()]
+            Isolation(), CandidateLoad(), ReconcileAfterLoad(), Effects(), RollbackDrill(),
+            Reconcile(), TwinsCheck(), Gates()]
