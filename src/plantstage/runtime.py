@@ -5,7 +5,9 @@ A release may declare ``runtime:`` in the spec:
 - ``{requirements: FILE}`` — a virtual environment built once with the machine's Python
   (``python:`` if given, else the interpreter running plantstage) and pip, cached by the
   artifact's digest and the requirements file's digest under ``.plantstage/runtimes/`` next to
-  the spec (or ``$PLANTSTAGE_CACHE/runtimes/``). ``{python}`` then means that venv's
+  the spec (or ``$PLANTSTAGE_CACHE/runtimes/``); a requirements file that names only index
+  packages (no ``-e .``, ``-r``, path or ``file:``) is keyed without the artifact, so releases
+  with the same requirements share one venv. ``{python}`` then means that venv's
   interpreter. Concurrent builds of the same runtime are serialised by a file lock, and a
   build is marked finished only when pip succeeded, so a half build is never used.
 - ``{python: PATH}`` — that interpreter is ``{python}``.
@@ -109,6 +111,33 @@ def runtime_key(artifact_digest: str, requirements_digest: str, base_python: str
     return h.hexdigest()[:24]
 
 
+#: Options of a requirements file that name no local file (anything else may point into the
+#: release: -e ., -r other.txt, -c …, --find-links ./wheels, a path or a file: URL).
+_REMOTE_ONLY_OPTIONS = ("--index-url", "-i", "--extra-index-url", "--hash", "--trusted-host",
+                        "--pre", "--only-binary", "--no-binary", "--prefer-binary")
+
+
+def _self_contained(req: Path) -> bool:
+    """True when the requirements file names only packages from an index, no local path."""
+    try:
+        text = req.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    for raw in text.splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("-"):
+            if line.split("=", 1)[0].split()[0] not in _REMOTE_ONLY_OPTIONS:
+                return False
+            continue
+        if line.startswith((".", "/", "~")) or "file:" in line or "\\" in line:
+            return False
+        if "/" in line and "://" not in line:  # vendor/pkg.whl: a path into the release
+            return False
+    return True
+
+
 def _venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
@@ -135,7 +164,12 @@ def resolve(
         raise RuntimeBuildError(f"requirements file {req} does not exist",
                                 where=f"{where}.requirements",
                                 hint="paths are relative to the spec; {artifact} is the release")
-    digest = artifact_digest or artifacts.digest(artifact)
+    if _self_contained(req):
+        # Nothing in the file points into the release: releases with the same requirements
+        # share one venv (an example with six releases builds it once, not six times).
+        digest = "requirements-only"
+    else:
+        digest = artifact_digest or artifacts.digest(artifact)
     key = runtime_key(digest, _sha256_file(req), python, rt.pip_args)
     return _build(cache_root(spec_dir), key, python, req, rt, where=where, echo=echo)
 

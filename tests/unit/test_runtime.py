@@ -78,7 +78,9 @@ def test_failed_build_names_pips_log_and_is_never_reused(tmp_path):
 
 
 def test_concurrent_builds_of_one_runtime_build_once(tmp_path):
-    (tmp_path / "req.txt").write_text("# nothing to install\n")
+    # "-r base.txt" points into the release, so the artifact's digest is part of the key.
+    (tmp_path / "base.txt").write_text("# nothing to install\n")
+    (tmp_path / "req.txt").write_text("-r base.txt\n")
     rel = release(tmp_path, {"requirements": "req.txt"})
     out: list = []
     threads = [threading.Thread(target=lambda: out.append(
@@ -92,6 +94,12 @@ def test_concurrent_builds_of_one_runtime_build_once(tmp_path):
     # Another artifact digest is another runtime.
     other = resolve(tmp_path, rel, where="r", artifact_digest="b" * 64)
     assert other.venv != out[0].venv and not other.cached
+    # Requirements that name only index packages are shared whatever the artifact.
+    (tmp_path / "shared.txt").write_text("# nothing to install\n")
+    shared = release(tmp_path, {"requirements": "shared.txt"})
+    one = resolve(tmp_path, shared, where="r", artifact_digest="c" * 64)
+    two = resolve(tmp_path, shared, where="r", artifact_digest="d" * 64)
+    assert one.venv == two.venv and not one.cached and two.cached
 
 
 @pytest.mark.skipif(not _pypi_reachable(), reason="PyPI is not reachable")
@@ -186,3 +194,22 @@ def test_python_for_a_release(tmp_path):
     loaded = SimpleNamespace(spec=SimpleNamespace(releases=[plain, own]), base_dir=tmp_path,
                              path=tmp_path / "plantstage.yaml", where=lambda *p: "spec:3")
     assert python_for(loaded, plain) == sys.executable == python_for(loaded, own)
+
+
+def test_requirements_naming_only_index_packages_are_shared_between_releases(tmp_path):
+    from plantstage.runtime import _self_contained
+
+    cases = {
+        "flask>=3\npaho-mqtt==2.1  # broker client\n--index-url https://pypi.example/s\n": True,
+        "six @ https://files.example/six-1.16.0-py2.py3-none-any.whl\n": True,
+        "-e .\n": False,
+        "-r base.txt\nflask\n": False,
+        "./vendor/pkg.whl\n": False,
+        "vendor/pkg-1.0.tar.gz\n": False,
+        "pkg @ file:///srv/pkg\n": False,
+        "--find-links wheels\nflask\n": False,
+    }
+    for i, (text, shared) in enumerate(cases.items()):
+        req = tmp_path / f"r{i}.txt"
+        req.write_text(text)
+        assert _self_contained(req) is shared, text
