@@ -43,7 +43,7 @@ FLOW_STATS = {
     "errors_per_s": "time series: errors per second",
 }
 OPEN_PREFIXES = ("rollback.", "backup.", "parity.", "refresh.", "steps.", "cost.", "effects.",
-                 "isolation.")
+                 "isolation.", "rbac.", "secrets.", "audit.")
 #: CEL's standard global functions and macros (calls the parser sees as ident_arg).
 _CEL_BUILTINS = {"size", "int", "uint", "double", "string", "bytes", "bool", "type", "dyn",
                  "duration", "timestamp", "matches", "has"}
@@ -146,6 +146,14 @@ def signal_catalogue(loaded) -> list[tuple[str, str]]:
             ("workload.paired.{blocks,block_s}, workload.paired.{old,new}.blocks",
              "the paired phase's blocks"),
             ("twins.<component>.<phase>.<counter>", "a twin's counters during a phase")]
+    if getattr(spec, "rbac", None) is not None:
+        out.append(("rbac.{violations,gained,lost,unenforced,probes}", "RBAC probes and the "
+                    "permission diff"))
+    if getattr(spec, "secrets", None) is not None:
+        out.append(("secrets.found", "secrets found in configs, logs or evidence"))
+    if getattr(spec, "audit", None) is not None:
+        out.append(("audit.{entries,expected,missing}", "the audit trail against the "
+                    "privileged actions"))
     out += [("twins.{faults,failures}", "faults injected, twins that failed"),
             ("rollback.*, backup.*, parity.*, refresh.*, steps.*", "the rehearsal's steps")]
     phases = "{baseline,paired.old,paired.new,candidate}"

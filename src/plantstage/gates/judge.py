@@ -53,6 +53,9 @@ def effective_gates(spec) -> list[Gate]:
     from plantstage.spec.isolation import isolation_gates
 
     gates += isolation_gates(spec, covered)  # tenant-isolation: no leak, no foreign object
+    from plantstage.spec.rbac import security_gates
+
+    gates += security_gates(spec, covered)  # rbac, secrets, audit: built-in key gates
     return gates
 
 

@@ -19,6 +19,7 @@ from plantstage.spec.gates import Gate, Risk, Scoring, SignoffRole
 from plantstage.spec.isolation import IsolationSpec, Ring, check_rings
 from plantstage.spec.masking import RefreshSpec
 from plantstage.spec.parity import ParitySpec
+from plantstage.spec.rbac import Audit, Rbac, SecretsScan
 from plantstage.spec.smoke import HealthProbe, SmokeCheck
 from plantstage.spec.twins import TwinSpec
 from plantstage.spec.workload import Workload
@@ -418,6 +419,15 @@ class Spec(_Model):
         default_factory=list, description="Exactly-once effects across systems: what a twin "
         "saw acknowledged, sent or received, reconciled with a query on staging (lost and "
         "duplicated ids; docs/effects.md).")
+    rbac: Rbac | None = Field(
+        None, description="RBAC probes on the new version and the permission diff "
+        "(docs/security.md).")
+    secrets: SecretsScan | None = Field(
+        None, description="Scan staging configs, app logs and evidence text for secrets "
+        "(docs/security.md); a hit is NO-GO.")
+    audit: Audit | None = Field(
+        None, description="An audit trail that must hold an entry per privileged action "
+        "(docs/security.md).")
 
     @model_validator(mode="after")
     def _smoke_references(self) -> Spec:

@@ -53,8 +53,10 @@ def default_plan() -> list[Step]:
     from plantstage.rehearsal.steps.migrate import Migrate
     from plantstage.rehearsal.steps.parity import Parity
     from plantstage.rehearsal.steps.provision import Provision
+    from plantstage.rehearsal.steps.rbac import RbacProbes
     from plantstage.rehearsal.steps.reconcile import Reconcile, ReconcileAfterLoad
     from plantstage.rehearsal.steps.rollback import RollbackDrill
+    from plantstage.rehearsal.steps.secrets import AuditTrail, SecretsScan
     from plantstage.rehearsal.steps.smoke import Smoke
     from plantstage.rehearsal.steps.switch import Switch
     from plantstage.rehearsal.steps.twins import StartTwins, TwinsCheck, TwinsReady
@@ -63,5 +65,5 @@ def default_plan() -> list[Step]:
     # Twins start before provision: the app's environment names where they listen.
     return [Parity(), VerifyArtifacts(), StartTwins(), Provision(), TwinsReady(),
             BaselineLoad(), Backup(), Migrate(), Deploy(), PairedLoad(), Switch(), Smoke(),
-            Isolation(), CandidateLoad(), ReconcileAfterLoad(), Effects(), RollbackDrill(),
-            Reconcile(), TwinsCheck(), Gates()]
+            RbacProbes(), Isolation(), CandidateLoad(), ReconcileAfterLoad(), Effects(),
+            AuditTrail(), RollbackDrill(), Reconcile(), TwinsCheck(), SecretsScan(), Gates()]
