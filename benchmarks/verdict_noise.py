@@ -4,7 +4,7 @@ shared CI runner do.
 
     python benchmarks/verdict_noise.py [--good-runs 5] [--burners 2] [--seed 1]
                                        [--defects 1.1.0-lost-at-switch,...|all]
-                                       [--staging-db URL] [--json FILE]
+                                       [--staging-db URL] [--json FILE] [--keep DIR]
 
 Each burner is a separate process that spins one core for a random 3–10 s, then idles for a
 random 3–10 s, and again (seeded: the same seed gives the same pattern). Steady load is not the
@@ -53,9 +53,11 @@ def all_defects() -> list[str]:
     return [r["name"] for r in spec["releases"] if r["name"].startswith(GOOD + "-")]
 
 
-def rehearse(release: str, staging_db: str | None) -> dict:
+def rehearse(release: str, staging_db: str | None, keep: Path | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
+        if keep is not None:
+            out = keep / f"{time.strftime('%H%M%S')}-{release}"
         cmd = [sys.executable, "-m", "plantstage", "rehearse", str(EXAMPLE), "--release",
                release, "--out", str(out)]
         if staging_db:
@@ -74,7 +76,8 @@ def rehearse(release: str, staging_db: str | None) -> dict:
     verdict = VERDICTS.get(r.returncode, f"error (exit {r.returncode})")
     detail = (r.stderr.strip().splitlines() or [""])[-1] if r.returncode not in VERDICTS else ""
     return {"release": release, "verdict": verdict, "seconds": round(seconds, 1),
-            "gates": gates, "failed_steps": failed_steps, "detail": detail}
+            "gates": gates, "failed_steps": failed_steps, "detail": detail,
+            "run": str(out) if keep is not None else None}
 
 
 def line(i: str, res: dict) -> str:
@@ -94,9 +97,13 @@ def main() -> None:
                     help="comma-separated defective releases, or 'all' (every 1.1.0-* release)")
     ap.add_argument("--staging-db", default=None, help="e.g. postgresql://…/test")
     ap.add_argument("--json", type=Path, default=None, help="write every result here")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="keep each run's folder (evidence, logs) under this folder")
     args = ap.parse_args()
     defects = all_defects() if args.defects == "all" else \
         [d for d in args.defects.split(",") if d]
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
 
     # The production database is generated on first use; do it before the noise starts.
     subprocess.run([sys.executable, "-c", "from plantstage.spec.loader import load_spec; "
@@ -112,12 +119,12 @@ def main() -> None:
     results: list[dict] = []
     try:
         for i in range(args.good_runs):
-            res = rehearse(GOOD, args.staging_db)
+            res = rehearse(GOOD, args.staging_db, args.keep)
             res["kind"] = "good"
             results.append(res)
             print(line(f"good {GOOD} {i + 1}/{args.good_runs}", res), flush=True)
         for d in defects:
-            res = rehearse(d, args.staging_db)
+            res = rehearse(d, args.staging_db, args.keep)
             res["kind"] = "defect"
             results.append(res)
             print(line(d, res), flush=True)
