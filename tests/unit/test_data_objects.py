@@ -77,14 +77,19 @@ def _objects(url: str) -> dict[str, str]:
         eng.dispose()
 
 
-@pytest.fixture
-def pg_production(pg_database):
-    ext = _extension(pg_database)
+def make_pg_production(url: str) -> tuple[str, str]:
+    """Fill a scratch PostgreSQL database with the objects above; (url, extension)."""
+    ext = _extension(url)
     if ext is None:
         pytest.skip("neither citext nor pgcrypto is available on this server")
     code_type = "citext" if ext == "citext" else "text"
-    _exec(pg_database, f'CREATE EXTENSION "{ext}";' + PG_SCHEMA.format(code_type=code_type))
-    return pg_database, ext
+    _exec(url, f'CREATE EXTENSION "{ext}";' + PG_SCHEMA.format(code_type=code_type))
+    return url, ext
+
+
+@pytest.fixture
+def pg_production(pg_database):
+    return make_pg_production(pg_database)
 
 
 def _spec() -> RefreshSpec:

@@ -59,6 +59,11 @@ class ObjectCarrier:
         self._dump: Path | None = None
         self._created: set[str] = set()
 
+    @property
+    def made_tables(self) -> bool:
+        """True when the engine's tool made the tables (and, after the load, their keys)."""
+        return self._dump is not None
+
     def of(self, kind: str) -> list[DbObject]:
         return [o for o in self.objects if o.kind == kind]
 

@@ -164,6 +164,8 @@ def refresh_database(
                 target.after_bulk_load(dst, dst_md)
                 if carrier is not None:
                     carrier.after_load()
+                    if carrier.made_tables:  # keys and constraints came with post-data
+                        dst_md.reflect(dst, extend_existing=True)
 
             inside: dict[str, int] = {}  # merged after: the scans run side by side
 

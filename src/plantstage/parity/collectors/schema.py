@@ -1,4 +1,6 @@
-"""Schema: tables, columns (type, nullability), keys, indexes and constraints, reflected.
+"""Schema: tables, columns (type, nullability), keys, indexes and constraints, reflected;
+and the other objects the app needs: sequences, views, functions, triggers, enum types and
+extensions (read from the engine's catalogue by :mod:`plantstage.engines.objects`).
 
 Reflection is SQLAlchemy's inspector in its bulk form (``get_multi_*``: one catalogue query per
 kind of object on PostgreSQL, instead of one per table), so 500 tables stay fast.
@@ -19,9 +21,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from plantstage import engines
+from plantstage.engines.objects import ALL_KINDS, KINDS, read_objects
 from plantstage.errors import PlantstageError
 from plantstage.parity._environment import EnvView
 from plantstage.parity._model import LayerFacts
+from plantstage.parity.collectors.access import NOT_APPLICABLE
 from plantstage.spec.models import ComponentKind
 
 
@@ -234,3 +238,24 @@ def reflect(conn: sa.Connection, out: LayerFacts, component: str,
         for ck in items:
             label = ck.get("name") or _norm_sql(ck["sqltext"])[:60]
             add(f"check.{t}.{label}", _norm_sql(ck["sqltext"]), component)
+    objects(conn, out, component)
+
+
+def objects(conn: sa.Connection, out: LayerFacts, component: str) -> None:
+    """Sequences, views, functions, triggers, enum types and extensions as facts.
+
+    ``sequence.NAME``: its increment (and the column that owns it) — not its value, which
+    staging moves on its own; ``view.NAME``: the definition, normalised; ``function.NAME(ARGS)``:
+    what it returns, its language and a hash of its body; ``trigger.TABLE.NAME``: timing,
+    events, level and the function it runs (or its body's hash); ``enum.NAME``: the labels in
+    order; ``extension.NAME``: its version. A kind the engine does not have at all (SQLite's
+    sequences) is not applicable, so the other side's are a note, not drift."""
+    dialect = conn.dialect.name
+    has = KINDS.get(dialect, ())
+    missing = [k for k in ALL_KINDS if k not in has]
+    reason = (f"{dialect} has no " + ", ".join(f"{k}s" for k in missing)
+              + " — not compared") if missing else ""
+    for kind in missing:
+        out.fail(f"{kind}.", component, NOT_APPLICABLE + reason)
+    for o in read_objects(conn):
+        out.add(o.key, o.value, component)
