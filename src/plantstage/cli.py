@@ -160,6 +160,9 @@ def rehearse(
         help="Staging database server URL; the run gets its own database there.",
         callback=db_url_param)] = None,
     keep_staging: Annotated[bool, typer.Option(help="Keep the run's staging database.")] = False,
+    ring: Annotated[str | None, typer.Option(
+        help="Rehearse one release ring's tenants (spec 'rings:'); refused unless the previous "
+        "ring has a verified GO for the same artifact.", callback=name_param)] = None,
 ):
     """Rehearse a release end to end.
 
@@ -167,7 +170,7 @@ def rehearse(
     5 = INCONCLUSIVE (a key gate could not decide), 130 = interrupted.
     """
     outcome = _run_with_live(verbs.rehearse, path=path, release=release, out=out,
-                             staging_db=staging_db, keep_staging=keep_staging)
+                             staging_db=staging_db, keep_staging=keep_staging, ring=ring)
     _finish(outcome)
 
 
@@ -200,13 +203,14 @@ def _register_feature_commands() -> None:
 
     They import :mod:`plantstage.cli_support`, never this module, so there is no import circle.
     """
+    from plantstage import rings_cli
     from plantstage.data import cli as data_cli
     from plantstage.evidence import cli as evidence_cli
     from plantstage.parity import cli as parity_cli
     from plantstage.twins import cli as twins_cli
     from plantstage.workload import cli as workload_cli
 
-    for module in (data_cli, evidence_cli, parity_cli, twins_cli, workload_cli):
+    for module in (data_cli, evidence_cli, parity_cli, twins_cli, workload_cli, rings_cli):
         app.registered_commands.extend(module.app.registered_commands)
 
 

@@ -129,7 +129,7 @@ def _pick_release(loaded: LoadedSpec, name: str | None) -> tuple[Release, Releas
 def rehearse(
     path: str | Path, *, release: str | None = None, out: str | Path | None = None,
     staging_db: str | None = None, listener: Listener | None = None,
-    keep_staging: bool = False, echo=print,
+    keep_staging: bool = False, echo=print, ring: str | None = None,
 ) -> RunOutcome:
     """Rehearse a release of the estate in ``path`` end to end; return the outcome.
 
@@ -138,6 +138,11 @@ def rehearse(
     """
     loaded = load_spec(path)
     rel, current = _pick_release(loaded, release)
+    ring_record = None
+    if ring is not None:  # refused (exit 2) unless the previous ring's GO run verifies
+        from plantstage.rings import enter
+
+        loaded, ring_record = enter(loaded, rel, ring)
     # Plugins import and every flow resolves before anything starts (exit 2, one line each).
     from plantstage.workload.plan import validate as _validate_workload
 
@@ -160,6 +165,10 @@ def rehearse(
         if (run_dir / "ledger.sqlite").exists():
             raise SpecError("this folder already holds a run", where=str(run_dir),
                             hint="choose another --out or remove the folder")
+    if ring_record is not None:
+        from plantstage.rings import write_record
+
+        write_record(run_dir, ring_record)  # sealed with the bundle
     return run_rehearsal(loaded, rel, current, run_dir.resolve(), staging_db=staging_db,
                          run_id=run_id,
                          listener=listener, keep_staging=keep_staging)
