@@ -87,6 +87,15 @@ def make_pg_production(url: str) -> tuple[str, str]:
     return url, ext
 
 
+def _next_values(url: str) -> dict[str, int]:
+    eng = engines.connect_production(url)
+    try:
+        with eng.connect() as c:
+            return {o.name: o.detail["next"] for o in read_objects(c) if o.kind == "sequence"}
+    finally:
+        eng.dispose()
+
+
 @pytest.fixture
 def pg_production(pg_database):
     return make_pg_production(pg_database)
@@ -101,8 +110,11 @@ def test_postgresql_refresh_keeps_every_object_and_sequence_values(pg_production
     prod, ext = pg_production
     stage = engines.adapter_for(f"{prod}_stage")
     try:
+        values = _next_values(prod)
         result = refresh_database(prod, stage, _spec(), key=KEY, key_source="test")
         assert result.ok, result.as_dict()
+        assert _next_values(prod) == values  # production untouched (pg_dump only reads)
+        assert _next_values(stage.app_url()) == values
         assert any("pg_dump --schema-only" in n for n in result.notes), result.notes
         before, after = _objects(prod), _objects(stage.app_url())
         assert after == before  # same keys, same increments, definitions, labels, versions
@@ -128,6 +140,34 @@ def test_postgresql_refresh_keeps_every_object_and_sequence_values(pg_production
                 assert row == (4, "SO/00043")  # owned sequence past production's keys
                 assert c.execute(sa.text("SELECT COUNT(*) FROM order_log")).scalar() == 4
                 assert c.execute(sa.text("SELECT COUNT(*) FROM open_orders")).scalar() == 3
+        finally:
+            eng.dispose()
+    finally:
+        stage.drop()
+
+
+def test_without_pg_dump_the_catalogue_carries_the_objects(pg_production, monkeypatch):
+    from plantstage.engines import postgresql
+
+    real = postgresql.shutil.which
+    monkeypatch.setattr(postgresql.shutil, "which",
+                        lambda name: None if name == "pg_dump" else real(name))
+    prod, _ = pg_production
+    stage = engines.adapter_for(f"{prod}_stage")
+    try:
+        result = refresh_database(prod, stage, _spec(), key=KEY, key_source="test")
+        assert result.ok, result.as_dict()
+        assert any("not pg_dump" in n and "pg_dump not found" in n
+                   for n in result.notes), result.notes
+        assert _objects(stage.app_url()) == _objects(prod)
+        eng = stage.engine()
+        try:
+            with eng.begin() as c:
+                assert c.execute(sa.text("SELECT COUNT(*) FROM order_log")).scalar() == 3
+                row = c.execute(sa.text("INSERT INTO orders (state, code, total) VALUES "
+                                        "('confirmed', 'D4', 1) RETURNING id, ref")).one()
+                assert row == (4, "SO/00043")
+                assert c.execute(sa.text("SELECT nextval('ir_sequence_002')")).scalar() == 16
         finally:
             eng.dispose()
     finally:

@@ -77,6 +77,7 @@ def _pg_name(schema: str, name: str, default: str) -> str:
 def _pg(conn: sa.Connection) -> list[DbObject]:
     q = lambda sql, **kw: conn.execute(sa.text(sql), kw).all()  # noqa: E731
     default = conn.execute(sa.text("SELECT current_schema()")).scalar() or "public"
+    prep = conn.dialect.identifier_preparer
     out: list[DbObject] = []
     for ext, version, schema in q("SELECT e.extname, e.extversion, n.nspname FROM pg_extension e "
                                   "JOIN pg_namespace n ON n.oid = e.extnamespace ORDER BY 1"):
@@ -93,8 +94,8 @@ def _pg(conn: sa.Connection) -> list[DbObject]:
         quoted = ", ".join("'" + str(lb).replace("'", "''") + "'" for lb in labels)
         out.append(DbObject("enum", _pg_name(schema, name, default), ", ".join(labels),
                             f'CREATE TYPE "{schema}"."{name}" AS ENUM ({quoted})'))
-    for schema, name, inc, start, last, owned in q(
-            "SELECT s.schemaname, s.sequencename, s.increment_by, s.start_value, s.last_value, "
+    for schema, name, inc, owned in q(
+            "SELECT s.schemaname, s.sequencename, s.increment_by, "
             "(SELECT t.relname || '.' || a.attname FROM pg_depend d "
             " JOIN pg_class t ON t.oid = d.refobjid "
             " JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
@@ -106,8 +107,12 @@ def _pg(conn: sa.Connection) -> list[DbObject]:
             + _PG_NOT_EXT.format(cat="pg_class", oid="c.oid") + " ORDER BY 1, 2"):
         if owned and owned.split(".")[0] in MIGRATION_BOOKKEEPING:
             continue  # a migration tool's (or the refresh marker's) key, not the app's
-        # last_value is NULL until the first nextval: the next value is then the start.
-        nxt = int(start) if last is None else int(last) + int(inc)
+        # The sequence itself says where it is (pg_sequences shows NULL after a
+        # setval(…, false)); with a cache, last_value may be past the last value handed out:
+        # a gap on staging, never a number used twice.
+        last, called = conn.execute(sa.text(
+            f"SELECT last_value, is_called FROM {prep.quote(schema)}.{prep.quote(name)}")).one()
+        nxt = int(last) + int(inc) if called else int(last)
         value = f"increment {inc}" + (f", owned by {owned}" if owned else "")
         out.append(DbObject("sequence", _pg_name(schema, name, default), value,
                             f'CREATE SEQUENCE "{schema}"."{name}" INCREMENT BY {inc}',
