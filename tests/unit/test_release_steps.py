@@ -182,3 +182,93 @@ def test_identical_rows_in_any_order_match():
     rows = [[1, 10, Decimal("5")], [2, 11, None]]
     for key in (["tenant_id", "item_id"], []):
         assert compare_rows(COLS, rows, COLS, list(reversed(rows)), key=key)["mismatches"] == 0
+
+
+# -- running steps (a stand-in run context: no rehearsal) -----------------------------------------
+class _Ctx:
+    """What the release-step runner uses of a RunContext."""
+
+    def __init__(self, root: Path, db_url: str | None = None):
+        from types import SimpleNamespace
+
+        self.spec_dir = root
+        self.run_dir = root / "run"
+        self.sections: dict = {}
+        self.signals: dict = {}
+        self.spec = SimpleNamespace(paths=SimpleNamespace(allow_outside=[]))
+        self.staging_db = SimpleNamespace(app_url=lambda: db_url) if db_url else None
+        (root / "rel").mkdir(exist_ok=True)
+
+    def artifact_dir(self, release):  # noqa: ANN001, ANN201
+        return (self.spec_dir / "rel").resolve()
+
+    def binding(self, env, component):  # noqa: ANN001, ANN201
+        from types import SimpleNamespace
+
+        return SimpleNamespace(env={})
+
+    def app_component(self) -> str:
+        return "app"
+
+    def expand(self, text: str, *, release=None, **extra) -> str:  # noqa: ANN001
+        return text.replace("{python}", sys.executable).replace("{artifact}",
+                                                                extra.get("artifact", ""))
+
+    def signal(self, name: str, value: float) -> None:
+        self.signals[name] = value
+
+
+def test_a_timed_out_step_keeps_its_output_and_stops_the_upgrade(tmp_path):
+    from plantstage.rehearsal.steps import StepFailed
+    from plantstage.rehearsal.steps.migrate import run_release_steps
+
+    ctx = _Ctx(tmp_path)
+    r = _release(migrations={"upgrade": ["true"]}, steps={"before": [{
+        "name": "slow", "timeout": 1,
+        "command": ["{python}", "-c", "import time; print('step 1 of 2 done', flush=True); "
+                    "time.sleep(30)"]}]})
+    with pytest.raises(StepFailed) as exc:
+        run_release_steps(ctx, r, "upgrade")
+    assert "before step 'slow' failed: timed out after 1 s" in exc.value.reason
+    assert "logs/upgrade-before-slow.log" in exc.value.reason
+    rec, = ctx.sections["release_steps"]["steps"]  # the migration never ran
+    assert rec["timed_out"] and rec["status"] == "failed"
+    log = (ctx.run_dir / "logs" / "upgrade-before-slow.log").read_text()
+    assert "step 1 of 2 done" in log and "[timed out after 1 s]" in log
+    assert "step 1 of 2 done" in rec["tail"]
+    assert "steps.upgrade.before.slow.seconds" in ctx.signals
+
+
+def test_sql_step_from_the_artifact_and_phases_in_order(tmp_path):
+    from plantstage.rehearsal.steps.migrate import run_release_steps
+
+    db = tmp_path / "staging.sqlite"
+    sqlite3.connect(db).close()
+    ctx = _Ctx(tmp_path, f"sqlite:///{db}")
+    (tmp_path / "rel" / "pre.sql").write_text("CREATE TABLE seen (n INTEGER);\n"
+                                              "INSERT INTO seen VALUES (1);\n")
+    r = _release(steps={"before": [{"sql": "{artifact}/pre.sql"}],
+                        "upgrade": [{"name": "up", "command": ["true"]}],
+                        "after": [{"command": ["{python}", "-c", "print('after ran')"]}]},
+                 rollback={"before": [{"command": ["true"]}], "after": [{"command": ["true"]}]})
+    recs = run_release_steps(ctx, r, "upgrade")
+    assert [(x["phase"], x["name"], x["status"]) for x in recs] == [
+        ("before", "pre", "passed"), ("upgrade", "up", "passed"), ("after", "after-1", "passed")]
+    assert recs[0]["output"] == "ok: 2 statement(s)" and recs[2]["output"] == "after ran"
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT n FROM seen").fetchall() == [(1,)]
+    # The restore path runs the rollback's before and after around it, each on its own.
+    only = run_release_steps(ctx, r, "rollback", ("before",))
+    assert [(x["group"], x["phase"]) for x in only] == [("rollback", "before")]
+
+
+def test_sql_step_outside_its_folder_or_missing_is_one_line(tmp_path):
+    from plantstage.rehearsal.steps import StepFailed
+    from plantstage.rehearsal.steps.migrate import run_release_steps
+
+    ctx = _Ctx(tmp_path, "sqlite:///x")
+    for sql, words in (("{artifact}/../../etc/passwd", "climbs out"),
+                       ("/etc/passwd", "outside the spec's folder"),
+                       ("release-steps/missing.sql", "not found")):
+        with pytest.raises(StepFailed, match=words):
+            run_release_steps(ctx, _release(steps={"before": [{"sql": sql}]}), "upgrade")
