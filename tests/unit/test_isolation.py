@@ -152,3 +152,75 @@ def test_spec_shape_errors():
         "SELECT tenant_id, number FROM orders"
     with pytest.raises(ValidationError):
         Marker.model_validate({"table": "orders; DROP TABLE x", "column": "number"})
+
+
+# -- rings: the spec's rules and the scoped spec (the CLI path is tests/integration/test_rings) --
+def _sample(rings: list[dict] | None = None):
+    import yaml
+
+    from plantstage.spec.models import Spec
+    from tests.conftest import EXAMPLE
+
+    data = yaml.safe_load((EXAMPLE / "plantstage.yaml").read_text())
+    if rings is not None:
+        data["rings"] = rings
+    return Spec.model_validate(data)
+
+
+@pytest.mark.parametrize("rings,problem", [
+    ([{"name": "a", "tenants": ["nobody"]}], "'nobody' is not an estate tenant"),
+    ([{"name": "a", "tenants": "*"}, {"name": "b", "tenants": ["acme-discrete"]}],
+     "only on the last ring"),
+    ([{"name": "a", "tenants": ["acme-discrete"], "entry": "verdict == 'GO'"}],
+     "the first ring has no previous ring"),
+    ([{"name": "a", "tenants": ["acme-discrete"]}, {"name": "a", "tenants": "*"}],
+     "used twice"),
+    ([{"name": "a", "tenants": ["acme-discrete"]},
+      {"name": "b", "tenants": ["acme-discrete"]}], "already in ring 'a'"),
+    ([{"name": "a", "tenants": ["acme-discrete"]},
+      {"name": "b", "tenants": "*", "entry": "verdict =="}], "rings[1].entry"),
+])
+def test_ring_rules(rings, problem):
+    with pytest.raises(ValidationError, match=problem.replace("[", r"\[").replace("]", r"\]")):
+        _sample(rings)
+
+
+def test_ring_tenants_are_cumulative_and_the_scope_drives_only_them():
+    from dataclasses import dataclass
+    from pathlib import Path
+
+    from plantstage.rings import ring_tenants, scoped
+
+    spec = _sample([{"name": "one", "tenants": ["delta-integrated"]},
+                    {"name": "two", "tenants": ["acme-discrete"]},
+                    {"name": "all", "tenants": "*"}])
+    assert ring_tenants(spec, "one") == ["delta-integrated"]
+    assert ring_tenants(spec, "two") == ["acme-discrete", "delta-integrated"]  # estate order
+    assert len(ring_tenants(spec, "all")) == 4
+
+    @dataclass
+    class Loaded:
+        spec: object
+        path: Path = Path("plantstage.yaml")
+
+    two = scoped(Loaded(spec), "two").spec
+    assert two.workload.tenants == ["acme-discrete", "delta-integrated"]
+    assert spec.workload.tenants != two.workload.tenants  # the original is untouched
+    assert len(two.estate.tenants) == 4  # every tenant is still 'another tenant'
+
+
+def test_entry_sees_the_previous_runs_evidence(tmp_path):
+    import json as _json
+
+    from plantstage.rings import RingRun, check_entry
+
+    ev = {"verdict": "GO", "release": {"name": "1.1.0", "sha256": "ab"},
+          "signals": {"isolation.leaks": 0.0}, "score": {"pct": 96.0},
+          "gates": [{"name": "tenant-isolation", "outcome": "pass"}]}
+    (tmp_path / "evidence.json").write_text(_json.dumps(ev))
+    run = RingRun(tmp_path, "pilot", "GO", "ab", "1.1.0", 0.0)
+    assert check_entry('verdict == "GO" && signal("isolation.leaks") == 0.0', run) is None
+    assert check_entry('gates.outcomes["tenant-isolation"] == "pass" && gates.score > 95.0 '
+                       '&& ring == "pilot" && release.name == "1.1.0"', run) is None
+    assert "not met" in check_entry('signal("isolation.leaks") > 0.0', run)
+    assert "no data" in check_entry('signal("nothing.here") == 0.0', run)
