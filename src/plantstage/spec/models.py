@@ -166,7 +166,8 @@ class Migrations(_Model):
     )
     timeout: float = Field(
         3600.0, gt=0, description="Seconds each migration command may take; on a timeout "
-        "its output so far is kept in logs/migrations.log.")
+        "its output so far is kept in its log (logs/upgrade-upgrade-migrations.log, "
+        "logs/rollback-downgrade-migrations.log; docs/release-steps.md).")
 
 
 class ReleaseStep(_Model):
