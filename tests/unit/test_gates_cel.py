@@ -164,7 +164,8 @@ CLEAN = {"reconcile.confirmations-posted-once.mismatches": 0.0,
          "rollback.values_lost": 0.0, "rollback.columns_lost": 0.0,
          "workload.paired.old.error_rate": 0.0,
          "twins.wms.baseline.requests": 30.0, "workload.baseline.iterations": 60.0,
-         "twins.wms.candidate.requests": 33.0, "workload.candidate.iterations": 60.0}
+         "twins.wms.candidate.requests": 33.0, "workload.candidate.iterations": 60.0,
+         "rbac.violations": 0.0, "rbac.gained": 0.0, "secrets.found": 0.0}
 SERIES = {"workload.baseline.in_flight": [(1, 3.0)], "workload.candidate.in_flight": [(9, 2.0)]}
 STEPS = [{"name": "provision", "status": "passed"}]
 
