@@ -100,7 +100,9 @@ def run_file(path: Path, url: str, out=sys.stdout) -> int:
         return 1
     statements = split_statements(text)
     print(f"{path.name}: {len(statements)} statement(s)", file=out, flush=True)
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    from plantstage.engines import normalize_url
+
+    engine = sa.create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
     try:
         raw = engine.raw_connection()
     except sa.exc.SQLAlchemyError as exc:
