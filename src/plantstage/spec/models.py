@@ -368,7 +368,6 @@ class ReconcileCheck(_Model):
         return ["after-migrate" if self.compare else "after-recovery"]
 
 
-
 class EvidenceSettings(_Model):
     """How evidence bundles of this project are trusted (docs/evidence.md)."""
 
