@@ -52,8 +52,9 @@ def test_a_node_app_rehearses_go_with_its_declared_health_and_smoke(project, tmp
     r = run_cli("rehearse", str(project), "--release", "1.1.0", "--out", str(tmp_path / "run"))
     assert r.returncode == 0, r.stdout + r.stderr
     steps = {s["name"]: s for s in _evidence(tmp_path / "run")["steps"]}
-    deploy = steps["deploy"]["results"]
-    assert deploy["version"] == "1.1.0" and deploy["through_router"] == "HTTP 200, version 1.1.0"
+    assert steps["deploy"]["results"]["version"] == "1.1.0"
+    # The switch moves traffic to the new version and checks it through the router.
+    assert steps["switch"]["results"]["through_router"] == "HTTP 200, version 1.1.0"
     checks = {c["name"]: c for c in steps["smoke"]["results"]["checks"]}
     assert set(checks) == {"healthz", "adjust-keeps-grams", "schema-head"}
     assert all(c["status"] == "passed" for c in checks.values())
