@@ -224,3 +224,30 @@ def test_entry_sees_the_previous_runs_evidence(tmp_path):
                        '&& ring == "pilot" && release.name == "1.1.0"', run) is None
     assert "not met" in check_entry('signal("isolation.leaks") > 0.0', run)
     assert "no data" in check_entry('signal("nothing.here") == 0.0', run)
+
+
+def test_markers_keys_and_ids_from_a_real_database(tmp_path):
+    import sqlalchemy as sa
+
+    from plantstage.rehearsal.steps.isolation import object_ids, read_ownership
+
+    eng = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with eng.begin() as c:
+        c.execute(sa.text("CREATE TABLE tenants (id INTEGER, code TEXT)"))
+        c.execute(sa.text("CREATE TABLE orders (id INTEGER, tenant_id INTEGER, number TEXT)"))
+        c.execute(sa.text("INSERT INTO tenants VALUES (1, 'north'), (2, 'south')"))
+        c.execute(sa.text("INSERT INTO orders VALUES (1, 1, 'N-001'), (2, 2, 'S-001'), "
+                          "(3, 9, 'X-001'), (4, 2, 'S2')"))
+    iso = IsolationSpec.model_validate({
+        "tenant_keys": "SELECT code, id FROM tenants",
+        "markers": [{"table": "orders", "column": "number"}],
+        "requests": [{"path": "/{tenant_key}/orders", "object_path": "/{tenant}/orders/{id}",
+                      "object_ids": "SELECT o.number FROM orders o JOIN tenants t "
+                                    "ON t.id = o.tenant_id WHERE t.code = :tenant ORDER BY o.id"}]})
+    with eng.connect() as conn:
+        own, notes = read_ownership(conn, iso, ["north", "south"])
+        assert own.keys == {"1": "north", "2": "south"}
+        assert own.strings == {"N-001": {"north"}, "S-001": {"south"}}  # 'S2' is too short
+        assert notes and "1 row(s) name no known tenant" in notes[0]
+        assert object_ids(conn, iso.requests[0], "south", "2", 5) == ["S-001", "S2"]
+    eng.dispose()

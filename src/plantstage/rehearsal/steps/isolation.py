@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 import httpx
 
-from plantstage.rehearsal.steps import Step
+from plantstage.rehearsal.steps import Step, StepFailed
 from plantstage.spec.isolation import IsolationRequest, IsolationSpec
 
 _BODY_CHARS = 200
@@ -350,14 +350,21 @@ class Isolation(Step):
         if ctx.staging_db is not None:
             # Read-only: the probe observes the app's data, it never changes it.
             engine = ctx.staging_db.readonly_engine()
+            what = "tenant_keys / markers"
             try:
                 with engine.connect() as conn:
                     own, notes = read_ownership(conn, iso, codes)
                     key_of = {code: k for k, code in own.keys.items()}
                     for req in iso.requests:
                         if req.object_ids:
+                            what = f"requests[{req.label}].object_ids"
                             ids[req.label] = {c: object_ids(conn, req, c, key_of.get(c),
                                                             iso.per_tenant) for c in codes}
+            except Exception as exc:  # noqa: BLE001 - a bad declared query is the step's reason
+                text = str(exc).strip()
+                first = text.splitlines()[0] if text else type(exc).__name__
+                raise StepFailed(f"isolation: the {what} query failed on staging: "
+                                 f"{first[:200]}") from None
             finally:
                 engine.dispose()
         elif iso.markers or any(r.object_ids for r in iso.requests):
