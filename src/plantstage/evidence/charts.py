@@ -180,3 +180,81 @@ def workload_charts(series: Series, sections: Mapping[str, Any]) -> list[dict[st
                        "points": sum(len(v) for v in lines.values()),
                        "svg": line_chart(title, unit, lines, windows, faults, f"chart-{cid}")})
     return charts
+
+
+# -- the paired verdict: an effect, its interval and the threshold on one ratio axis ----------
+
+#: Colours of a decision (the page's CSS uses the same ones for the words).
+DECISION_COLORS = {"pass": "#1b7f3b", "fail": "#b3261e", "inconclusive": "#6a3fa0"}
+IW, IH = 420, 64
+
+
+def _ratio_label(x: float) -> str:
+    return f"{x:.2f}".rstrip("0").rstrip(".") + "×" if x < 10 else f"{x:.0f}×"
+
+
+def interval_chart(effect: float | None, low: float | None, high: float | None,
+                   limit: float | None, decision: str, *, title: str = "",
+                   chart_id: str = "") -> str:
+    """One small SVG: the new/old ratio (dot), its interval (bar) and the threshold (line), on a
+    logarithmic ratio axis (2× slower and 2× faster sit equally far from 1×).
+
+    A ratio without an interval (a count ratio: deterministic, no sample) is the dot alone; a
+    missing effect draws the threshold only. Every text is escaped here.
+    """
+    import math
+
+    finite = [v for v in (effect, low, high, limit, 1.0)
+              if v is not None and math.isfinite(v) and v > 0]
+    lo_v, hi_v = min(finite) / 1.3, max(finite) * 1.3
+    a, b = math.log(lo_v), math.log(hi_v)
+    left, right, axis_y = 14, IW - 14, 40
+
+    def X(v: float) -> float:
+        if not math.isfinite(v):
+            return right
+        return left + (right - left) * (math.log(max(v, lo_v)) - a) / (b - a)
+
+    color = DECISION_COLORS.get(decision, "#5a6270")
+    label = f"{title}: " if title else ""
+    if effect is not None:
+        label += f"new/old {_ratio_label(effect) if math.isfinite(effect) else '∞'}"
+    if low is not None and high is not None:
+        label += f", interval {_ratio_label(low)} – {_ratio_label(high)}"
+    if limit is not None:
+        label += f", threshold ≤ {_ratio_label(limit)}"
+    label += f" → {decision}"
+    out = [f'<svg class="interval" id="{escape(chart_id)}" data-decision="{escape(decision)}" '
+           f'viewBox="0 0 {IW} {IH}" width="{IW}" height="{IH}" role="img" '
+           'xmlns="http://www.w3.org/2000/svg">', f"<title>{escape(label)}</title>",
+           f'<line x1="{left}" x2="{right}" y1="{axis_y}" y2="{axis_y}" stroke="#c9ccd6"/>']
+    # ticks at round ratios inside the axis
+    for t in (0.1, 0.2, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 3, 4, 5, 10, 20, 50, 100):
+        if lo_v < t < hi_v:
+            x = X(t)
+            out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{axis_y}" y2="{axis_y + 4}" '
+                       'stroke="#9aa0ad"/>'
+                       f'<text x="{x:.1f}" y="{axis_y + 15}" text-anchor="middle" class="ax">'
+                       f"{escape(_ratio_label(t))}</text>")
+    x1 = X(1.0)  # no change
+    out.append(f'<line x1="{x1:.1f}" x2="{x1:.1f}" y1="10" y2="{axis_y}" stroke="#9aa0ad" '
+               'stroke-dasharray="2 2"/>')
+    if limit is not None and math.isfinite(limit):
+        xl = X(limit)
+        tx, anchor = (xl - 4, "end") if xl > IW - 100 else (xl + 4, "start")
+        out.append(f'<line class="threshold" x1="{xl:.1f}" x2="{xl:.1f}" y1="6" '
+                   f'y2="{axis_y}" stroke="#1d2430" stroke-width="2"/>'
+                   f'<text x="{tx:.1f}" y="13" text-anchor="{anchor}" class="ax">threshold '
+                   f"{escape(_ratio_label(limit))}</text>")
+    if low is not None and high is not None:
+        xa, xb = X(low), X(high)
+        out.append(f'<rect class="bar" x="{xa:.1f}" y="21" width="{max(xb - xa, 2):.1f}" '
+                   f'height="10" rx="3" fill="{color}" opacity=".35"/>'
+                   f'<line x1="{xa:.1f}" x2="{xa:.1f}" y1="19" y2="33" stroke="{color}" '
+                   f'stroke-width="2"/><line x1="{xb:.1f}" x2="{xb:.1f}" y1="19" y2="33" '
+                   f'stroke="{color}" stroke-width="2"/>')
+    if effect is not None:
+        xe = X(effect)
+        out.append(f'<circle class="effect" cx="{xe:.1f}" cy="26" r="5" fill="{color}"/>')
+    out.append("</svg>")
+    return "".join(out)

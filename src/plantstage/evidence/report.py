@@ -8,6 +8,8 @@ spec and from the app; none of it may become markup.
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,19 +22,173 @@ _env = Environment(loader=PackageLoader("plantstage", "evidence/templates"),
                    autoescape=True, trim_blocks=True, lstrip_blocks=True)
 _env.filters["when"] = lambda t: (datetime.fromtimestamp(float(t), UTC)
                                   .strftime("%Y-%m-%d %H:%M:%S UTC") if t else "—")
+_env.filters["num"] = lambda v, unit="": num(v, unit)
 
 
-def _workload_rows(evidence: dict[str, Any]) -> list[dict[str, Any]]:
-    """Current (baseline) vs new version per workload signal, from the run's signal store.
+#: The load phases side by side: (signal scope, column heading, what ran in it).
+PHASES = (
+    ("baseline", "baseline", "old version, old schema"),
+    ("paired.old", "paired old", "N-1: old version on the new schema"),
+    ("paired.new", "paired new", "new version beside the old one"),
+    ("candidate", "candidate", "new version alone"),
+)
+_SCOPES = "|".join(re.escape(sc) for sc, _, _ in PHASES)
 
-    ``evidence["signals"]`` is the store's values as the run recorded them; the comparison
-    itself lives with the store (plantstage.signals.compare) so gates and reports agree.
-    """
-    from plantstage.signals import compare
 
-    return [{"flow": r["subject"], "stat": r["stat"], "baseline": r["old"],
-             "candidate": r["new"], "change": r["change"]}
-            for r in compare(evidence["signals"], "workload.baseline.", "workload.candidate.")]
+def num(v: float | None, unit: str = "") -> str:
+    """A readable number: thousands separated, small values to 2–3 significant digits."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if math.isinf(v):
+        return "∞"
+    a = abs(v)
+    if v == 0 or float(v).is_integer() and a < 1e15:
+        text = f"{v:,.0f}"
+    elif a >= 100:
+        text = f"{v:,.0f}"
+    elif a >= 10:
+        text = f"{v:.1f}"
+    elif a >= 0.01:
+        text = f"{v:.3g}"
+    else:
+        text = f"{v:.2g}"
+    return f"{text} {unit}" if unit else text
+
+
+def _phase_rows(evidence: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per flow, each phase's count, errors (and rate), p50 and p95 — None where the phase did
+    not drive the flow. Flows sorted by name."""
+    s = evidence.get("signals") or {}
+    flows: set[str] = set()
+    for sc, _, _ in PHASES:
+        prefix = f"workload.{sc}."
+        for k in s:
+            if k.startswith(prefix) and k.endswith(".count"):
+                flow = k[len(prefix):-len(".count")]
+                if flow and not flow.startswith(("archetype.", "old.", "new.")):
+                    flows.add(flow)
+    out = []
+    for flow in sorted(flows):
+        cells = {}
+        for sc, _, _ in PHASES:
+            p = f"workload.{sc}.{flow}."
+            count = s.get(p + "count")
+            if count is None:
+                cells[sc] = None
+                continue
+            errors = s.get(p + "errors") or 0.0
+            cells[sc] = {"count": count, "errors": errors,
+                         "error_rate": errors / count if count else None,
+                         "p50": s.get(p + "p50_ms"), "p95": s.get(p + "p95_ms")}
+        out.append({"flow": flow, "phases": cells})
+    return out
+
+
+def _phase_costs(evidence: dict[str, Any]) -> dict[str, Any]:
+    """Cost and twin calls per iteration and phase (``cost.<phase>.*.per_iteration``,
+    ``twins.<component>.<phase>.*.per_iteration``); rows zero in every phase are left out, and
+    a phase whose cost was not measured says so."""
+    s = evidence.get("signals") or {}
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    pat = re.compile(rf"^(cost|twins\.(?P<comp>.+?))\.(?P<sc>{_SCOPES})\.(?P<c>.+)"
+                     r"\.per_iteration$")
+    for k, v in s.items():
+        m = pat.match(k)
+        if m:
+            what = f"{m['comp']} {m['c']}" if m["comp"] else f"database {m['c']}"
+            rows.setdefault((("1" if m["comp"] else "0") + what, what), {})[m["sc"]] = v
+    kept = [{"label": what, "phases": vals} for (_, what), vals in sorted(rows.items())
+            if any(v for v in vals.values())]
+    unmeasured = {sc: True for sc, _, _ in PHASES
+                  if s.get(f"cost.{sc}.unmeasured") or s.get(f"cost.{sc.split('.')[0]}.unmeasured")}
+    why = ((evidence.get("sections") or {}).get("cost") or {}).get("unmeasured") or ""
+    return {"rows": kept, "unmeasured": unmeasured, "why": why}
+
+
+_KINDS = (("Hodges", "paired-latency"), ("cost.", "cost-ratio"),
+          ("(twins.", "call-amplification"))
+
+
+def _judged_kind(g: dict[str, Any]) -> str | None:
+    """Which paired built-in judged a gate (None for any other gate). Native built-ins are the
+    ones with a decision in words; what each shows says which one it is."""
+    if g.get("use") in ("paired-latency", "cost-ratio", "call-amplification"):
+        return g["use"]
+    if not g.get("decision"):
+        return None
+    shown = g.get("expression") or ""
+    return next((kind for prefix, kind in _KINDS if shown.startswith(prefix)), "paired")
+
+
+def _settle(g: dict[str, Any], kind: str) -> str:
+    """What would settle an inconclusive comparison, in one sentence."""
+    text = g.get("decision") or g.get("reason") or ""
+    m = re.search(r"about (\d+) samples per version would resolve it \(have (\d+)\)", text)
+    if m:
+        return (f"About {m[1]} samples per version (there were {m[2]}) would settle it: "
+                "lengthen the paired phase or raise this flow's rate.")
+    m = re.search(r"at least (\d+) (?:per version|of each) needed", text)
+    if m:
+        return (f"At least {m[1]} per version are needed: lengthen the paired phase or raise "
+                "this flow's rate.")
+    if "close to it" in text or "sits on" in text:
+        return ("The effect sits at the threshold itself: many more samples would settle it "
+                "only slowly; decide whether this much change is acceptable.")
+    if kind == "paired-latency":
+        return "A paired phase that drives this flow (with enough samples of both versions) "\
+               "would settle it."
+    return "Recording the counters of both phases would settle it."
+
+
+def _paired_verdicts(evidence: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every gate judged by a paired or ratio built-in: effect, interval, threshold, decision,
+    sample sizes, and an inline SVG of the interval against the threshold."""
+    from plantstage.evidence.charts import interval_chart
+
+    s = evidence.get("signals") or {}
+    out = []
+    for g in evidence.get("gates") or []:
+        kind = _judged_kind(g)
+        if kind is None:
+            continue
+        decision_text = g.get("decision") or g.get("reason") or ""
+        decision = g.get("outcome") or "inconclusive"
+        if decision not in ("pass", "fail", "inconclusive"):  # waived, warn: the judged one
+            decision = next((d for d in ("pass", "fail", "inconclusive")
+                             if decision_text.rstrip(")").endswith(d)
+                             or f"→ {d}" in decision_text), "inconclusive")
+        effect = g.get("effect")
+        interval = g.get("interval") or [None, None]
+        m = re.search(r"≤ ([0-9.]+) with the", decision_text) \
+            or re.search(r"threshold ≤ ([0-9.]+)", decision_text) \
+            or re.search(r"≤ ([0-9.]+)×", g.get("threshold") or "")
+        limit = float(m[1]) if m else None
+        n = None
+        m = re.search(r"n = (\d+) old, (\d+) new(?:, in (\d+) \+ (\d+) blocks)?",
+                      decision_text)
+        if m:
+            n = {"old": int(m[1]), "new": int(m[2]),
+                 "unit": "samples", "blocks": (int(m[3]), int(m[4])) if m[3] else None}
+        else:
+            scopes = re.findall(rf"(?:cost|twins\.[^.]+|workload)\.({_SCOPES})\.",
+                                g.get("expression") or "")
+            scopes = list(dict.fromkeys(scopes))
+            if len(scopes) == 2:
+                iters = [s.get(f"workload.{sc}.iterations") for sc in scopes]
+                n = {"new": iters[0], "old": iters[1], "unit": "iterations",
+                     "scopes": scopes, "blocks": None}
+        anchor = f"paired-{len(out) + 1}"
+        out.append({
+            "gate": g.get("name", ""), "anchor": anchor, "kind": kind, "key": g.get("key"),
+            "outcome": g.get("outcome"), "decision": decision, "text": decision_text,
+            "effect": effect, "low": interval[0], "high": interval[1], "limit": limit,
+            "threshold": g.get("threshold", ""), "n": n,
+            "settle": _settle(g, kind) if decision == "inconclusive" else "",
+            "svg": Markup(interval_chart(effect, interval[0], interval[1], limit, decision,
+                                         title=str(g.get("name", "")),
+                                         chart_id=anchor + "-chart")),
+        })
+    return out
 
 
 def _recovery(evidence: dict[str, Any]) -> list[tuple[str, float]]:
@@ -50,6 +206,8 @@ def render_report(evidence: dict[str, Any],
     charts = workload_charts(series or {}, evidence.get("sections") or {})
     for c in charts:
         c["svg"] = Markup(c["svg"])  # built from escaped parts in charts.py
+    paired = _paired_verdicts(evidence)
     return _env.get_template("report.html.j2").render(
-        e=evidence, workload=_workload_rows(evidence), charts=charts,
-        recovery=_recovery(evidence))
+        e=evidence, charts=charts, recovery=_recovery(evidence), phases=PHASES,
+        phase_rows=_phase_rows(evidence), phase_costs=_phase_costs(evidence), paired=paired,
+        paired_anchor={p["gate"]: p["anchor"] for p in paired})
