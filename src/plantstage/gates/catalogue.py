@@ -43,7 +43,8 @@ FLOW_STATS = {
     "errors_per_s": "time series: errors per second",
 }
 OPEN_PREFIXES = ("rollback.", "backup.", "parity.", "refresh.", "steps.", "cost.", "effects.",
-                 "isolation.", "rbac.", "secrets.", "audit.")
+                 "isolation.", "rbac.", "secrets.", "audit.",
+                 "tenant_config.")
 #: CEL's standard global functions and macros (calls the parser sees as ident_arg).
 _CEL_BUILTINS = {"size", "int", "uint", "double", "string", "bytes", "bool", "type", "dyn",
                  "duration", "timestamp", "matches", "has"}
@@ -151,6 +152,9 @@ def signal_catalogue(loaded) -> list[tuple[str, str]]:
                     "permission diff"))
     if getattr(spec, "secrets", None) is not None:
         out.append(("secrets.found", "secrets found in configs, logs or evidence"))
+    if getattr(spec, "tenant_config", None) is not None:
+        out.append(("tenant_config.{drift,unexercised,tenants}", "tenants whose settings "
+                    "differ production vs staging; production tenants the workload did not drive"))
     if getattr(spec, "audit", None) is not None:
         out.append(("audit.{entries,expected,missing}", "the audit trail against the "
                     "privileged actions"))

@@ -21,6 +21,7 @@ from plantstage.spec.masking import RefreshSpec
 from plantstage.spec.parity import ParitySpec
 from plantstage.spec.rbac import Audit, Rbac, SecretsScan
 from plantstage.spec.smoke import HealthProbe, SmokeCheck
+from plantstage.spec.tenant_config import TenantConfig
 from plantstage.spec.twins import TwinSpec
 from plantstage.spec.workload import Workload
 
@@ -428,6 +429,9 @@ class Spec(_Model):
     audit: Audit | None = Field(
         None, description="An audit trail that must hold an entry per privileged action "
         "(docs/security.md).")
+    tenant_config: TenantConfig | None = Field(
+        None, description="Per-tenant configuration compared production vs staging, with "
+        "the archetype coverage (docs/security.md).")
 
     @model_validator(mode="after")
     def _smoke_references(self) -> Spec:

@@ -177,4 +177,8 @@ def security_gates(spec, covered: set[str]) -> list:
     if getattr(spec, "audit", None) is not None and "audit.missing" not in covered:
         out.append(Gate(name="audit-trail", signal="audit.missing", max=0,
                         cause="privileged actions without an audit entry"))
+    tc = getattr(spec, "tenant_config", None)
+    if tc is not None and tc.blocks and "tenant_config.drift" not in covered:
+        out.append(Gate(name="tenant-config", signal="tenant_config.drift", max=0,
+                        cause="a tenant's configuration differs between production and staging"))
     return out

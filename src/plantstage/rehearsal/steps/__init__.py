@@ -59,11 +59,12 @@ def default_plan() -> list[Step]:
     from plantstage.rehearsal.steps.secrets import AuditTrail, SecretsScan
     from plantstage.rehearsal.steps.smoke import Smoke
     from plantstage.rehearsal.steps.switch import Switch
+    from plantstage.rehearsal.steps.tenant_config import TenantConfigParity
     from plantstage.rehearsal.steps.twins import StartTwins, TwinsCheck, TwinsReady
     from plantstage.rehearsal.steps.verify_artifacts import VerifyArtifacts
 
     # Twins start before provision: the app's environment names where they listen.
-    return [Parity(), VerifyArtifacts(), StartTwins(), Provision(), TwinsReady(),
-            BaselineLoad(), Backup(), Migrate(), Deploy(), PairedLoad(), Switch(), Smoke(),
-            RbacProbes(), Isolation(), CandidateLoad(), ReconcileAfterLoad(), Effects(),
+    return [Parity(), TenantConfigParity(), VerifyArtifacts(), StartTwins(), Provision(),
+            TwinsReady(), BaselineLoad(), Backup(), Migrate(), Deploy(), PairedLoad(), Switch(),
+            Smoke(), RbacProbes(), Isolation(), CandidateLoad(), ReconcileAfterLoad(), Effects(),
             AuditTrail(), RollbackDrill(), Reconcile(), TwinsCheck(), SecretsScan(), Gates()]
