@@ -272,3 +272,14 @@ def test_sql_step_outside_its_folder_or_missing_is_one_line(tmp_path):
                        ("release-steps/missing.sql", "not found")):
         with pytest.raises(StepFailed, match=words):
             run_release_steps(ctx, _release(steps={"before": [{"sql": sql}]}), "upgrade")
+
+
+def test_a_missing_rollback_sql_file_fails_before_the_upgrade_runs(tmp_path):
+    from plantstage.rehearsal.steps import StepFailed
+    from plantstage.rehearsal.steps.migrate import check_sql_files
+
+    ctx = _Ctx(tmp_path, "sqlite:///x")
+    r = _release(steps={"before": [{"command": ["true"]}]},
+                 rollback={"after": [{"sql": "release-steps/gone.sql"}]})
+    with pytest.raises(StepFailed, match=r"releases\.r\.rollback\.after\[0\]: sql file "):
+        check_sql_files(ctx, r)

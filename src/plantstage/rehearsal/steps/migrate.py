@@ -67,6 +67,16 @@ def _sql_path(ctx, release: Release, raw: str, where: str) -> Path:
     return path
 
 
+def check_sql_files(ctx, release: Release) -> None:
+    """Every SQL file the release's upgrade and rollback steps name exists where it may be."""
+    for group, label in (("upgrade", "steps"), ("rollback", "rollback")):
+        for phase, steps in release.release_steps(group).items():  # type: ignore[arg-type]
+            for i, st in enumerate(steps):
+                if st.sql is not None:
+                    _sql_path(ctx, release, st.sql, f"releases.{release.name}.{label}."
+                                                    f"{phase}[{i}]")
+
+
 def run_release_step(ctx, release: Release, step: ReleaseStep, group: str, phase: str,
                      index: int) -> dict[str, Any]:
     """Run one release step; its record (status passed or failed, seconds, log, tail, reason)."""
@@ -141,6 +151,7 @@ class Migrate(Step):
 
         rel = ctx.release
         plan = rel.release_steps("upgrade")
+        check_sql_files(ctx, rel)  # a missing file fails before anything changed
         before = snapshot_before(ctx)
         if not any(plan.values()):
             out: dict[str, Any] = {"skipped": "the release declares no migration or steps"}
