@@ -180,3 +180,139 @@ def test_section_names_cannot_reach_outside_the_templates():
     ev["sections"] = {"../../etc/passwd": {}, SCRIPT: {}}
     page = render_report(ev, series={})
     assert SCRIPT not in page and "root:" not in page
+
+
+# -- phases side by side and the paired verdicts ----------------------------------------------
+
+def _phased(x: str = "") -> dict[str, Any]:
+    """Evidence of a run with the four load phases, a paired-latency gate that could not
+    decide, a call-amplification count ratio that failed and a cost-ratio that passed."""
+    x = x or "plain"
+    ev = _evidence(x)
+    ev["verdict"] = "INCONCLUSIVE"
+    flow = f"import{x}"
+    sig: dict[str, float] = {}
+    for scope, (count, errors, p50, p95) in {
+            "baseline": (120, 0, 41.234, 180.0), "paired.old": (300, 6, 38.0, 95.5),
+            "paired.new": (300, 0, 40.5, 101.0), "candidate": (2400, 3, 44.0, 1234.5)}.items():
+        p = f"workload.{scope}.{flow}."
+        sig.update({p + "count": count, p + "errors": errors, p + "p50_ms": p50,
+                    p + "p95_ms": p95, p + "p99_ms": p95 * 2})
+        sig[f"workload.{scope}.iterations"] = float(count)
+        sig[f"twins.wms.{scope}.requests.per_iteration"] = 0.5 if scope != "paired.new" else 4.0
+        sig[f"twins.wms.{scope}.refused.per_iteration"] = 0.0  # zero everywhere: left out
+    sig["cost.baseline.unmeasured"] = 1.0
+    sig["cost.paired.unmeasured"] = 1.0
+    sig["cost.candidate.unmeasured"] = 1.0
+    sig["workload.baseline.archetype.a.import.count"] = 9.0  # per-archetype: not a flow
+    ev["signals"] = sig
+    ev["sections"]["cost"] = {"phases": {}, "unmeasured":
+                              f"not measured: embedded SQLite hides round-trip cost{x}"}
+    ev["gates"] = [
+        {"name": f"import-latency{x}", "outcome": "inconclusive", "value": 1.9,
+         "threshold": "new/old median ≤ 2×", "key": True, "weight": 1,
+         "cause": "slower", "reason": "",
+         "expression": f"Hodges–Lehmann ratio new/old of {flow}'s median latency in the "
+                       "paired phase, 95% interval (Mann–Whitney)",
+         "effect": 1.9, "interval": [1.41, 2.62],
+         "decision": "new/old median ratio 1.90 [1.41, 2.62], threshold ≤ 2.0 → inconclusive: "
+                     "the interval straddles the threshold; about 96 samples per version "
+                     f"would resolve it (have 30) (n = 30 old, 31 new, in 6 + 6 blocks){x}"},
+        {"name": "wms-calls", "outcome": "fail", "value": 8.0, "key": True, "weight": 1,
+         "threshold": "wms requests per iteration ≤ 2× the old version's", "cause": "storm",
+         "reason": "", "effect": 8.0, "interval": None,
+         "expression": "(twins.wms.paired.new.requests / workload.paired.new.iterations) / "
+                       "(twins.wms.paired.old.requests / workload.paired.old.iterations)",
+         "decision": "new/old wms requests per iteration 8.00 (4 against 0.5), threshold ≤ 2 "
+                     "→ fail"},
+        {"name": "error-rate", "outcome": "pass", "value": 0.0, "threshold": "≤ 0.01",
+         "key": True, "expression": 'value = signal("workload.candidate.error_rate")',
+         "decision": ""},
+    ]
+    return ev
+
+
+def _cells(page: str, table_id: str) -> list[list[str]]:
+    m = re.search(rf'<table[^>]*id="{table_id}".*?</table>', page, re.S)
+    assert m, table_id
+    rows = re.findall(r"<tr>(.*?)</tr>", m.group(0), re.S)
+    return [[html.unescape(re.sub(r"<[^>]+>", "", c)).strip()
+             for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", r, re.S)] for r in rows]
+
+
+def test_phases_side_by_side_per_flow():
+    page = render_report(_phased(), series=_series())
+    assert 'id="phases"' in page
+    cells = _cells(page, "phases-1")
+    assert cells[0] == ["", "baseline", "paired old", "paired new", "candidate"]
+    assert cells[1] == ["iterations", "120", "300", "300", "2,400"]
+    assert cells[2] == ["errors", "0", "6 (2.0 %)", "0", "3 (0.1 %)"]
+    assert cells[3] == ["p50", "41.2 ms", "38 ms", "40.5 ms", "44 ms"]
+    assert cells[4] == ["p95", "180 ms", "95.5 ms", "101 ms", "1,234 ms"]
+    assert "<caption>importplain</caption>" in page  # the flow, not an archetype's
+    assert 'id="phases-2"' not in page
+    cost = _cells(page, "phases-cost")
+    assert cost[1] == ["database cost"] + ["not measured"] * 4
+    assert ["wms requests", "0.5", "0.5", "4", "0.5"] in cost
+    assert not any(r[0] == "wms refused" for r in cost)  # zero in every phase
+    assert "embedded SQLite hides round-trip cost" in page
+    # the misleading baseline-vs-candidate table is gone; the charts stay, with a note
+    assert 'id="workload"' not in page
+    assert '<svg class="chart"' in page and 'href="#paired"' in page
+
+
+def test_paired_verdicts_show_effect_interval_threshold_and_samples():
+    page = render_report(_phased(), series=_series())
+    section = page[page.index('<section id="paired">'):page.index('<section id="phases">')]
+    cards = re.findall(r'<div class="paired-card" id="(paired-\d+)">(.*?)'
+                       r'(?=<div class="paired-card"|</section>)', section, re.S)
+    assert [a for a, _ in cards] == ["paired-1", "paired-2"]  # error-rate is not paired
+    first, second = cards[0][1], cards[1][1]
+    assert '<svg class="interval"' in first and 'data-decision="inconclusive"' in first
+    assert '<rect class="bar"' in first and '<line class="threshold"' in first
+    row = [html.unescape(re.sub(r"<[^>]+>", "", c)).strip()
+           for c in re.findall(r"<td[^>]*>(.*?)</td>", first, re.S)]
+    assert row == ["1.90×", "1.41 – 2.62", "≤ 2.00×", "inconclusive",
+                   "old 30, new 31 samples in 6 + 6 blocks"]
+    assert "About 96 samples per version (there were 30) would settle it" in first
+    # a count ratio: a dot, no interval bar; sample sizes are the iterations of each version
+    assert '<rect class="bar"' not in second and '<circle class="effect"' in second
+    assert "exact count" in second and "old 300, new 300 iterations" in second
+    # gate rows link to their card; the verdict banner says what would settle it
+    assert '<a href="#paired-1">import-latencyplain</a>' in page
+    assert '<a href="#paired-2">wms-calls</a>' in page
+    banner = page[page.index('id="verdict"'):page.index("<h2>Gates</h2>")]
+    assert "would settle it" in banner
+    assert ".INCONCLUSIVE { background: #6a3fa0" in page
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_phases_and_paired_free_text_stays_escaped(payload):
+    page = render_report(_phased(payload), series=_series())
+    assert payload not in page
+    for marker in RAW_MARKERS:
+        assert marker not in page, marker
+    esc = _esc(payload)
+    assert f"<caption>import{esc}</caption>" in page  # flow names come from signal keys
+    assert f"import-latency{esc}" in page and f"6 blocks){esc}" in page
+    svg = re.search(r'<svg class="interval".*?</svg>', page, re.S).group(0)
+    assert payload not in svg and "<img" not in svg and "<script" not in svg
+    assert "import-latency" + html.escape(payload) in svg
+
+
+def test_interval_chart_places_threshold_and_interval():
+    from plantstage.evidence.charts import interval_chart
+
+    svg = interval_chart(1.2, 0.9, 1.6, 2.0, "pass", title='a "b" <c>')
+    assert svg.startswith('<svg class="interval"') and 'data-decision="pass"' in svg
+    assert "<c>" not in svg and "&lt;c&gt;" in svg
+    x = {m[0]: float(m[1]) for m in re.findall(r'<(?:line|circle) class="(\w+)" c?x1?="([\d.]+)"',
+                                                 svg)}
+    bar = re.search(r'<rect class="bar" x="([\d.]+)" y="\d+" width="([\d.]+)"', svg)
+    lo, width = float(bar[1]), float(bar[2])
+    assert lo < x["effect"] < lo + width < x["threshold"]  # the whole interval under the line
+    # no interval, infinite ratio, no threshold: still a well-formed chart
+    for args in ((None, None, None, None, "inconclusive"),
+                 (float("inf"), None, None, 2.0, "fail")):
+        s = interval_chart(*args)
+        assert s.endswith("</svg>") and "nan" not in s
