@@ -61,6 +61,13 @@ def test_report_renders_in_chromium(recorded_run, tmp_path):
     assert dom.count("<circle") >= sum(points.values())
     assert 'id="signoffs"' in dom and "not required this run" in dom
     assert 'id="fidelity"' in dom and "simulated" in dom
+    # The phases side by side, and each paired verdict drawn as an interval against its
+    # threshold, linked from its gate row.
+    assert 'id="phases"' in dom and dom.count('<table class="phases"') >= 2
+    assert "paired old" in dom and "candidate" in dom
+    cards = re.findall(r'<div class="paired-card" id="(paired-\d+)"', dom)
+    assert cards and dom.count('<svg class="interval"') == len(cards), cards
+    assert all(f'href="#{c}"' in dom for c in cards)
     # Chromium logs any blocked or failed load; there must be none.
     assert "Refused to" not in r.stderr and "net::ERR" not in r.stderr, r.stderr[-2000:]
 
@@ -86,3 +93,4 @@ def test_markup_in_any_string_of_a_real_run_is_rendered_as_text(recorded_run):
     assert "<script" not in page and "<img" not in page and payload not in page
     assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") > 50
     assert page.count('<svg class="chart"') >= 3  # the charts plantstage draws still render
+    assert page.count('<svg class="interval"') >= 1  # … and the paired verdicts' intervals

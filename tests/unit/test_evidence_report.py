@@ -256,6 +256,17 @@ def test_phases_side_by_side_per_flow():
     assert ["wms requests", "0.5", "0.5", "4", "0.5"] in cost
     assert not any(r[0] == "wms refused" for r in cost)  # zero in every phase
     assert "embedded SQLite hides round-trip cost" in page
+    # a flow without errors anywhere: no row of zeros, the caption says so
+    ev = _phased()
+    for k in [k for k in ev["signals"] if k.endswith(".errors")]:
+        ev["signals"][k] = 0.0
+    for sc in ("baseline", "paired.old", "paired.new", "candidate"):  # the same everywhere
+        ev["signals"][f"twins.wms.{sc}.messages.per_iteration"] = \
+            ev["signals"][f"twins.wms.{sc}.requests.per_iteration"]
+    quiet = render_report(ev, series=_series())
+    assert [r[0] for r in _cells(quiet, "phases-1")] == ["", "iterations", "p50", "p95"]
+    assert "no errors in any phase" in quiet
+    assert ["wms messages = requests", "0.5", "0.5", "4", "0.5"] in _cells(quiet, "phases-cost")
     # the misleading baseline-vs-candidate table is gone; the charts stay, with a note
     assert 'id="workload"' not in page
     assert '<svg class="chart"' in page and 'href="#paired"' in page

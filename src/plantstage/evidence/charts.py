@@ -229,9 +229,10 @@ def interval_chart(effect: float | None, low: float | None, high: float | None,
            'xmlns="http://www.w3.org/2000/svg">', f"<title>{escape(label)}</title>",
            f'<line x1="{left}" x2="{right}" y1="{axis_y}" y2="{axis_y}" stroke="#c9ccd6"/>']
     # ticks at round ratios inside the axis
+    last_x = -100.0
     for t in (0.1, 0.2, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 3, 4, 5, 10, 20, 50, 100):
-        if lo_v < t < hi_v:
-            x = X(t)
+        if lo_v < t < hi_v and X(t) - last_x >= 34:
+            x = last_x = X(t)
             out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{axis_y}" y2="{axis_y + 4}" '
                        'stroke="#9aa0ad"/>'
                        f'<text x="{x:.1f}" y="{axis_y + 15}" text-anchor="middle" class="ax">'

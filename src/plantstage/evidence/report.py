@@ -80,7 +80,8 @@ def _phase_rows(evidence: dict[str, Any]) -> list[dict[str, Any]]:
             cells[sc] = {"count": count, "errors": errors,
                          "error_rate": errors / count if count else None,
                          "p50": s.get(p + "p50_ms"), "p95": s.get(p + "p95_ms")}
-        out.append({"flow": flow, "phases": cells})
+        errors = any(c and c["errors"] for c in cells.values())
+        out.append({"flow": flow, "phases": cells, "errors": errors})
     return out
 
 
@@ -97,8 +98,18 @@ def _phase_costs(evidence: dict[str, Any]) -> dict[str, Any]:
         if m:
             what = f"{m['comp']} {m['c']}" if m["comp"] else f"database {m['c']}"
             rows.setdefault((("1" if m["comp"] else "0") + what, what), {})[m["sc"]] = v
-    kept = [{"label": what, "phases": vals} for (_, what), vals in sorted(rows.items())
-            if any(v for v in vals.values())]
+    # Counters of one component that read the same in every phase (a twin's acks, deliveries
+    # and messages often do) share one row.
+    kept: list[dict[str, Any]] = []
+    for (_, what), vals in sorted(rows.items()):
+        if not any(vals.values()):
+            continue
+        comp, _, counter = what.partition(" ")
+        same = next((r for r in kept if r["comp"] == comp and r["phases"] == vals), None)
+        if same:
+            same["label"] += f" = {counter}"
+        else:
+            kept.append({"comp": comp, "label": what, "phases": vals})
     unmeasured = {sc: True for sc, _, _ in PHASES
                   if s.get(f"cost.{sc}.unmeasured") or s.get(f"cost.{sc.split('.')[0]}.unmeasured")}
     why = ((evidence.get("sections") or {}).get("cost") or {}).get("unmeasured") or ""
@@ -163,6 +174,8 @@ def _paired_verdicts(evidence: dict[str, Any]) -> list[dict[str, Any]]:
             or re.search(r"threshold ≤ ([0-9.]+)", decision_text) \
             or re.search(r"≤ ([0-9.]+)×", g.get("threshold") or "")
         limit = float(m[1]) if m else None
+        floor = re.search(r"threshold ≤ ([0-9.]+) \(≤ [0-9.]+ with the ([0-9.]+) ms floor\)",
+                          decision_text)
         n = None
         m = re.search(r"n = (\d+) old, (\d+) new(?:, in (\d+) \+ (\d+) blocks)?",
                       decision_text)
@@ -183,6 +196,7 @@ def _paired_verdicts(evidence: dict[str, Any]) -> list[dict[str, Any]]:
             "outcome": g.get("outcome"), "decision": decision, "text": decision_text,
             "effect": effect, "low": interval[0], "high": interval[1], "limit": limit,
             "threshold": g.get("threshold", ""), "n": n,
+            "floor": f"{float(floor[1]):g}× raised by the {floor[2]} ms floor" if floor else "",
             "settle": _settle(g, kind) if decision == "inconclusive" else "",
             "svg": Markup(interval_chart(effect, interval[0], interval[1], limit, decision,
                                          title=str(g.get("name", "")),
