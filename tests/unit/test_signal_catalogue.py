@@ -68,6 +68,7 @@ def test_every_documented_workload_signal_is_accepted(tmp_path):
 
 def test_the_catalogue_lists_declared_counters_and_flow_labels(tmp_path):
     listed = dict(signal_catalogue(load_spec(_spec(tmp_path))))
-    assert listed["workload.{baseline,candidate}.goods-receipt.receipts"] == "receipts booked"
-    assert "workload.{baseline,candidate}.f.<counter>" in listed  # declares none
-    assert "workload.{baseline,candidate}.{queue_drained,queue_drain_s}" in listed
+    ph = "workload.{baseline,paired.old,paired.new,candidate}"
+    assert listed[f"{ph}.goods-receipt.receipts"] == "receipts booked"
+    assert f"{ph}.f.<counter>" in listed  # declares none
+    assert f"{ph}.{{queue_drained,queue_drain_s}}" in listed

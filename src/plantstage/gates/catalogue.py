@@ -165,16 +165,8 @@ def signal_catalogue(loaded) -> list[tuple[str, str]]:
 
 
 def _line_of(loaded, path: tuple) -> str:
-    import yaml
-
-    from plantstage.spec.loader import _line_map, _nearest_line
-
-    try:
-        lines = _line_map(yaml.compose(loaded.text, Loader=yaml.SafeLoader))
-    except yaml.YAMLError:
-        return str(loaded.path)
-    line = _nearest_line(lines, path)
-    return f"{loaded.path}:{line}" if line else str(loaded.path)
+    # The loader's line map (built once, within bounds): no second parse of the spec.
+    return loaded.where(*path)
 
 
 def gate_problems(spec) -> list[tuple[tuple, str, str]]:
