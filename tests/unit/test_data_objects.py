@@ -212,6 +212,7 @@ MARIADB_SCHEMA = [
     "CREATE TRIGGER orders_log AFTER INSERT ON orders FOR EACH ROW "
     "INSERT INTO order_log (order_id) VALUES (NEW.id)",
     "CREATE VIEW big_orders AS SELECT id, ref FROM orders WHERE total > 5",
+    "CREATE FUNCTION doubled(x INT) RETURNS INT DETERMINISTIC RETURN x * 2",
     "INSERT INTO orders (total) VALUES (10), (3)",
     "SELECT SETVAL(doc_numbers, 77)",
     "SELECT NEXTVAL(inv_numbers)",
@@ -233,6 +234,7 @@ def test_mariadb_refresh_keeps_sequences_views_and_triggers(mariadb_database):
         assert after == before
         assert {"sequence.doc_numbers", "sequence.inv_numbers", "view.big_orders",
                 "trigger.orders.orders_number", "trigger.orders.orders_log"} <= set(after)
+        assert any(k.startswith("function.doubled(x int") for k in after), after
         eng = stage.engine()
         try:
             with eng.begin() as c:
@@ -242,6 +244,7 @@ def test_mariadb_refresh_keeps_sequences_views_and_triggers(mariadb_database):
                 assert c.execute(sa.text("SELECT ref FROM orders WHERE total = 9")).scalar() \
                     == "SO/78"
                 assert c.execute(sa.text("SELECT COUNT(*) FROM big_orders")).scalar() == 2
+                assert c.execute(sa.text("SELECT doubled(21)")).scalar() == 42
         finally:
             eng.dispose()
     finally:
