@@ -188,8 +188,9 @@ def _paired_verdicts(evidence: dict[str, Any]) -> list[dict[str, Any]]:
             scopes = list(dict.fromkeys(scopes))
             if len(scopes) == 2:
                 iters = [s.get(f"workload.{sc}.iterations") for sc in scopes]
+                heads = {sc: head for sc, head, _ in PHASES}
                 n = {"new": iters[0], "old": iters[1], "unit": "iterations",
-                     "scopes": scopes, "blocks": None}
+                     "scopes": [heads[sc] for sc in scopes], "blocks": None}
         anchor = f"paired-{len(out) + 1}"
         out.append({
             "gate": g.get("name", ""), "anchor": anchor, "kind": kind, "key": g.get("key"),
