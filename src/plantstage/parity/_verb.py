@@ -199,17 +199,22 @@ def _collect(layer: str, view: EnvView) -> LayerFacts:
 
 
 def _align_dialects(a: LayerFacts, b: LayerFacts) -> list[str]:
-    """Check constraints are engine SQL: compare them only between the same engine."""
+    """Engine SQL (check constraints, view and function bodies, triggers) and objects one engine
+    has and another lacks (sequences, enums, extensions) are compared only between the same
+    engine; between engines the types are compared as mapped."""
     da, db = a.meta.get("dialect") or {}, b.meta.get("dialect") or {}
     notes = []
+    engine_sql = ("check.", "view.", "function.", "trigger.", "sequence.", "enum.",
+                  "extension.")
     for comp in set(da) & set(db):
         if da[comp] != db[comp]:
             for lf in (a, b):
                 for k in [k for k, f in lf.facts.items()
-                          if k.startswith("check.") and f.component == comp]:
+                          if k.startswith(engine_sql) and f.component == comp]:
                     del lf.facts[k]
-            notes.append(f"{comp}: {da[comp]} vs {db[comp]} — types compared as mapped, "
-                         f"check constraints (engine SQL) not compared")
+            notes.append(f"{comp}: {da[comp]} vs {db[comp]} — types compared as mapped; "
+                         "check constraints, views, functions, triggers, sequences, enums and "
+                         "extensions (engine SQL and engine objects) not compared")
     return notes
 
 
