@@ -283,3 +283,12 @@ def test_a_missing_rollback_sql_file_fails_before_the_upgrade_runs(tmp_path):
                  rollback={"after": [{"sql": "release-steps/gone.sql"}]})
     with pytest.raises(StepFailed, match=r"releases\.r\.rollback\.after\[0\]: sql file "):
         check_sql_files(ctx, r)
+
+
+def test_samples_are_in_key_order_numbers_by_value():
+    before = [[1, i, 1] for i in (105, 14, 2)]
+    after = [[1, i, 2] for i in (105, 14, 2)]
+    d = compare_rows(COLS, before, COLS, after, key=["tenant_id", "item_id"])
+    assert [s["key"] for s in d["samples"]] == ["tenant_id=1, item_id=2",
+                                                "tenant_id=1, item_id=14",
+                                                "tenant_id=1, item_id=105"]

@@ -76,6 +76,17 @@ def _same(a: Any, b: Any, tolerance: float) -> bool:
     return _key_text(a) == _key_text(b)
 
 
+def _natural(key: tuple) -> tuple:
+    """Sort order of a key: numbers by value (2 before 10), then text."""
+    out = []
+    for part in key:
+        try:
+            out.append((0, Decimal(part), ""))
+        except (InvalidOperation, ValueError):
+            out.append((1, Decimal(0), str(part)))
+    return tuple(out)
+
+
 def _show(v: Any) -> str:
     return _key_text(v)
 
@@ -129,7 +140,7 @@ def compare_rows(before_cols: list[str], before: list[list[Any]], after_cols: li
             return out_
 
         bmap, amap = index(b_rows), index(a_rows)
-        for k in sorted(bmap.keys() | amap.keys()):
+        for k in sorted(bmap.keys() | amap.keys(), key=_natural):
             b, a = bmap.get(k), amap.get(k)
             ktext = text(b if b is not None else a, key)
             if b is None:
