@@ -81,9 +81,10 @@ def _natural(key: tuple) -> tuple:
     out = []
     for part in key:
         try:
-            out.append((0, Decimal(part), ""))
+            d = Decimal(part)
         except (InvalidOperation, ValueError):
-            out.append((1, Decimal(0), str(part)))
+            d = None
+        out.append((0, d, "") if d is not None and d.is_finite() else (1, Decimal(0), str(part)))
     return tuple(out)
 
 
