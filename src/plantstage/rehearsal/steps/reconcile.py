@@ -69,6 +69,8 @@ def _key_text(v: Any) -> str:
 def _same(a: Any, b: Any, tolerance: float) -> bool:
     na, nb = _number(a), _number(b)
     if na is not None and nb is not None:
+        if not (na.is_finite() and nb.is_finite()):
+            return str(na) == str(nb)  # NaN equals NaN here; infinities by sign
         try:
             return abs(na - nb) <= Decimal(repr(tolerance))
         except InvalidOperation:
