@@ -121,3 +121,21 @@ def copy_run(recorded_run, tmp_path):
         return dst
 
     return _copy
+
+
+def sample_plant_copy(dest: Path, example: Path = EXAMPLE) -> Path:
+    """A folder that looks like an example (for a changed spec): what the spec names as files
+    (releases, config, release steps) is copied, since artifacts must sit inside the spec's
+    folder; the plugin modules, the generator and the generated data are linked. Returns where
+    the spec goes (``dest / "plantstage.yaml"``, not written)."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in sorted(example.iterdir()):
+        if p.name in {"plantstage.yaml", "README.md", "__pycache__"}:
+            continue
+        if p.is_dir() and p.name != ".plantstage":
+            shutil.copytree(p, dest / p.name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (dest / p.name).symlink_to(p)
+    return dest / "plantstage.yaml"

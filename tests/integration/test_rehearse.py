@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from plantstage.evidence.ledger import read_run
-from tests.conftest import EXAMPLE, PG_URL, ROOT, requires_postgres, run_cli
+from tests.conftest import EXAMPLE, PG_URL, ROOT, requires_postgres, run_cli, sample_plant_copy
 
 pytestmark = pytest.mark.slow
 
@@ -244,17 +244,8 @@ def test_unreachable_staging_database_exit_2(tmp_path, production_db):
 
 
 def _example_copy(tmp_path: Path) -> Path:
-    """A folder that looks like the sample plant (its files copied or linked), for a changed
-    spec: artifacts, config and the plugin modules sit beside it, as the spec expects."""
-    import shutil
-
-    for name in ("releases", "config"):  # copied: artifacts must sit inside the spec's folder
-        shutil.copytree(EXAMPLE / name, tmp_path / name,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    for name in (".plantstage", "sampleplant_plugin.py", "sampleplant_smoke.py", "generate.py"):
-        if (EXAMPLE / name).exists():
-            (tmp_path / name).symlink_to(EXAMPLE / name)
-    return tmp_path / "plantstage.yaml"
+    """A folder that looks like the sample plant, for a changed spec (tests/conftest.py)."""
+    return sample_plant_copy(tmp_path)
 
 
 def _spec_copy(tmp_path: Path, production_db: Path, replace: tuple[str, str]) -> Path:

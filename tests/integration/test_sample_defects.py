@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLE, PG_URL, requires_postgres, run_cli
+from tests.conftest import EXAMPLE, PG_URL, requires_postgres, run_cli, sample_plant_copy
 
 
 def _rehearse(out: Path, release: str, *extra: str, spec: Path = EXAMPLE) -> dict:
@@ -63,15 +63,10 @@ def test_lost_at_switch_is_caught_by_the_effects_check(tmp_path, production_db):
 def _spec_with(tmp_path: Path, gates: list[dict]) -> Path:
     """The sample plant's spec with extra gates, in a folder that looks like the example
     (releases and config copied, the rest linked)."""
-    import shutil
 
     import yaml
 
-    for name in ("releases", "config"):
-        shutil.copytree(EXAMPLE / name, tmp_path / name,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    for name in (".plantstage", "sampleplant_plugin.py", "sampleplant_smoke.py", "generate.py"):
-        (tmp_path / name).symlink_to(EXAMPLE / name)
+    sample_plant_copy(tmp_path)
     data = yaml.safe_load((EXAMPLE / "plantstage.yaml").read_text())
     data["gates"] += gates
     (tmp_path / "plantstage.yaml").write_text(yaml.safe_dump(data, sort_keys=False,

@@ -14,18 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import EXAMPLE, ROOT, run_cli
+from tests.conftest import EXAMPLE, ROOT, run_cli, sample_plant_copy
 
 
 def _example_copy(tmp_path: Path) -> Path:
-    """A folder that looks like the sample plant (its files linked), for a changed spec."""
-    for name in ("releases", "config"):  # copied: artifacts must sit inside the spec's folder
-        shutil.copytree(EXAMPLE / name, tmp_path / name,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    for name in (".plantstage", "sampleplant_plugin.py", "sampleplant_smoke.py", "generate.py"):
-        if (EXAMPLE / name).exists():
-            (tmp_path / name).symlink_to(EXAMPLE / name)
-    return tmp_path / "plantstage.yaml"
+    """A folder that looks like the sample plant, for a changed spec (tests/conftest.py)."""
+    return sample_plant_copy(tmp_path)
 
 
 def _mqtt_only_spec(tmp_path: Path, duplicate_p: float) -> Path:
