@@ -53,11 +53,35 @@ def check(path: str | Path, *, artifacts: bool = True) -> LoadedSpec:
 
     collect(_parity_references, loaded)
     problems.extend(_parity_files(loaded))
+    problems.extend(_missing_step_files(loaded))
     if artifacts:
         collect(verify_artifacts, loaded)
     if problems:
         raise SpecProblems(problems)
     return loaded
+
+
+def _missing_step_files(loaded: LoadedSpec) -> list[PlantstageError]:
+    """Release steps' SQL files that do not exist (relative to the spec, or {artifact}/…)."""
+    from plantstage.spec.loader import _named_paths
+
+    out: list[PlantstageError] = []
+    for loc, value, what in _named_paths(loaded.spec):
+        if loc[2] not in ("steps", "rollback"):
+            continue
+        rel = loaded.spec.releases[loc[1]]
+        if value.startswith("{artifact}"):
+            path = loaded.base_dir / rel.artifact.path / value[len("{artifact}"):].lstrip("/\\")
+        elif "{" in value:
+            continue  # filled in at run time
+        else:
+            path = loaded.base_dir / value
+        if not path.is_file():
+            out.append(SpecError(f"releases[{loc[1]}].{what}: file '{value}' does not exist",
+                                 where=loaded.where(*loc),
+                                 hint=f"looked for {path}; paths are relative to the spec, "
+                                 "or {artifact}/… inside the release"))
+    return out
 
 
 def signal_catalogue(spec: str | Path | LoadedSpec) -> list[tuple[str, str]]:

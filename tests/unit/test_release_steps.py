@@ -292,3 +292,21 @@ def test_samples_are_in_key_order_numbers_by_value():
     assert [s["key"] for s in d["samples"]] == ["tenant_id=1, item_id=2",
                                                 "tenant_id=1, item_id=14",
                                                 "tenant_id=1, item_id=105"]
+
+
+def test_check_names_a_missing_sql_step_file_with_its_line(tmp_path):
+    """`plantstage check` finds a release step's missing SQL file before any rehearsal."""
+    from plantstage.spec.loader import load_spec
+    from plantstage.verbs import _missing_step_files
+    from tests.conftest import EXAMPLE, sample_plant_copy
+
+    spec_path = sample_plant_copy(tmp_path / "plant")
+    text = (EXAMPLE / "plantstage.yaml").read_text()
+    assert "release-steps/1.1.0-pre-upgrade-check.sql" in text
+    spec_path.write_text(text.replace("release-steps/1.1.0-pre-upgrade-check.sql",
+                                      "release-steps/gone.sql"))
+    problems = _missing_step_files(load_spec(spec_path))
+    assert len(problems) == 1
+    line = problems[0].one_line()
+    assert "steps.before[0].sql: file 'release-steps/gone.sql' does not exist" in line
+    assert f"{spec_path}:" in line

@@ -504,6 +504,14 @@ def _named_paths(spec: Spec) -> Iterator[tuple[tuple, str, str]]:
         req = getattr(runtime, "requirements", None) if runtime is not None else None
         if isinstance(req, str):
             yield ("releases", i, "runtime", "requirements"), req, "runtime.requirements"
+        for group, phases in (("steps", ("before", "upgrade", "after")),
+                              ("rollback", ("before", "downgrade", "after"))):
+            holder = getattr(rel, group, None)
+            for phase in phases:
+                for j, step in enumerate(getattr(holder, phase, None) or []):
+                    if isinstance(getattr(step, "sql", None), str):
+                        yield (("releases", i, group, phase, j, "sql"), step.sql,
+                               f"{group}.{phase}[{j}].sql")
     parity = getattr(spec, "parity", None)
     for i, source in enumerate(getattr(parity, "config", None) or []):
         for env in ("production", "staging"):
