@@ -210,6 +210,8 @@ def _recovery(evidence: dict[str, Any]) -> list[tuple[str, float]]:
     s = evidence.get("signals", {})
     names = [("backup", "backup.seconds"), ("rollback / restore", "rollback.seconds"),
              ("restore", "restore.seconds"), ("rows lost in rollback", "rollback.rows_lost"),
+             ("values wiped by rollback", "rollback.values_lost"),
+             ("columns gone after rollback", "rollback.columns_lost"),
              ("tables changed by rollback", "rollback.tables_changed")]
     return [(label, s[k]) for label, k in names if k in s]
 
