@@ -28,6 +28,19 @@ def _database_component(loaded: LoadedSpec) -> str:
     return dbs[0]
 
 
+def _prepare(path: str | Path):
+    """The loaded spec (which must have ``refresh:``), its database component and the
+    placeholder values a refresh resolves URLs with."""
+    loaded = load_spec(path)
+    if loaded.spec.refresh is None:
+        raise SpecError("the spec has no 'refresh' section", where=f"{loaded.path}: refresh",
+                        hint="declare the masking rules (see docs/refresh.md)")
+    comp = _database_component(loaded)
+    run_dir = loaded.base_dir / ".plantstage" / "refresh"
+    values = {"spec_dir": str(loaded.base_dir), "run_dir": str(run_dir), "python": python()}
+    return loaded, comp, values
+
+
 def _url(loaded: LoadedSpec, env_or_url: str, component: str, values: dict[str, str]) -> str:
     if "://" in env_or_url:
         return env_or_url
@@ -50,14 +63,8 @@ def refresh_plan(path: str | Path, *, source: str = "production") -> tuple[list,
     the coverage rows and a suggested ``refresh.rules`` block for the columns that need one."""
     from plantstage.data._plan import coverage, suggested_rules
 
-    loaded = load_spec(path)
+    loaded, comp, values = _prepare(path)
     spec = loaded.spec
-    if spec.refresh is None:
-        raise SpecError("the spec has no 'refresh' section", where=f"{loaded.path}: refresh",
-                        hint="declare the masking rules (see docs/refresh.md)")
-    comp = _database_component(loaded)
-    run_dir = loaded.base_dir / ".plantstage" / "refresh"
-    values = {"spec_dir": str(loaded.base_dir), "run_dir": str(run_dir), "python": python()}
     plans = coverage(_url(loaded, source, comp, values), spec.refresh, str(loaded.path))
     return plans, suggested_rules(plans, spec.refresh)
 
@@ -73,18 +80,12 @@ def refresh(
     :class:`~plantstage.errors.PlantstageError` (exit 2) for bad input before anything is
     written, and when the result fails verification (leaks, foreign keys, row counts).
     """
-    loaded = load_spec(path)
+    loaded, comp, values = _prepare(path)
     spec = loaded.spec
-    if spec.refresh is None:
-        raise SpecError("the spec has no 'refresh' section", where=f"{loaded.path}: refresh",
-                        hint="declare the masking rules (see docs/refresh.md)")
-    comp = _database_component(loaded)
-    run_dir = loaded.base_dir / ".plantstage" / "refresh"
-    values = {"spec_dir": str(loaded.base_dir), "run_dir": str(run_dir), "python": python()}
     src_url = _url(loaded, source, comp, values)
     dst_url = _url(loaded, target, comp, values)
     if dst_url.startswith("sqlite:"):
-        run_dir.mkdir(parents=True, exist_ok=True)
+        Path(values["run_dir"]).mkdir(parents=True, exist_ok=True)
     key, key_source = resolve_key(spec.refresh.key, loaded.base_dir)
     if "generated" in key_source:
         echo(f"masking key: {key_source}")
