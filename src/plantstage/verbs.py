@@ -255,8 +255,8 @@ def demo(*, out: str | Path | None = None, release: str | None = None,
 
 
 def load(path: str | Path, **kwargs):
-    """Drive a spec's workload against a running app (see :func:`plantstage.workload.verb.load`)."""
-    from plantstage.workload.verb import load as _load
+    """Drive a spec's workload against a running app (:func:`plantstage.workload.verbs.load`)."""
+    from plantstage.workload.verbs import load as _load
 
     return _load(path, **kwargs)
 

@@ -14,7 +14,7 @@ import yaml
 
 from plantstage.api import FlowError, run_flow_once
 from plantstage.spec.loader import load_spec
-from plantstage.workload.verb import load
+from plantstage.workload.verbs import load
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "flows.md"
 

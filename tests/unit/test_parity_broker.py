@@ -17,8 +17,8 @@ from plantstage.parity._broker import Observation, broker_config, observe
 from plantstage.parity._compare import compare_layer
 from plantstage.parity._environment import EnvView
 from plantstage.parity._model import LayerFacts
-from plantstage.parity._verb import check_references
 from plantstage.parity.collectors import topology, versions
+from plantstage.parity.verbs import check_references
 from plantstage.spec.loader import load_spec
 from plantstage.spec.parity import BrokerObservation, ParitySpec
 from tests.conftest import EXAMPLE

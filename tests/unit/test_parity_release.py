@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 from plantstage.artifacts import digest
 from plantstage.errors import Interrupted
-from plantstage.parity import _verb
-from plantstage.parity._verb import missing_files, run_parity
+from plantstage.parity import verbs as _verb
+from plantstage.parity.verbs import missing_files, run_parity
 from plantstage.spec.loader import load_spec
 
 HEAD_SCRIPT = """\

@@ -7,7 +7,7 @@ component's tier. ``parity`` is the library verb; ``plantstage parity`` prints i
 """
 
 from plantstage.parity._model import LAYERS, Finding, ParityReport
-from plantstage.parity._verb import (
+from plantstage.parity.verbs import (
     check_references,
     missing_files,
     parity,

@@ -20,8 +20,8 @@ from plantstage.cli_support import (
     positive_param,
     seconds_param,
 )
-from plantstage.workload.verb import export_signals
-from plantstage.workload.verb import load as load_verb
+from plantstage.workload.verbs import export_signals
+from plantstage.workload.verbs import load as load_verb
 
 #: This module's commands; plantstage.cli registers them on the main app.
 app = typer.Typer()
