@@ -65,6 +65,10 @@ class RunContext:
     #: The running twins (plantstage.twins.TwinSet) the twins step started, or None. Steps
     #: reach twins only through here (no module globals between steps).
     twin_set: Any = None
+    #: The runner's records of the steps so far (a live list), and the one judgement of the
+    #: run once the gates step made it (the runner reuses it; it never judges twice).
+    step_records: list[dict[str, Any]] = field(default_factory=list)
+    judgement: Any = None
     #: Each release's runtime (plantstage.runtime.Runtime) by release name, once resolved.
     runtimes: dict[str, Any] = field(default_factory=dict)
 

@@ -142,7 +142,7 @@ def run_rehearsal(
     if listener is not None:
         ctx.progress = listener.progress
     plan = plan or default_plan()
-    records: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = ctx.step_records  # the gates step judges them
     status, error = "completed", None
     started = time.time()
     old_handlers = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM,)}
@@ -237,7 +237,11 @@ def run_rehearsal(
 
     # One judgement (gates, score, signoffs) for the ledger, the evidence and the exit code;
     # `plantstage gate RUN` re-judges the same recorded data the same way.
-    judgement = judge_context(ctx, records, status=status, error=error)
+    gates_passed = any(r["name"] == "gates" and r["status"] == "passed" for r in records)
+    if status == "completed" and ctx.judgement is not None and gates_passed:
+        judgement = ctx.judgement  # the gates step judged every step before it, once
+    else:
+        judgement = judge_context(ctx, records, status=status, error=error)
     verdict = judgement.verdict if status == "completed" else "NO-GO"
     ctx.gate_results = judgement.gates
     ledger.end_run(status, verdict)

@@ -1,27 +1,24 @@
 from __future__ import annotations
 
-from plantstage.gates.evaluate import evaluate_gates
-from plantstage.gates.judge import effective_gates, last_go_signals
+from plantstage.gates.judge import effective_gates
 from plantstage.rehearsal.steps import Step
 
 __all__ = ["Gates", "effective_gates"]
 
 
 class Gates(Step):
-    """Judge the recorded signals (the verdict, with score and signoffs, is decided at the end
-    of the run by plantstage.gates.judge from the same data)."""
+    """Judge the run: gates (paired samples included), score, signoffs and the verdict — once,
+    with the same function ``plantstage gate RUN`` re-judges a recording with. The runner uses
+    this judgement for the ledger, the evidence and the exit code."""
 
     name = "gates"
     title = "Judge the gates"
     after_failure = True
 
     def run(self, ctx):
-        import time
+        from plantstage.evidence.bundle import judge_context
 
-        series = ctx.store.series() if ctx.store is not None else {}
-        steps = {n: "failed" for n in ctx.failed_steps}
-        ctx.gate_results = evaluate_gates(
-            effective_gates(ctx.spec), ctx.signals, series=series,
-            last_go=last_go_signals(ctx.run_dir, ctx.spec.name, time.time()),
-            variables={"steps": steps})
+        steps = [r for r in ctx.step_records if r["name"] != self.name]
+        ctx.judgement = judge_context(ctx, steps, status="completed")
+        ctx.gate_results = ctx.judgement.gates
         return {g.name: g.outcome for g in ctx.gate_results}
