@@ -100,10 +100,10 @@ VERBS: dict[str, tuple[list[list[str]], dict[str, list[str] | None]]] = {
     "digest": ([[F["missing"], F["text"], F["empty"], LONG, "/dev/null",
                  "/proc/self/none"]], {}),
     "rehearse": ([BAD_SPECS], {"--release": STRS, "--out": OUTS, "--staging-db": URLS,
-                               "--keep-staging": FLAG}),
+                               "--keep-staging": FLAG, "--ring": STRS}),
     "demo": ([], {"--out": OUTS, "--release": STRS, "--staging-db": URLS}),
     "refresh": ([BAD_SPECS], {"--from": STRS + URLS + [F["text"]], "--to": STRS + URLS,
-                              "--allow-unclassified": FLAG}),
+                              "--allow-unclassified": FLAG, "--plan": FLAG}),
     "gate": ([BAD_RUNS], {"--spec": BAD_SPECS}),
     "signoff": ([BAD_RUNS], {"--role": STRS, "--by": STRS, "--decision": STRS,
                              "--reason": STRS, "--waive": STRS, "--expires": STRS}),
@@ -119,6 +119,8 @@ VERBS: dict[str, tuple[list[list[str]], dict[str, list[str] | None]]] = {
                            "--database-url": URLS, "--mqtt": URLS}),
     "signals": ([BAD_RUNS], {"--format": ["openmetrics", "csv", "", "xml", LONG]}),
     "keys": ([["bogus", "", LONG]], {}),
+    "rings": ([BAD_SPECS], {"--release": STRS, "--runs": [F["missing"], F["text"], LONG],
+                            "--json": FLAG}),
 }
 # demo has no spec to spoil: each call carries one of these, which must be refused.
 DEMO_POISON = [("--staging-db", ""), ("--out", "/proc/x"), ("--out", F["text"]),

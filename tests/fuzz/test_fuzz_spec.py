@@ -25,7 +25,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:The recursion limit will not be 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample-plant" / "plantstage.yaml"
 SAMPLE = EXAMPLE.read_text(encoding="utf-8")
 SAMPLE_LINES = SAMPLE.splitlines(keepends=True)
-WHERE = re.compile(r"^.+:\d+$")
+# file:line, optionally followed by the field path (workload errors name it after the line)
+WHERE = re.compile(r"^.+:\d+(: \S+)?$")
 
 # Values a careless or hostile author might write where a scalar belongs.
 HOSTILE = [
