@@ -56,11 +56,17 @@ def body_hash(text: str | None) -> str:
     return hashlib.sha256(normalise_sql(text).encode()).hexdigest()[:12]
 
 
-def read_objects(conn: sa.Connection) -> list[DbObject]:
-    """Every object of the connection's database (its default schema first), by kind."""
+def read_objects(conn: sa.Connection, *, values: bool = True) -> list[DbObject]:
+    """Every object of the connection's database (its default schema first), by kind.
+
+    ``values`` reads each sequence's next value (a refresh carries it). Parity compares no
+    values and passes False: reading a sequence needs a privilege on it that a read-only
+    production role often lacks, while the catalogue is readable by anyone."""
     reader = {"postgresql": _pg, "mysql": _my, "mariadb": _my, "sqlite": _lite}.get(
         conn.dialect.name)
-    return reader(conn) if reader else []
+    if reader is None:
+        return []
+    return reader(conn) if values or reader is _lite else reader(conn, values=False)
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------
@@ -74,7 +80,7 @@ def _pg_name(schema: str, name: str, default: str) -> str:
     return name if schema == default else f"{schema}.{name}"
 
 
-def _pg(conn: sa.Connection) -> list[DbObject]:
+def _pg(conn: sa.Connection, values: bool = True) -> list[DbObject]:
     q = lambda sql, **kw: conn.execute(sa.text(sql), kw).all()  # noqa: E731
     default = conn.execute(sa.text("SELECT current_schema()")).scalar() or "public"
     prep = conn.dialect.identifier_preparer
@@ -110,9 +116,12 @@ def _pg(conn: sa.Connection) -> list[DbObject]:
         # The sequence itself says where it is (pg_sequences shows NULL after a
         # setval(…, false)); with a cache, last_value may be past the last value handed out:
         # a gap on staging, never a number used twice.
-        last, called = conn.execute(sa.text(
-            f"SELECT last_value, is_called FROM {prep.quote(schema)}.{prep.quote(name)}")).one()
-        nxt = int(last) + int(inc) if called else int(last)
+        nxt = None
+        if values:
+            last, called = conn.execute(sa.text(
+                f"SELECT last_value, is_called FROM {prep.quote(schema)}.{prep.quote(name)}")
+            ).one()
+            nxt = int(last) + int(inc) if called else int(last)
         value = f"increment {inc}" + (f", owned by {owned}" if owned else "")
         out.append(DbObject("sequence", _pg_name(schema, name, default), value,
                             f'CREATE SEQUENCE "{schema}"."{name}" INCREMENT BY {inc}',
@@ -155,7 +164,7 @@ def _pg(conn: sa.Connection) -> list[DbObject]:
 
 
 # -- MariaDB / MySQL ----------------------------------------------------------------------------
-def _my(conn: sa.Connection) -> list[DbObject]:
+def _my(conn: sa.Connection, values: bool = True) -> list[DbObject]:
     db = conn.execute(sa.text("SELECT DATABASE()")).scalar()
     q = lambda sql: conn.execute(sa.text(sql), {"db": db}).all()  # noqa: E731
     out: list[DbObject] = []
