@@ -6,6 +6,7 @@ import os
 import select
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from psycopg.pq import ExecStatus
 
 from plantstage.engines import _READ_ONLY_SQL, register
-from plantstage.engines.base import EngineAdapter
+from plantstage.engines.base import EngineAdapter, T
 from plantstage.errors import EngineError, ProductionWriteError
 
 
@@ -82,22 +83,102 @@ class PostgreSQLAdapter(EngineAdapter):
         return path
 
     def backup(self, dest_dir: Path) -> Path:
-        dest = dest_dir / "backup.pgdump"
-        proc = subprocess.run([self._tool("pg_dump"), "-Fc", "-f", str(dest)],
-                              env=self._libpq_env(), capture_output=True, text=True)
+        return self._dump(dest_dir / "backup.pgdump")
+
+    def _dump(self, dest: Path, snapshot: str | None = None) -> Path:
+        cmd = [self._tool("pg_dump"), "-Fc", "-f", str(dest)]
+        if snapshot:
+            cmd.append(f"--snapshot={snapshot}")
+        proc = subprocess.run(cmd, env=self._libpq_env(), capture_output=True, text=True)
         if proc.returncode != 0:
-            raise EngineError(f"pg_dump failed: {proc.stderr.strip()[:200]}", where=self.label)
+            raise EngineError(f"pg_dump failed: {_first_error(proc.stderr)}", where=self.label)
         return dest
 
-    def restore(self, backup: Path) -> None:
+    def backup_consistent(self, dest_dir: Path,
+                          read: Callable[[sa.Connection], T]) -> tuple[Path, T]:
+        """``pg_dump --snapshot``: the dump runs in a snapshot this session exported, and
+        ``read`` runs in the same transaction, so both see exactly the same data."""
+        eng = self.engine()
+        try:
+            with eng.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+                with conn.begin():
+                    snap = conn.execute(sa.text("SELECT pg_export_snapshot()")).scalar()
+                    path = self._dump(dest_dir / "backup.pgdump", str(snap))
+                    return path, read(conn)
+        finally:
+            eng.dispose()
+
+    def restore(self, backup: Path) -> float:
+        """Into a fresh database (the old one dropped, its sessions ended) with
+        ``pg_restore -j N``, N the machine's cores: tables load and indexes build in
+        parallel. Stops at the first error, so a damaged dump fails here."""
+        t0 = time.perf_counter()
+        if not backup.is_file():
+            raise EngineError("backup file not found", where=str(backup))
         self.drop()
         self.create()
+        jobs = max(1, os.cpu_count() or 1)
         proc = subprocess.run(
-            [self._tool("pg_restore"), "--no-owner", "-d", self.url.database or "", str(backup)],
+            [self._tool("pg_restore"), "--no-owner", "--exit-on-error", "-j", str(jobs),
+             "-d", self.url.database or "", str(backup)],
             env=self._libpq_env(), capture_output=True, text=True,
         )
         if proc.returncode != 0:
-            raise EngineError(f"pg_restore failed: {proc.stderr.strip()[:200]}", where=self.label)
+            raise EngineError(f"pg_restore failed: {_first_error(proc.stderr)}", where=self.label,
+                              hint="is the backup complete (pg_restore --list reads it)?")
+        return time.perf_counter() - t0
+
+    def scratch(self, tag: str) -> PostgreSQLAdapter:
+        name = f"{self.url.database}_{tag}"[:63]
+        return PostgreSQLAdapter(self.url.set(database=name))
+
+    def pitr_status(self) -> tuple[bool, str]:
+        """Point-in-time recovery needs a base backup (a replication connection) and every
+        WAL segment since (archiving, or a replication connection streaming them). Reads the
+        server's settings; changes none."""
+        eng = self.engine()
+        try:
+            with eng.connect() as c:
+                q = lambda sql: c.execute(sa.text(sql)).scalar()  # noqa: E731
+                wal_level = q("SHOW wal_level")
+                archive = q("SHOW archive_mode")
+                may_replicate = q("SELECT rolsuper OR rolreplication FROM pg_roles "
+                                  "WHERE rolname = current_user")
+        except sa.exc.SQLAlchemyError as exc:
+            return False, f"cannot read the server's settings: {str(exc).splitlines()[0][:120]}"
+        finally:
+            eng.dispose()
+        problems = []
+        if wal_level == "minimal":
+            problems.append("wal_level is minimal (needs replica; a server restart)")
+        if not may_replicate:
+            problems.append("this role has no REPLICATION privilege")
+        elif (why := self._replication_refused()) is not None:
+            problems.append(f"a replication connection is refused ({why}; pg_hba.conf needs a "
+                            "'replication' line)")
+        if archive == "off":
+            problems.append("archive_mode is off (WAL is not archived; enabling it needs "
+                            "archive_mode=on, an archive_command and a server restart)")
+        if problems:
+            return False, "; ".join(problems)
+        return True, f"wal_level={wal_level}, archive_mode={archive}, replication allowed"
+
+    def _replication_refused(self) -> str | None:
+        u = self.url
+        try:
+            conn = psycopg.connect(host=u.host or "127.0.0.1", port=u.port or 5432,
+                                   user=u.username, password=u.password, dbname="replication",
+                                   replication="true", connect_timeout=5, autocommit=True)
+        except psycopg.Error as exc:
+            msg = str(exc).strip().splitlines()[0]
+            return msg.split("FATAL:", 1)[-1].strip()[:120]
+        try:
+            conn.execute("IDENTIFY_SYSTEM")
+        except psycopg.Error as exc:
+            return str(exc).strip().splitlines()[0][:120]
+        finally:
+            conn.close()
+        return None
 
     # -- the schema by PostgreSQL's own tools (a same-engine refresh) ----------------------
     def schema_dump(self, dest: Path, exclude: list[str] = ()) -> Path:
