@@ -119,7 +119,9 @@ class MariaDBAdapter(EngineAdapter):
         return time.perf_counter() - t0
 
     def scratch(self, tag: str) -> MariaDBAdapter:
-        return MariaDBAdapter(self.url.set(database=f"{self.url.database}_{tag}"[:64]))
+        # Cut the name, never the tag: a cut tag could name the staging database itself.
+        name = f"{(self.url.database or '')[:64 - len(tag) - 1]}_{tag}"
+        return MariaDBAdapter(self.url.set(database=name))
 
     def pitr_status(self) -> tuple[bool, str]:
         eng = self.engine()

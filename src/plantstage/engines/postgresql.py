@@ -129,7 +129,8 @@ class PostgreSQLAdapter(EngineAdapter):
         return time.perf_counter() - t0
 
     def scratch(self, tag: str) -> PostgreSQLAdapter:
-        name = f"{self.url.database}_{tag}"[:63]
+        # Cut the name, never the tag: a cut tag could name the staging database itself.
+        name = f"{(self.url.database or '')[:63 - len(tag) - 1]}_{tag}"
         return PostgreSQLAdapter(self.url.set(database=name))
 
     def pitr_status(self) -> tuple[bool, str]:
