@@ -257,3 +257,46 @@ def test_backup_step_records_signals_and_fails_unverified(tmp_path, monkeypatch)
                                          r"0 restored"):
         Backup().run(ctx)
     assert signals["backup.verified"] == 0.0
+
+
+@requires_postgres
+def test_postgresql_restore_into_the_prepared_database(pg_database, tmp_path):
+    """The empty database ``prepare_restore`` made is the one the restore fills; a spare that
+    is not empty is never used; ``drop`` removes both."""
+    adapter = engines.adapter_for(pg_database)
+    eng = adapter.engine()
+    with eng.begin() as c:
+        c.execute(sa.text("CREATE TABLE lots (id SERIAL PRIMARY KEY, qty INTEGER)"))
+        c.execute(sa.text("INSERT INTO lots (qty) VALUES (5), (7)"))
+    eng.dispose()
+    path = adapter.backup(tmp_path)
+    spare = adapter.scratch("restoring")
+    adapter.prepare_restore()
+    e = spare.engine()
+    with e.begin() as c:  # a leftover half-restored spare: must not receive the restore
+        c.execute(sa.text("CREATE TABLE junk (x INTEGER)"))
+    e.dispose()
+    adapter.restore(path)
+    adapter.prepare_restore()
+    adapter.restore(path)
+
+    def tables(url) -> set[str]:
+        e = engines.connect_staging(str(url))
+        try:
+            return set(sa.inspect(e).get_table_names())
+        finally:
+            e.dispose()
+
+    assert tables(adapter.url) == {"lots"}
+    admin = sa.create_engine("postgresql+psycopg://root@127.0.0.1:5432/postgres")
+
+    def names() -> set[str]:
+        with admin.connect() as c:
+            return {r[0] for r in c.execute(sa.text("SELECT datname FROM pg_database"))}
+
+    assert spare.url.database not in names()  # consumed by the restore (renamed)
+    adapter.prepare_restore()
+    assert spare.url.database in names()
+    adapter.drop()
+    assert not {adapter.url.database, spare.url.database} & names()
+    admin.dispose()

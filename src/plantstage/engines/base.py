@@ -77,6 +77,10 @@ class EngineAdapter:
         raise EngineError(f"restore is not supported on {self.name} yet", where=self.label,
                           hint="use SQLite, PostgreSQL or MariaDB for staging")
 
+    def prepare_restore(self) -> None:
+        """Make ready what a later :meth:`restore` needs before it starts (an empty target
+        database), so that the restore's time is the restore's."""
+
     def scratch(self, tag: str) -> EngineAdapter:
         """A throwaway database beside this one (same server, or a temporary file) for
         restoring a backup to verify it; :meth:`drop` removes it."""

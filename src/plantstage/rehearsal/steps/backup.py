@@ -36,4 +36,6 @@ class Backup(Step):
                    "pitr": {"available": available, "reason": why}}
         if not check.verified:
             raise StepFailed(f"backup did not verify: {check.problem}", results)
+        # The empty database a restore fills, made now: the drill's clock times the restore.
+        ctx.staging_db.prepare_restore()
         return results
