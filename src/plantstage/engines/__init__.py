@@ -11,6 +11,7 @@ import hashlib
 import re
 import zlib
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import sqlalchemy as sa
@@ -122,7 +123,13 @@ def ping(engine: sa.Engine, label: str) -> None:
         ) from None
 
 
-def table_columns(engine: sa.Engine) -> dict[str, list[str]]:
+def _connected(bind: sa.Engine | sa.Connection) -> AbstractContextManager[sa.Connection]:
+    """A connection from an engine (closed afterwards), or the caller's own connection (left
+    open: the caller may be reading inside a transaction, e.g. a backup's snapshot)."""
+    return nullcontext(bind) if isinstance(bind, sa.Connection) else bind.connect()
+
+
+def table_columns(engine: sa.Engine | sa.Connection) -> dict[str, list[str]]:
     """Tables and their column names, as the database reports them (bookkeeping left out)."""
     insp = sa.inspect(engine)
     out = {t: [c["name"] for c in insp.get_columns(t)] for t in sorted(insp.get_table_names())
@@ -142,7 +149,7 @@ def _norm(v: Any) -> str:
 
 
 def snapshot(
-    engine: sa.Engine, columns: dict[str, list[str]] | None = None
+    engine: sa.Engine | sa.Connection, columns: dict[str, list[str]] | None = None
 ) -> dict[str, dict[str, Any]]:
     """Row count and an order-independent digest of each table (over the given columns).
 
@@ -151,7 +158,7 @@ def snapshot(
     """
     columns = columns or table_columns(engine)
     out: dict[str, dict[str, Any]] = {}
-    with engine.connect() as conn:
+    with _connected(engine) as conn:
         for table, cols in columns.items():
             tbl = sa.table(table, *[sa.column(c) for c in cols])
             total = 0
@@ -191,7 +198,7 @@ SKETCH_BUCKETS = 512
 
 
 def column_snapshot(
-    engine: sa.Engine, columns: dict[str, list[str]] | None = None
+    engine: sa.Engine | sa.Connection, columns: dict[str, list[str]] | None = None
 ) -> dict[str, dict[str, Any]]:
     """:func:`snapshot` plus a fingerprint of each column, in the same single pass.
 
@@ -204,7 +211,7 @@ def column_snapshot(
     columns = columns or table_columns(engine)
     mask = (1 << 64) - 1
     out: dict[str, dict[str, Any]] = {}
-    with engine.connect() as conn:
+    with _connected(engine) as conn:
         for table, cols in columns.items():
             tbl = sa.table(table, *[sa.column(c) for c in cols])
             total = acc = 0

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from plantstage.errors import EngineError
+
+T = TypeVar("T")
 
 
 class EngineAdapter:
@@ -50,12 +53,43 @@ class EngineAdapter:
         return False
 
     def backup(self, dest_dir: Path) -> Path:
+        """Back this database up into ``dest_dir`` with the engine's own tool; the file."""
         raise EngineError(f"backup is not supported on {self.name} yet", where=self.label,
-                          hint="use SQLite or PostgreSQL for staging")
+                          hint="use SQLite, PostgreSQL or MariaDB for staging")
 
-    def restore(self, backup: Path) -> None:
+    def backup_consistent(self, dest_dir: Path,
+                          read: Callable[[sa.Connection], T]) -> tuple[Path, T]:
+        """:meth:`backup`, and ``read`` run on a connection that sees the data as it was
+        backed up (what verification compares the backup against). Engines that can share
+        the dump's snapshot override this; here ``read`` runs right after the backup, so a
+        write in between would make verification fail (never pass wrongly)."""
+        path = self.backup(dest_dir)
+        eng = self.engine()
+        try:
+            with eng.connect() as conn:
+                return path, read(conn)
+        finally:
+            eng.dispose()
+
+    def restore(self, backup: Path) -> float:
+        """Replace this database's contents with ``backup`` (rows the database holds and the
+        backup does not are gone afterwards). Returns the seconds it took."""
         raise EngineError(f"restore is not supported on {self.name} yet", where=self.label,
-                          hint="use SQLite or PostgreSQL for staging")
+                          hint="use SQLite, PostgreSQL or MariaDB for staging")
+
+    def prepare_restore(self) -> None:
+        """Make ready what a later :meth:`restore` needs before it starts (an empty target
+        database), so that the restore's time is the restore's."""
+
+    def scratch(self, tag: str) -> EngineAdapter:
+        """A throwaway database beside this one (same server, or a temporary file) for
+        restoring a backup to verify it; :meth:`drop` removes it."""
+        raise EngineError(f"no scratch database on {self.name}", where=self.label)
+
+    def pitr_status(self) -> tuple[bool, str]:
+        """Whether this server allows point-in-time recovery (a base backup plus the
+        write-ahead log), and why (not)."""
+        return False, f"point-in-time recovery is not implemented for {self.name}"
 
     def bulk_load(self, conn: sa.Connection, table: sa.Table, columns: list[str],
                   rows: list[tuple]) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from plantstage.engines import register
-from plantstage.engines.base import EngineAdapter
+from plantstage.engines.base import EngineAdapter, T
 from plantstage.errors import EngineError
 
 
@@ -97,8 +101,76 @@ class SQLiteAdapter(EngineAdapter):
         self._copy(self.path, dest, src_readonly=False)
         return dest
 
-    def restore(self, backup: Path) -> None:
+    def backup_consistent(self, dest_dir: Path,
+                          read: Callable[[sa.Connection], T]) -> tuple[Path, T]:
+        """The backup API run from a connection holding a read transaction, and ``read`` in
+        that same transaction: both see one state of the file, whatever the app writes
+        meanwhile (WAL readers keep their snapshot)."""
+        dest = dest_dir / "backup.sqlite"
+        dest.unlink(missing_ok=True)
+        eng = self.engine()
+        try:
+            with eng.connect() as conn:
+                raw = conn.connection.dbapi_connection
+                raw.execute("BEGIN")
+                raw.execute("SELECT count(*) FROM sqlite_master").fetchall()  # pins the snapshot
+                d = sqlite3.connect(dest)
+                try:
+                    raw.backup(d)
+                finally:
+                    d.close()
+                value = read(conn)
+                raw.rollback()
+                return dest, value
+        finally:
+            eng.dispose()
+
+    def restore(self, backup: Path) -> float:
+        """The backup API copies every page of ``backup`` over this file: what the file held
+        before is gone. A backup that is not a sound SQLite file is refused first."""
+        t0 = time.perf_counter()
+        problem = _integrity_problem(backup)
+        if problem:
+            raise EngineError(f"backup {backup.name} is damaged: {problem}", where=str(backup),
+                              hint="take a new backup")
         self._copy(backup, self.path, src_readonly=True)
+        return time.perf_counter() - t0
+
+    def scratch(self, tag: str) -> SQLiteAdapter:
+        fd, name = tempfile.mkstemp(prefix=f"plantstage-{tag}-", suffix=".sqlite")
+        os.close(fd)
+        return _ScratchSQLite(self.url.set(database=name))
+
+    def pitr_status(self) -> tuple[bool, str]:
+        return False, "SQLite has no write-ahead log archive to replay: restore is to the backup"
+
+
+class _ScratchSQLite(SQLiteAdapter):
+    """A temporary SQLite file: unlike a run's database, dropping it removes it."""
+
+    def drop(self) -> None:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(str(self.path) + suffix).unlink(missing_ok=True)
+
+
+def _integrity_problem(path: Path) -> str | None:
+    """None when ``path`` is a sound SQLite database, else what is wrong, in one line.
+
+    ``PRAGMA quick_check`` reads every page (a truncated or overwritten file fails it) without
+    the index cross-checks of ``integrity_check``: linear in the file, cheap for staging."""
+    if not path.exists():
+        return "file not found"
+    try:
+        db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+        try:
+            rows = db.execute("PRAGMA quick_check").fetchall()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc).splitlines()[0][:160]
+    if rows != [("ok",)]:
+        return "; ".join(str(r[0]) for r in rows[:3])[:160]
+    return None
 
 
 def seal_files(folder: Path) -> list[str]:

@@ -158,6 +158,11 @@ def signal_catalogue(loaded) -> list[tuple[str, str]]:
     if getattr(spec, "audit", None) is not None:
         out.append(("audit.{entries,expected,missing}", "the audit trail against the "
                     "privileged actions"))
+    out += [("backup.{seconds,bytes}", "the staging backup before the release: time to take "
+             "and fingerprint it, its size (docs/backup.md)"),
+            ("backup.{verified,verify_seconds,restore_seconds}", "1 when the backup, restored "
+             "into a scratch database, held exactly the backed-up data (else 0); the verify's "
+             "time and its restore's time")]
     out += [("twins.{faults,failures}", "faults injected, twins that failed"),
             ("rollback.*, backup.*, parity.*, refresh.*, steps.*", "the rehearsal's steps")]
     phases = "{baseline,paired.old,paired.new,candidate}"

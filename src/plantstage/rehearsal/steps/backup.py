@@ -1,29 +1,41 @@
 from __future__ import annotations
 
-import time
-
-from plantstage import engines
-from plantstage.rehearsal.steps import Step
+from plantstage.engines.backups import take_backup, verify_backup
+from plantstage.rehearsal.steps import Step, StepFailed
 
 
 class Backup(Step):
-    """Back up staging before the release touches it, and fingerprint what was backed up:
-    each table's rows and each column's values (the rollback drill holds the data to it)."""
+    """Back up staging before the release touches it with the engine's own tool, fingerprint
+    what was backed up (each table's rows and each column's values: the rollback drill holds
+    the data to it), and verify the backup: restored into a scratch database, it must hold
+    exactly that data. A backup that does not verify fails the step."""
 
     name = "backup"
     title = "Back up staging"
 
     def run(self, ctx):
-        t0 = time.perf_counter()
-        ctx.backup_path = ctx.staging_db.backup(ctx.run_dir)
-        seconds = time.perf_counter() - t0
-        eng = ctx.staging_db.engine()
-        try:
-            ctx.old_columns = engines.table_columns(eng)
-            ctx.backup_snapshot = engines.column_snapshot(eng, ctx.old_columns)
-        finally:
-            eng.dispose()
-        ctx.signal("backup.seconds", seconds)
-        return {"file": ctx.backup_path.name, "bytes": ctx.backup_path.stat().st_size,
-                "seconds": round(seconds, 2),
-                "rows": {t: s["rows"] for t, s in ctx.backup_snapshot.items()}}
+        taken = take_backup(ctx.staging_db, ctx.run_dir)
+        ctx.backup_path = taken.path
+        ctx.old_columns = taken.columns
+        ctx.backup_snapshot = taken.snapshot
+        check = verify_backup(ctx.staging_db, taken)
+        available, why = ctx.staging_db.pitr_status()
+        ctx.signals_from({"backup.seconds": taken.seconds, "backup.bytes": taken.bytes,
+                          "backup.verify_seconds": check.seconds,
+                          "backup.verified": 1.0 if check.verified else 0.0})
+        if check.restore_seconds is not None:
+            ctx.signal("backup.restore_seconds", check.restore_seconds)
+        results = {"file": taken.path.name, "bytes": taken.bytes,
+                   "seconds": round(taken.seconds, 2), "engine": ctx.staging_db.name,
+                   "rows": {t: s["rows"] for t, s in taken.snapshot.items()},
+                   "objects": len(taken.objects),
+                   "verify": {"verified": check.verified, "seconds": round(check.seconds, 2),
+                              "restore_seconds": None if check.restore_seconds is None
+                              else round(check.restore_seconds, 2),
+                              "problem": check.problem, "differences": check.differences[:20]},
+                   "pitr": {"available": available, "reason": why}}
+        if not check.verified:
+            raise StepFailed(f"backup did not verify: {check.problem}", results)
+        # The empty database a restore fills, made now: the drill's clock times the restore.
+        ctx.staging_db.prepare_restore()
+        return results
