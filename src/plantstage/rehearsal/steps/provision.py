@@ -9,6 +9,7 @@ from plantstage.errors import EngineError, PlantstageError, SpecError
 from plantstage.rehearsal.processes import ManagedProcess, free_port
 from plantstage.rehearsal.router import Router
 from plantstage.rehearsal.steps import Step, StepFailed
+from plantstage.spec.smoke import health_probe
 
 
 class SetupError(PlantstageError):
@@ -27,7 +28,9 @@ def start_version(ctx, release, color: str) -> ManagedProcess:
         [ctx.expand(a, **extra) for a in b.command],
         cwd=ctx.expand(b.cwd, **extra) if b.cwd else art,
         env={k: ctx.expand(v, **extra) for k, v in b.env.items()},
-        port=port, health_path=b.health, log_path=ctx.run_dir / "logs" / f"{color}.log",
+        port=port, log_path=ctx.run_dir / "logs" / f"{color}.log",
+        # A command probe runs with the app's placeholders, like the app's own command.
+        health_path=health_probe(b.health).expanded(lambda a: ctx.expand(a, **extra)),
     )
     proc.start()
     health = proc.wait_healthy(b.startup_timeout)
