@@ -53,7 +53,12 @@ def test_provisioning_runs_the_current_releases_ordered_steps(tmp_path, producti
     logs = out / "logs"
     assert _made(logs / "schema-before-vendor-pre.log") == "0"
     assert _made(logs / "schema-after-vendor-post.log") == "1"
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    # Parity's stand-in for staging was built by the same steps.
+    assert _made(out / "parity" / "staging" / "schema-after-vendor-post.log") == "1"
+    # The rest of the run went through; the short workload of _plant_copy may leave a paired
+    # latency gate without enough samples (INCONCLUSIVE), never NO-GO.
+    assert r.returncode in (0, 5), r.stdout[-3000:] + r.stderr[-2000:]
+    assert all(s["status"] == "passed" for s in ev["steps"]), ev["reasons"]
 
 
 def test_refresh_schema_migrations_runs_the_ordered_steps(tmp_path, production_db):
