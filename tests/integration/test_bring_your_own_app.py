@@ -70,3 +70,57 @@ def test_a_release_that_truncates_kg_is_no_go_at_smoke(project, tmp_path):
     assert any("smoke check adjust-keeps-grams failed: POST http://127.0.0.1:" in x and
                "/v1/north/adjust: field booked.qty.value: 1.000 differs from 1.25 by 0.250"
                in x for x in reasons), reasons
+
+
+def _with_health(project: Path, tmp_path: Path, health: str) -> Path:
+    """A copy of the project whose app declares another health probe."""
+    root = tmp_path / "spec"
+    shutil.copytree(project, root, symlinks=True,
+                    ignore=shutil.ignore_patterns(".plantstage"))
+    text = (root / "plantstage.yaml").read_text()
+    old = "        health: {path: /healthz, status: 200, version: {header: X-Build}}\n"
+    assert old in text
+    (root / "plantstage.yaml").write_text(text.replace(old, health))
+    return root
+
+
+def test_a_jsonrpc_health_probe_reads_the_version_from_the_result(project, tmp_path):
+    root = _with_health(project, tmp_path, """        health:
+          method: POST
+          path: /rpc
+          json: {jsonrpc: "2.0", method: status, id: 1}
+          version: {json: result.version}
+""")
+    r = run_cli("rehearse", str(root), "--release", "1.1.0", "--out", str(tmp_path / "run"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    steps = {s["name"]: s for s in _evidence(tmp_path / "run")["steps"]}
+    assert steps["deploy"]["results"]["version"] == "1.1.0"
+    assert steps["switch"]["results"]["through_router"] == "HTTP 200, version 1.1.0"
+
+
+def test_a_jsonrpc_error_object_keeps_the_version_from_starting(project, tmp_path):
+    root = _with_health(project, tmp_path, """        health:
+          method: POST
+          path: /rpc
+          json: {jsonrpc: "2.0", method: no-such-method, id: 1}
+          version: {json: result.version}
+""")
+    r = run_cli("rehearse", str(root), "--release", "1.1.0", "--out", str(tmp_path / "run"))
+    assert r.returncode == 2, r.stdout + r.stderr  # the current version never came up
+    assert "JSON-RPC error -32601: method not found: no-such-method" in r.stdout + r.stderr
+
+
+def test_a_command_probe_with_the_apps_placeholders_and_environment(project, tmp_path):
+    root = _with_health(project, tmp_path, """        health:
+          command: ["node", "{artifact}/check.js", "{port}"]
+          version: {regex: "pickd build (\\\\S+) on its database"}
+          timeout: 5
+""")
+    r = run_cli("rehearse", str(root), "--release", "1.1.0", "--out", str(tmp_path / "run"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    steps = {s["name"]: s for s in _evidence(tmp_path / "run")["steps"]}
+    assert steps["provision"]["results"]["current_version"] == "1.0.0"
+    assert steps["deploy"]["results"]["version"] == "1.1.0"
+    # Through the router the command cannot run: the router is checked to forward.
+    assert steps["switch"]["results"]["through_router"] == \
+        "TCP connected, version read by the command probe at deploy"

@@ -219,10 +219,51 @@ def test_health_version_from_json_header_or_regex():
     assert h.read_version(httpx.Headers({"x-app-version": "3.1"}), "") == ("3.1", "")
     r = HealthProbe.model_validate({"version": {"regex": r"server ([\d.]+) up"}})
     assert r.read_version({}, "server 17.0.4 up") == ("17.0.4", "")
-    with pytest.raises(ValidationError, match="exactly one of 'json', 'header', 'regex' or 'file'"):
+    with pytest.raises(ValidationError, match="exactly one of 'json', 'header', 'regex', 'file' "
+                       "or 'command'"):
         HealthProbe.model_validate({"version": {"json": "v", "header": "X"}})
     with pytest.raises(ValidationError, match="regex does not compile"):
         HealthProbe.model_validate({"version": {"regex": "("}})
+
+
+def test_command_probe_and_version_command_are_checked_at_load():
+    c = HealthProbe.model_validate({"command": ["check", "{port}"], "timeout": 3,
+                                    "version": {"regex": r"build (\S+)"}})
+    assert c.kind == "command" and not c.version_in_answer
+    assert c.read_version({}, "ok\nbuild 2.4.1\n") == ("2.4.1", "")
+    assert c.expanded(lambda a: a.replace("{port}", "81")).command == ["check", "81"]
+    v = HealthProbe.model_validate({"path": "/up", "version": {
+        "command": ["{python}", "-c", "print(1)"], "regex": r"(\d+)"}})
+    assert v.kind == "http" and not v.version_in_answer and v.version.from_release
+    assert v.expanded(str.upper).version.command[0] == "{PYTHON}"
+    assert v.version.from_text("Tool 17.0\n") == ("17", "")
+    plain = HealthProbe.model_validate({"tcp": True, "version": {"command": ["v"]}})
+    assert plain.version.from_text("\n 3.0.1 \nmore") == ("3.0.1", "")
+    for bad, match in (({"command": ["x"], "path": "/h"}, "sends no HTTP request: drop path"),
+                       ({"command": ["x"], "tcp": True}, "not both"),
+                       ({"command": ["x"], "version": {"header": "X"}}, "has no headers"),
+                       ({"tcp": True, "version": {"json": "v"}}, "TCP probe reads no answer"),
+                       ({"command": []}, "at least 1"),
+                       ({"version": {"file": "V", "regex": "x"}}, "exactly one")):
+        with pytest.raises(ValidationError, match=match):
+            HealthProbe.model_validate(bad)
+
+
+def test_a_jsonrpc_error_object_is_unhealthy_whatever_the_status():
+    rpc = HealthProbe.model_validate({
+        "method": "post", "path": "/rpc", "version": {"json": "result.version"},
+        "json": {"jsonrpc": "2.0", "method": "status", "id": 1}})
+    assert rpc.is_jsonrpc
+    ok = '{"jsonrpc": "2.0", "id": 1, "result": {"version": "16.0"}}'
+    assert rpc.judge(200, {}, ok) == (True, "16.0", "")
+    err = '{"jsonrpc": "2.0", "id": 1, "error": {"code": -32601, "message": "no method"}}'
+    assert rpc.judge(200, {}, err) == (False, None, "JSON-RPC error -32601: no method")
+    assert rpc.judge(200, {}, "<html>")[2] == "the answer is not JSON-RPC (not JSON)"
+    assert rpc.judge(200, {}, '{"ok": 1}')[2] == "the answer is not JSON-RPC (no result or error)"
+    assert rpc.judge(500, {}, ok) == (False, None, "HTTP 500")
+    # Not JSON-RPC: an "error" member is the app's business, not the probe's.
+    plain = HealthProbe.model_validate({"method": "post", "json": {"q": 1}})
+    assert not plain.is_jsonrpc and plain.judge(200, {}, '{"error": "x"}')[0]
 
 
 class _App:

@@ -99,10 +99,27 @@ class ObjectCarrier:
         prep = self.dst.dialect.identifier_preparer
         for o in seqs:
             inc, nxt = o.detail["increment"], o.detail["next"]
+            if nxt is None:  # production's value could not be read: the start value it is
+                start = o.detail.get("start")
+                low = f" MINVALUE {start}" if start is not None and start < 1 else ""
+                if self._run(o, f"CREATE SEQUENCE {prep.quote(o.detail['sequence'])} "
+                                f"INCREMENT BY {inc}{low}"
+                                + (f" START WITH {start}" if start is not None else "")):
+                    self._unreadable(o, "left at its start value (it has no owning column)")
+                continue
             low = f" MINVALUE {nxt}" if nxt < 1 else ""
             high = f" MAXVALUE {nxt}" if inc < 0 and nxt > -1 else ""
             self._run(o, f"CREATE SEQUENCE {prep.quote(o.detail['sequence'])} "
                          f"INCREMENT BY {inc}{low}{high} START WITH {nxt}")
+
+    def _unreadable(self, o: DbObject, what: str) -> None:
+        """One warning line per sequence whose value production's role may not read."""
+        d = o.detail
+        name = f"{d.get('schema')}.{d['sequence']}" if d.get("schema") else d["sequence"]
+        role = self.src.url.username or "the refresh's role"
+        self.notes.append(f"warning: sequence {name}: its value cannot be read (no SELECT on it "
+                          f"for {role}); {what} (hint: GRANT SELECT ON SEQUENCE {name} TO "
+                          f"{role})")
 
     def _run(self, o: DbObject, ddl: str | None) -> bool:
         if not ddl:
@@ -181,13 +198,25 @@ class ObjectCarrier:
                 d = o.detail
                 nxt = d["next"]
                 owned = d.get("owned_by")
+                top = None
                 if owned and d["increment"] > 0:
                     table, col = owned.rsplit(".", 1)
                     top = c.execute(sa.text(
                         f"SELECT MAX({prep.quote(col)}) FROM "
                         f"{prep.quote(d['schema'])}.{prep.quote(table)}")).scalar()
-                    if top is not None:
-                        nxt = max(nxt, int(top) + d["increment"])
+                if nxt is None:
+                    # Production's value could not be read: the owning column's largest value
+                    # says where it must at least be; without one, the start value stays.
+                    if top is None:
+                        why = f"its column {owned} is empty" if owned else \
+                            "it has no owning column"
+                        self._unreadable(o, f"left at its start value ({why})")
+                        self._created.add(o.key)
+                        continue
+                    nxt = int(top) + d["increment"]
+                    self._unreadable(o, f"set from MAX({owned}) = {top}: next value {nxt}")
+                elif top is not None:
+                    nxt = max(nxt, int(top) + d["increment"])
                 name = f"{prep.quote(d['schema'])}.{prep.quote(d['sequence'])}"
                 c.execute(sa.text("SELECT setval(CAST(:s AS regclass), :v, false)"),
                           {"s": name, "v": nxt})

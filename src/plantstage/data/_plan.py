@@ -23,6 +23,7 @@ from plantstage.data._mask import (
     norm_text,
 )
 from plantstage.engines.base import EngineAdapter
+from plantstage.engines.order import sorted_tables
 from plantstage.errors import SpecError
 from plantstage.spec.masking import MaskKind, RefreshSpec, is_pattern
 
@@ -193,7 +194,7 @@ def coverage(source_url: str, spec: RefreshSpec, where: str) -> list[ColumnPlan]
         md = sa.MetaData()
         md.reflect(src)
         check_spec_against(spec, md, where)
-        tables = [t.name for t in md.sorted_tables
+        tables = [t.name for t in sorted_tables(md)
                   if not engines.is_bookkeeping(t.name, t)]
         return classify(src, md, spec.table_rules(tables), tables)
     finally:

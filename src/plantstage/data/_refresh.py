@@ -38,6 +38,7 @@ from plantstage.data._verify import (
     verify_target,
 )
 from plantstage.engines.base import EngineAdapter
+from plantstage.engines.order import fk_cycles, sorted_tables
 from plantstage.spec.masking import MaskKind, MaskRule, RefreshSpec, SchemaSource
 
 
@@ -63,7 +64,7 @@ def refresh_database(
         src_md = sa.MetaData()
         src_md.reflect(src)
         check_spec_against(spec, src_md, where)
-        tables = [t.name for t in src_md.sorted_tables
+        tables = [t.name for t in sorted_tables(src_md)
                   if not engines.is_bookkeeping(t.name, t)]
         keyed = Keyed(key)
         plans = classify(src, src_md, spec.table_rules(tables), tables)
@@ -82,6 +83,11 @@ def refresh_database(
         result = RefreshResult(source.label, target.label, key_source,
                                coverage=[p.as_row() for p in plans],
                                schema=str(spec.schema_from))
+        cycle = fk_cycles(src_md)
+        if cycle:  # said once here, not by SQLAlchemy at every sort
+            result.notes.append(f"foreign keys in a cycle ({', '.join(cycle)}): tables are "
+                                "copied in an order that sets them aside; every foreign key is "
+                                "checked after the load")
         by_table: dict[str, list[ColumnPlan]] = {}
         for p in plans:
             by_table.setdefault(p.table, []).append(p)
@@ -133,7 +139,7 @@ def refresh_database(
             shared: dict[str, dict[bytes, Any]] = {}
             if spec.schema_from == SchemaSource.migrations:
                 deferred = []
-            jobs = [table for table in dst_md.sorted_tables
+            jobs = [table for table in sorted_tables(dst_md)
                     if table.name != MARKER and table.name in src_md.tables
                     and (copy_bookkeeping or not engines.is_bookkeeping(table.name, table))]
             seeded = Seeded()

@@ -7,6 +7,8 @@ import re
 
 import sqlalchemy as sa
 
+from plantstage.engines.order import sorted_tables
+
 #: Spellings of "now" (SQLite, PostgreSQL, MariaDB) → the standard keyword every engine takes.
 _NOW = {"current_timestamp", "current_timestamp()", "now()", "localtimestamp",
         "localtimestamp()", "datetime('now')", "datetime('now', 'localtime')",
@@ -64,7 +66,7 @@ def target_metadata(src_md: sa.MetaData, tables: list[str], dialect: sa.Dialect,
     spelling, booleans as the target spells them. A default that is neither (a sequence, a
     function of the source engine) is left out and named in ``notes``."""
     md = sa.MetaData()
-    for t in src_md.sorted_tables:
+    for t in sorted_tables(src_md):
         if t.name in tables:
             t.to_metadata(md)
     for table in md.tables.values():
@@ -109,7 +111,7 @@ def create_tables_deferred(dst: sa.Engine, md: sa.MetaData) -> list:
         return []
     later: list = []
     with dst.begin() as c:
-        for table in md.sorted_tables:
+        for table in sorted_tables(md):
             fks = [fk for fk in table.constraints if isinstance(fk, sa.ForeignKeyConstraint)]
             c.execute(sa.schema.CreateTable(table, include_foreign_key_constraints=[]))
             later += [sa.schema.CreateIndex(ix) for ix in table.indexes]

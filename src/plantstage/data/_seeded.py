@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from plantstage.data._mask import RefreshError
 from plantstage.data._subset import SubsetPlan
 from plantstage.engines.errors import database_error
+from plantstage.engines.order import sorted_tables
 from plantstage.spec.masking import SeededRows
 
 
@@ -70,7 +71,7 @@ def reconcile(src: sa.Engine, src_md: sa.MetaData, dst: sa.Engine, dst_md: sa.Me
                        dst_md.tables[t])).scalar() or 0)}
     if not present:
         return seeded, subset
-    order = [t.name for t in dst_md.sorted_tables if t.name in present]
+    order = [t.name for t in sorted_tables(dst_md) if t.name in present]
     replace = [t for t in order if policy.get(t) == SeededRows.replace]
     try:
         with dst.begin() as d:

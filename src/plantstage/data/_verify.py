@@ -25,6 +25,7 @@ from plantstage.data._plan import MIN_LEAK_LEN
 from plantstage.data._pool import can_fork, forked
 from plantstage.data._result import RefreshResult
 from plantstage.engines.base import EngineAdapter
+from plantstage.engines.order import sorted_tables
 from plantstage.spec.masking import MaskKind
 
 
@@ -72,7 +73,7 @@ def _check_foreign_keys(dst: sa.Engine, md: sa.MetaData) -> dict[str, int]:
     """One anti-join per declared foreign key: children whose parent is missing."""
     out: dict[str, int] = {}
     with dst.connect() as conn:
-        for table in md.sorted_tables:
+        for table in sorted_tables(md):
             for fkc in table.foreign_key_constraints:
                 parent = fkc.referred_table
                 pairs = [(c, e.column) for c, e in zip(fkc.columns, fkc.elements, strict=True)]
@@ -90,7 +91,7 @@ def _check_foreign_keys(dst: sa.Engine, md: sa.MetaData) -> dict[str, int]:
 
 
 def _text_columns(md: sa.MetaData) -> list[tuple[str, list[str]]]:
-    return [(t.name, cols) for t in md.sorted_tables if t.name != MARKER
+    return [(t.name, cols) for t in sorted_tables(md) if t.name != MARKER
             if (cols := [c.name for c in t.columns if isinstance(c.type, sa.String | sa.Text)])]
 
 

@@ -74,6 +74,9 @@ def refresh(
             f"{where} ({n}" + (f": {', '.join(result.leak_rows[where])}"
                                if result.leak_rows.get(where) else "") + ")"
             for where, n in sorted(result.leaks.items())), markup=False)
+    for note in result.notes:  # e.g. a sequence whose value production's role may not read
+        if note.startswith("warning: "):
+            console.print(note, markup=False)
     if not result.ok:
         console.print("[red]verification failed: the target is marked 'failed'[/]")
         raise typer.Exit(EXIT_USAGE)

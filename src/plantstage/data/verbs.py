@@ -13,6 +13,7 @@ from plantstage.errors import SpecError
 from plantstage.spec.loader import LoadedSpec, load_spec
 from plantstage.spec.masking import SchemaSource
 from plantstage.spec.models import ComponentKind
+from plantstage.upgrade_steps import require_upgrade
 
 
 def _database_component(loaded: LoadedSpec) -> str:
@@ -94,11 +95,7 @@ def refresh(
     create_schema = None
     if spec.refresh.schema_from == SchemaSource.migrations:
         current = spec.release(spec.current)
-        up = current.migrations.upgrade
-        if not up:
-            raise SpecError("the current release declares no upgrade migration",
-                            where=f"{loaded.path}: releases.{current.name}.migrations.upgrade",
-                            hint="needed for refresh.schema: migrations")
+        require_upgrade(current, f"{loaded.path}: ", "needed for refresh.schema: migrations")
         art = (loaded.base_dir / current.artifact.path).resolve()
         vals = {**values, "artifact": str(art), "port": "0", f"db:{comp}": adapter.app_url()}
         apps = [b for n in spec.components_of(ComponentKind.service)
@@ -112,8 +109,10 @@ def refresh(
                     pass  # a run-time value (a twin's URL …) the migration does not need
 
         def create_schema() -> None:
-            run_upgrade([expand(a, vals) for a in up], art, env,
-                        where=f"releases.{current.name}.migrations.upgrade")
+            run_upgrade(current, db_url=adapter.app_url(), artifact=art,
+                        spec_dir=loaded.base_dir, values=vals, env=env,
+                        log_dir=Path(values["run_dir"]) / "logs",
+                        allow_outside=list(spec.paths.allow_outside))
 
     return refresh_database(src_url, adapter, spec.refresh, key=key, key_source=key_source,
                             where=str(loaded.path), create_schema=create_schema,

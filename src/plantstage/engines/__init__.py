@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
 from plantstage.engines.base import EngineAdapter
+from plantstage.engines.order import sorted_tables
 from plantstage.errors import EngineError, ProductionWriteError
 
 _REGISTRY: dict[str, type[EngineAdapter]] = {}
@@ -269,7 +270,7 @@ def copy_rows(
     counts: dict[str, int] = {}
     adapter = adapter_for(dst.url)
     with src.connect() as s:
-        for table in dst_md.sorted_tables:
+        for table in sorted_tables(dst_md):
             if table.name in skip or table.name not in src_md.tables:
                 continue
             src_tbl = src_md.tables[table.name]

@@ -100,13 +100,14 @@ def _pg(conn: sa.Connection, values: bool = True) -> list[DbObject]:
         quoted = ", ".join("'" + str(lb).replace("'", "''") + "'" for lb in labels)
         out.append(DbObject("enum", _pg_name(schema, name, default), ", ".join(labels),
                             f'CREATE TYPE "{schema}"."{name}" AS ENUM ({quoted})'))
-    for schema, name, inc, owned in q(
+    for schema, name, inc, owned, readable, start in q(
             "SELECT s.schemaname, s.sequencename, s.increment_by, "
             "(SELECT t.relname || '.' || a.attname FROM pg_depend d "
             " JOIN pg_class t ON t.oid = d.refobjid "
             " JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
             " WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid "
-            " AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') LIMIT 1) "
+            " AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') LIMIT 1), "
+            "has_sequence_privilege(c.oid, 'SELECT'), s.start_value "
             "FROM pg_sequences s JOIN pg_namespace n ON n.nspname = s.schemaname "
             "JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename "
             f"WHERE s.schemaname NOT IN {_PG_SYSTEM} AND "
@@ -117,7 +118,10 @@ def _pg(conn: sa.Connection, values: bool = True) -> list[DbObject]:
         # setval(…, false)); with a cache, last_value may be past the last value handed out:
         # a gap on staging, never a number used twice.
         nxt = None
-        if values:
+        if values and readable:
+            # Without SELECT on it (a read-only role granted the tables only) the value cannot
+            # be read, and trying would abort the transaction: "next" stays None and the
+            # refresh says what it did instead.
             last, called = conn.execute(sa.text(
                 f"SELECT last_value, is_called FROM {prep.quote(schema)}.{prep.quote(name)}")
             ).one()
@@ -126,7 +130,8 @@ def _pg(conn: sa.Connection, values: bool = True) -> list[DbObject]:
         out.append(DbObject("sequence", _pg_name(schema, name, default), value,
                             f'CREATE SEQUENCE "{schema}"."{name}" INCREMENT BY {inc}',
                             {"increment": int(inc), "next": nxt, "owned_by": owned,
-                             "schema": schema, "sequence": name}))
+                             "schema": schema, "sequence": name,
+                             "readable": bool(readable), "start": int(start)}))
     for schema, name, definition, mat in q(
             "SELECT schemaname, viewname, definition, false FROM pg_views "
             f"WHERE schemaname NOT IN {_PG_SYSTEM} UNION ALL "

@@ -18,6 +18,7 @@ from psycopg.pq import ExecStatus
 
 from plantstage.engines import _READ_ONLY_SQL, register
 from plantstage.engines.base import EngineAdapter, T
+from plantstage.engines.order import sorted_tables
 from plantstage.errors import EngineError, ProductionWriteError
 
 
@@ -282,7 +283,7 @@ class PostgreSQLAdapter(EngineAdapter):
     def after_bulk_load(self, engine: sa.Engine, md: sa.MetaData) -> None:
         # Rows were inserted with their keys; move each serial sequence past the largest key.
         with engine.begin() as c:
-            for table in md.sorted_tables:
+            for table in sorted_tables(md):
                 for col in table.primary_key.columns:
                     seq = c.execute(sa.text("SELECT pg_get_serial_sequence(:t, :c)"),
                                     {"t": table.name, "c": col.name}).scalar()

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from plantstage import engines
-from plantstage.commands import run_command
 from plantstage.engines.urls import db_url_part
 from plantstage.errors import PlantstageError
 from plantstage.spec.loader import LoadedSpec
@@ -177,12 +176,13 @@ class EnvView:
                                on: str | None = None) -> tuple[str | None, str]:
         """Staging has no database yet: the schema the current release's migrations produce,
         on staging's engine (``on``: a URL of the server staging will use; default SQLite)."""
+        from plantstage.upgrade_steps import has_upgrade, run_upgrade_steps
+
         rel = self.current_release()
         app = self.app_component()
-        up = rel.migrations.upgrade
-        if not up or app is None:
+        if not has_upgrade(rel) or app is None:
             return None, f"staging's {component} does not exist ({why}) and the current " \
-                         f"release declares no upgrade migration to build it from"
+                         f"release declares no upgrade steps nor migration to build it from"
         self.scratch.mkdir(parents=True, exist_ok=True)
         engine_note = ""
         if on is not None and not on.startswith("sqlite"):
@@ -213,14 +213,15 @@ class EnvView:
                 # needs its database.
                 continue
         try:
-            cmd = [self.expand(a, **extra) for a in up]
-            code, last = run_command(cmd, cwd=Path(art), env=env,
-                                     log_path=self.scratch / "migrations.log")
-        except (Unresolved, PlantstageError) as exc:
-            return None, f"cannot run release {rel.name}'s migration: {exc}"
-        if code != 0:
-            return None, f"release {rel.name}'s migration failed (exit {code}): {last}"
-        return url, f"schema built by release {rel.name}'s migrations{engine_note} " \
+            # The same ordered steps (before, upgrade, after) the rehearsal migrates with.
+            run_upgrade_steps(rel, db_url=url, artifact=Path(art), spec_dir=self.loaded.base_dir,
+                              expand=lambda a: self.expand(a, **extra), env=env,
+                              log_dir=self.scratch, allow_outside=self.spec.paths.allow_outside)
+        except Unresolved as exc:
+            return None, f"cannot run release {rel.name}'s upgrade steps: {exc}"
+        except PlantstageError as exc:
+            return None, exc.one_line()
+        return url, f"schema built by release {rel.name}'s upgrade steps{engine_note} " \
                     f"(staging has no database yet: {why})"
 
 

@@ -201,6 +201,7 @@ class RunContext:
         into ``startup_timeout``.
         """
         from plantstage.rehearsal.processes import free_port
+        from plantstage.spec.smoke import health_probe
 
         comp = self.app_component()
         b = self.binding("staging", comp)
@@ -214,7 +215,10 @@ class RunContext:
             [self.expand(a, release=release, **extra) for a in command],
             cwd=self.expand(b.cwd, release=release, **extra) if b.cwd else art,
             env={k: self.expand(v, release=release, **extra) for k, v in b.env.items()},
-            port=port, health_path=b.health, log_path=self.run_dir / "logs" / f"{color}.log",
+            port=port, log_path=self.run_dir / "logs" / f"{color}.log",
+            # A command probe runs with the app's placeholders, like the app's own command.
+            health_path=health_probe(b.health).expanded(
+                lambda a: self.expand(a, release=release, **extra)),
         )
         proc.start()
         proc.wait_healthy(b.startup_timeout)

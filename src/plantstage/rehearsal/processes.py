@@ -100,11 +100,12 @@ class ManagedProcess:
                         where=self.name, hint=f"see its log: {self.log_path}",
                     )
                 try:
-                    answer = probe(client, self.base_url, self.probe, folder=self.cwd)
+                    answer = probe(client, self.base_url, self.probe, folder=self.cwd,
+                                   process=self)
                     if answer["healthy"]:
                         self.health = answer
                         return answer
-                    last = f"HTTP {answer['status']}"
+                    last = answer["why"] or f"HTTP {answer['status']}"
                 except (httpx.HTTPError, OSError) as exc:
                     last = type(exc).__name__
                 time.sleep(0.1)
@@ -117,6 +118,8 @@ class ManagedProcess:
     def _probe_name(self) -> str:
         if self.probe.tcp:
             return f"TCP port {self.port}"
+        if self.probe.command is not None:
+            return "command " + " ".join(self.probe.command)[:120]
         return f"{self.probe.method} {self.probe.path}"
 
     def alive(self) -> bool:
@@ -142,25 +145,92 @@ class ManagedProcess:
 
 
 def probe(client: httpx.Client, base_url: str, spec: HealthProbe, *,
-          folder: Path | str | None = None) -> dict[str, Any]:
+          folder: Path | str | None = None, process: ManagedProcess | None = None
+          ) -> dict[str, Any]:
     """Ask ``base_url`` once, as the probe says; never assumes a JSON body.
 
-    Returns ``{"healthy": bool, "status": int | "tcp", "version": str | None, "why": str}``.
-    ``folder`` is the release's folder (for ``version: {file: …}``). A refused connection or a
-    timeout propagates (``httpx.HTTPError``, or ``OSError`` for a TCP probe).
+    Returns ``{"healthy": bool, "status": int | "tcp" | "command", "version": str | None,
+    "why": str}``. ``folder`` is the release's folder (for ``version: {file: …}``).
+    ``process`` is the process asked about: a command probe, and a version command, run only
+    for a process (in its folder, with its environment, placeholders already filled in by
+    :meth:`HealthProbe.expanded`). Without one — through the router — a command probe checks
+    that ``base_url``'s port takes a connection and keeps it (the router closes it at once
+    when nothing answers behind it), and a version command is not run. A refused connection
+    or a timeout propagates (``httpx.HTTPError``, or ``OSError`` for a TCP check).
     """
-    if spec.tcp:
+    env = process.env if process is not None else None
+    folder = folder if folder is not None else (process.cwd if process is not None else None)
+    if spec.kind == "command" and process is not None:
+        code, out, why = _run_probe_command(spec.command or [], folder, env or {}, spec.timeout)
+        healthy, status, version = code == 0, "command", None
+        if healthy:
+            version, why = spec.read_version({}, out)
+    elif spec.kind in ("tcp", "command"):
         u = httpx.URL(base_url)
-        socket.create_connection((u.host, u.port or 80), timeout=2.0).close()
-        healthy, status, version, why = True, "tcp", None, ""
+        healthy, status, version, why = _tcp_kept(u.host, u.port or 80), "tcp", None, ""
+        if not healthy:
+            why = "connection closed at once (nothing answering behind the port)"
+        elif spec.kind == "command":
+            # The command runs beside a process, not through a port: deploy ran it on the
+            # new process; here only the router's forwarding is checked.
+            why = "read by the command probe at deploy"
     else:
         r = client.request(spec.method, base_url.rstrip("/") + spec.path, json=spec.json_body,
                            headers=spec.headers or None)
-        healthy, status = spec.healthy_status(r.status_code), r.status_code
-        version, why = spec.read_version(r.headers, r.text) if healthy else (None, "")
-    if healthy and spec.version != "none" and spec.version.file is not None:
+        status = r.status_code
+        healthy, version, why = spec.judge(r.status_code, r.headers, r.text)
+    src = spec.version
+    if healthy and src != "none" and src.file is not None:
         version, why = spec.read_file_version(folder)
+    elif healthy and src != "none" and src.command is not None:
+        if process is None:
+            version, why = None, "read by a command in the release's folder at deploy"
+        else:
+            code, out, why = _run_probe_command(src.command, folder, env or {}, spec.timeout)
+            version, why = src.from_text(out) if code == 0 else (None, f"version {why}")
     return {"healthy": healthy, "status": status, "version": version, "why": why}
+
+
+def _tcp_kept(host: str, port: int) -> bool:
+    """True when ``host:port`` accepts a connection and does not close it at once.
+
+    A listening app keeps an idle connection open (or speaks first); the router accepts every
+    connection and closes it when the version behind it does not answer — so a bare connect
+    would call a dead version behind the router healthy. ``OSError`` when refused."""
+    with socket.create_connection((host, port), timeout=2.0) as sock:
+        sock.settimeout(0.3)
+        try:
+            return sock.recv(1, socket.MSG_PEEK) != b""
+        except TimeoutError:
+            return True  # open and silent: an app waiting for its client
+        except ConnectionError:
+            return False
+
+
+def _run_probe_command(command: list[str], cwd: Path | str | None, env: dict[str, str],
+                       timeout: float) -> tuple[int, str, str]:
+    """(exit code, stdout, why when it failed) of a probe's command, in its own session so a
+    timeout ends its children too."""
+    try:
+        proc = subprocess.Popen(
+            command, cwd=cwd or None, env={**os.environ, **env}, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, errors="replace",
+            start_new_session=True)
+    except OSError as exc:
+        return 127, "", f"command cannot start: {exc.strerror or exc}"
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        return 124, "", f"command timed out after {timeout:g} s"
+    if proc.returncode != 0:
+        return proc.returncode, out, f"command exit {proc.returncode}: " + (
+            reason_line(err or out) or "no output")
+    return 0, out, ""
 
 
 def stop_all() -> None:

@@ -109,10 +109,16 @@ def _observe(view: EnvView, out: LayerFacts, name: str, url: str, health) -> Non
     except Unresolved as exc:
         out.fail(f"{name}.version", name, f"its url needs {exc}")
         return
-    if probe.tcp or not probe.version_in_answer:
-        out.fail(f"{name}.version", name,
-                 "its health probe does not say where the running version is named "
-                 "(declare health.version: {json: …} | {header: …} | {regex: …})")
+    if not probe.version_in_answer:
+        if probe.kind != "http":
+            why = f"its health probe is a {probe.kind} probe: the running version cannot be " \
+                  "asked over the network"
+        elif probe.version != "none":
+            why = "its health probe reads the version from the release, not from the running app"
+        else:
+            why = "its health probe does not say where the running version is named " \
+                  "(declare health.version: {json: …} | {header: …} | {regex: …})"
+        out.fail(f"{name}.version", name, why)
         return
     target = base.rstrip("/") + probe.path
     try:
@@ -123,10 +129,10 @@ def _observe(view: EnvView, out: LayerFacts, name: str, url: str, health) -> Non
         out.fail(f"{name}.version", name,
                  f"{target} unreachable: {type(exc).__name__}: {str(exc)[:120]}")
         return
-    if not probe.healthy_status(r.status_code):
-        out.fail(f"{name}.version", name, f"{probe.method} {target} answered {r.status_code}")
+    healthy, version, why = probe.judge(r.status_code, r.headers, r.text)
+    if not healthy:
+        out.fail(f"{name}.version", name, f"{probe.method} {target} answered {why}")
         return
-    version, why = probe.read_version(r.headers, r.text)
     if not version:
         out.fail(f"{name}.version", name, f"{target}: {why}")
         return

@@ -9,6 +9,7 @@ from plantstage.errors import EngineError, PlantstageError, SpecError
 from plantstage.rehearsal.processes import ManagedProcess, free_port
 from plantstage.rehearsal.router import Router
 from plantstage.rehearsal.steps import Step, StepFailed
+from plantstage.spec.smoke import health_probe
 
 
 class SetupError(PlantstageError):
@@ -27,7 +28,9 @@ def start_version(ctx, release, color: str) -> ManagedProcess:
         [ctx.expand(a, **extra) for a in b.command],
         cwd=ctx.expand(b.cwd, **extra) if b.cwd else art,
         env={k: ctx.expand(v, **extra) for k, v in b.env.items()},
-        port=port, health_path=b.health, log_path=ctx.run_dir / "logs" / f"{color}.log",
+        port=port, log_path=ctx.run_dir / "logs" / f"{color}.log",
+        # A command probe runs with the app's placeholders, like the app's own command.
+        health_path=health_probe(b.health).expanded(lambda a: ctx.expand(a, **extra)),
     )
     proc.start()
     health = proc.wait_healthy(b.startup_timeout)
@@ -35,22 +38,39 @@ def start_version(ctx, release, color: str) -> ManagedProcess:
     return proc
 
 
-def _masked_refresh(ctx, prod_url: str, target) -> dict[str, int]:
+def build_schema(ctx, release, need: str) -> list[dict]:
+    """The release's schema on the run's staging database, built the way the migrate step
+    upgrades a release: its ordered upgrade steps (before, upgrade, after — or the
+    ``migrations.upgrade`` shorthand), commands in its folder and SQL files on staging, each with
+    its timeout, logged to ``logs/schema-PHASE-NAME.log``. Their records (phase, name, seconds)."""
+    from plantstage.upgrade_steps import UpgradeStepFailed, require_upgrade, run_upgrade_steps
+
+    require_upgrade(release, "", need)
+    art = ctx.artifact_dir(release)
+    b = ctx.binding("staging", ctx.app_component())
+    extra = {"artifact": str(art), "port": "0"}
+    env = {k: ctx.expand(v, release=release, **extra) for k, v in b.env.items()}
+    try:
+        records = run_upgrade_steps(
+            release, db_url=ctx.staging_db.app_url(), artifact=art, spec_dir=ctx.spec_dir,
+            expand=lambda a: ctx.expand(a, release=release, **extra), env=env,
+            log_dir=ctx.run_dir / "logs", allow_outside=ctx.spec.paths.allow_outside)
+    except UpgradeStepFailed as exc:
+        raise StepFailed(f"building the schema: {exc.message} (log: logs/{exc.log.name})"
+                         ) from None
+    return [{k: r[k] for k in ("phase", "name", "kind", "seconds")} for r in records]
+
+
+def _masked_refresh(ctx, prod_url: str, target, schema_steps: list) -> dict[str, int]:
     """Refresh the run's staging database with masked data; record coverage and leak scan."""
     from plantstage.data import refresh_database, refresh_state, resolve_key
-    from plantstage.rehearsal.steps.migrate import run_migration
-
     spec = ctx.spec.refresh
     key, key_source = resolve_key(spec.key, ctx.spec_dir)
     ctx.staging_db = target  # the migration's {db:…} placeholder names it
 
     def create_schema() -> None:
-        up = ctx.current.migrations.upgrade
-        if not up:
-            raise SpecError("the current release declares no upgrade migration",
-                            where=f"releases.{ctx.current.name}.migrations.upgrade",
-                            hint="needed for refresh.schema: migrations")
-        run_migration(ctx, ctx.current, up, "schema")
+        schema_steps.extend(build_schema(ctx, ctx.current,
+                                         "needed for refresh.schema: migrations"))
 
     def progress(table: str, done: int, total: int) -> None:
         if ctx.progress:
@@ -132,12 +152,13 @@ class Provision(Step):
                               hint="bind staging to another database")
         t0 = time.perf_counter()
         counts: dict[str, int] = {}
+        schema_steps: list[dict] = []  # the current release's steps, when they build the schema
         if ctx.spec.refresh is not None:
             # The spec declares masking: staging gets production's data only through the
             # refresh (subset, masked in transit, verified) — never a raw clone.
             prod_engine.dispose()
             how = "masked refresh"
-            counts = _masked_refresh(ctx, prod_url, target)
+            counts = _masked_refresh(ctx, prod_url, target, schema_steps)
         else:
             target.create()
             ctx.staging_db = target
@@ -146,14 +167,8 @@ class Provision(Step):
             # Different engines: the current release's migrations create the schema,
             # then rows are copied table by table.
             how = "migrations + row copy"
-            up = ctx.current.migrations.upgrade
-            if not up:
-                raise SpecError("the current release declares no upgrade migration",
-                                where=f"releases.{ctx.current.name}.migrations.upgrade",
-                                hint="needed to create the schema on another engine")
-            from plantstage.rehearsal.steps.migrate import run_migration
-
-            run_migration(ctx, ctx.current, up, "schema")
+            schema_steps.extend(build_schema(ctx, ctx.current,
+                                             "needed to create the schema on another engine"))
             stage_engine = target.engine()
             try:
                 counts = engines.copy_rows(prod_engine, stage_engine)
@@ -175,4 +190,5 @@ class Provision(Step):
         return {"production": source.label, "staging": target.label, "method": how,
                 "copy_seconds": round(copy_s, 2), "rows_copied": sum(counts.values()) or None,
                 "tables": len(ctx.old_columns), "router": ctx.router.url,
-                "current_version": ctx.blue.health.get("version")}
+                "current_version": ctx.blue.health.get("version"),
+                **({"schema_steps": schema_steps} if schema_steps else {})}

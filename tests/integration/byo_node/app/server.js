@@ -13,6 +13,14 @@ function send(res, status, body) { res.writeHead(status, {'Content-Type': 'appli
 http.createServer((req, res) => {
   let m;
   if (req.url === '/healthz') { res.writeHead(200, {'Content-Type': 'text/plain', 'X-Build': VERSION}); return res.end('ok'); }
+  if (req.method === 'POST' && req.url === '/rpc') {   // JSON-RPC 2.0: "status", else an error
+    let body = ''; req.on('data', (c) => body += c); req.on('end', () => {
+      const r = JSON.parse(body);
+      const out = r.method === 'status' ? {result: {version: VERSION, db: q('SELECT 1 AS up')[0].up === 1}}
+        : {error: {code: -32601, message: `method not found: ${r.method}`}};
+      send(res, 200, {jsonrpc: '2.0', id: r.id, ...out});
+    }); return;
+  }
   if (req.method === 'GET' && (m = req.url.match(/^\/v1\/([^/]+)\/stock\/([^/]+)$/))) {
     const [t, s] = [safe(m[1]), safe(m[2])];
     const rows = q(`SELECT qty_g FROM stock WHERE tenant='${t}' AND sku='${s}'`);
