@@ -275,7 +275,12 @@ class ReleaseRuntime(_Model):
 
 
 class Strategy(StrEnum):
+    """How the new version replaces the old one (docs/strategies.md)."""
+
+    #: The new version starts beside the old one; traffic moves at the switch.
     blue_green = "blue-green"
+    #: Stop the world: the old version stops before the migration, the new one starts after.
+    recreate = "recreate"
 
 
 class Release(_Model):
@@ -290,7 +295,17 @@ class Release(_Model):
     rollback: RollbackSteps = Field(
         default_factory=RollbackSteps, description="Ordered rollback steps: before, "
         "downgrade, after; migrations.downgrade is the shorthand for one downgrade command.")
-    strategy: Strategy = Strategy.blue_green
+    strategy: Strategy = Field(
+        Strategy.blue_green, description="blue-green (the old version serves while the new one "
+        "migrates and starts beside it) or recreate (stop the old version, migrate, start the "
+        "new one: downtime; docs/strategies.md).")
+    maintenance_window: float | None = Field(
+        None, gt=0, description="recreate: the seconds of downtime the plant accepts. Declared, "
+        "it implies two key gates: the measured downtime and the migration's duration "
+        "projected to production's row counts must each fit in it (docs/strategies.md).")
+    migration_tables: list[str] = Field(
+        default_factory=list, description="The tables whose size the upgrade's duration scales "
+        "with, for the projection to production (default: every table).")
     runtime: ReleaseRuntime | None = Field(
         None, description="Its own environment: requirements (cached venv), python, or "
         "launcher command. Default: plantstage's interpreter for {python}.")
@@ -305,6 +320,9 @@ class Release(_Model):
         if self.rollback.downgrade is not None and self.migrations.downgrade is not None:
             raise ValueError("give the downgrade once: rollback.downgrade or "
                              "migrations.downgrade")
+        if self.maintenance_window is not None and self.strategy != Strategy.recreate:
+            raise ValueError("maintenance_window: only a recreate release has downtime to fit "
+                             "in a window; set 'strategy: recreate' or leave the window out")
         return self
 
     def release_steps(self, group: Literal["upgrade", "rollback"]) -> dict[str, list[ReleaseStep]]:
