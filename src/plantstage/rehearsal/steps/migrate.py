@@ -270,8 +270,9 @@ class Migrate(Step):
         values = {"migrate.rows_staging": proj["staging_rows"],
                   "migrate.rows_production": proj["production_rows"]}
         if proj["projected_seconds"] is not None:
-            values.update({"migrate.scale": proj["scale"],
-                           "migrate.projected_seconds": proj["projected_seconds"]})
+            scale = proj["production_rows"] / proj["staging_rows"]  # unrounded, as measured
+            values.update({"migrate.scale": scale,
+                           "migrate.projected_seconds": seconds * max(1.0, scale)})
         else:
             proj["why"] = "staging held no rows of these tables: nothing to scale from"
         ctx.signals_from(values)
