@@ -44,6 +44,7 @@ class DowntimeProber:
         self.failed = 0
         self.last_why = ""
         self._back = threading.Event()
+        self._probed = threading.Event()
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name="plantstage-downtime-prober")
@@ -69,6 +70,7 @@ class DowntimeProber:
                 except (httpx.HTTPError, OSError) as exc:
                     answer = {"healthy": False, "why": type(exc).__name__}
                 self.probes += 1
+                self._probed.set()
                 if self.stopped_at is None or t < self.stopped_at:
                     if answer.get("healthy"):
                         self.last_ok = t  # the old version, still serving
@@ -80,6 +82,10 @@ class DowntimeProber:
                     self.failed += 1
                     self.last_why = str(answer.get("why") or f"HTTP {answer.get('status')}")
                 self._halt.wait(self.interval)
+
+    def wait_first(self, timeout: float) -> bool:
+        """Wait until the prober has asked once (so the old version's last answer is known)."""
+        return self._probed.wait(timeout)
 
     def wait_back(self, timeout: float) -> bool:
         """Wait until the new version answered through the router (False on a timeout)."""
@@ -121,7 +127,7 @@ def stop_old_version(ctx) -> dict[str, Any]:
     prober = DowntimeProber(ctx.router.url, spec, ctx.release.version).start()
     ctx.downtime_prober = prober
     ctx.cleanups.append(prober.stop)
-    time.sleep(2 * prober.interval)  # a first answer from the old version, if it answers
+    prober.wait_first(5.0)  # a first answer from the old version, if it answers
     was_running = ctx.blue is not None and ctx.blue.alive()
     prober.old_stopping()
     if ctx.blue is not None:
