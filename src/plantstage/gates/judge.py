@@ -189,11 +189,11 @@ def judge(spec, *, signals: Mapping[str, float], series: Mapping[str, list] | No
         why = not_applicable(g, spec, release_name)
         if why:  # e.g. a paired gate under recreate: shown, never scored, never vetoes
             try:
-                threshold, cause = expressions(g)[3:] if g.signal is None else \
-                    (g.threshold or "", g.cause)
+                threshold = expressions(g)[3] if g.signal is None else g.threshold or ""
             except ValueError:
-                threshold, cause = g.threshold or "", g.cause
-            results.append(GateResult(g.name, "n/a", None, threshold, why, cause, g.key,
+                threshold = g.threshold or ""
+            # No cause: what a failure would mean did not happen, and could not.
+            results.append(GateResult(g.name, "n/a", None, threshold, why, "", g.key,
                                       g.weight))
             continue
         results.append(evaluate_gate(g, signals, series=series, last_go=last_go,
