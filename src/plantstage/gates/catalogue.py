@@ -166,6 +166,10 @@ def signal_catalogue(loaded) -> list[tuple[str, str]]:
         out.append(("deploy.{downtime_seconds,downtime_failed_probes,"
                     "maintenance_window_seconds}", "recreate: downtime a client saw through "
                     "the router, and the release's maintenance window (docs/strategies.md)"))
+    if any(str(r.strategy) == "canary" for r in spec.releases):
+        out.append(("deploy.canary.{failed_probes,step<n>.new_share,step<n>.failed_probes}",
+                    "canary: answers from the new version at each traffic step, probes nobody "
+                    "answered (docs/strategies.md)"))
     out += [("twins.{faults,failures}", "faults injected, twins that failed"),
             ("rollback.*, backup.*, parity.*, refresh.*, steps.*", "the rehearsal's steps")]
     phases = "{baseline,paired.old,paired.new,candidate}"
