@@ -47,3 +47,24 @@ def test_downtime_over_the_window_is_no_go_by_the_window_gate(tmp_path: Path) ->
     assert down["value"] == ev["signals"]["deploy.downtime_seconds"] > 0.2
     assert ev["reasons"][0].startswith("gate downtime-within-window fail:"), ev["reasons"]
     assert not app_processes_of(out)
+
+
+def test_canary_release_shares_traffic_in_steps_and_is_go(tmp_path: Path) -> None:
+    out = tmp_path / "2.1.0-canary"
+    r = rehearse("2.1.0-canary", out)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    ev = evidence(out)
+    assert ev["verdict"] == "GO", ev["reasons"]
+    steps = {s["name"]: s for s in ev["steps"]}
+    # Canary keeps both versions running: the paired phase runs as under blue-green.
+    assert "skipped" not in steps["paired-load"]["results"]
+    canary = steps["switch"]["results"]["canary"]
+    assert [c["share"] for c in canary] == [0.25, 0.5]
+    for c in canary:
+        assert c["failed"] == 0 and c["old"] > 0 and c["new"] > 0
+        # the router's split is deterministic: n connections hold n × share, rounded down
+        assert c["routed_to_new"] == int(c["routed"] * c["share"] + 1e-9)
+    sig = ev["signals"]
+    assert sig["deploy.canary.failed_probes"] == 0
+    assert 0 < sig["deploy.canary.step1.new_share"] < sig["deploy.canary.step2.new_share"] < 1
+    assert not app_processes_of(out)
