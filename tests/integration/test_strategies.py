@@ -142,3 +142,24 @@ def test_sample_recreate_release_with_a_long_migration_is_go(tmp_path, productio
                     if s["name"] == "lot-backfill")
     assert backfill["status"] == "passed" and backfill["timeout"] == 600
     assert "lot backfill done" in backfill["tail"]
+
+
+def test_canary_release_shares_traffic_in_steps_and_is_go(tmp_path, production_db):
+    """1.1.0 switched in canary steps (the spec's own workload: the paired phase runs, both
+    versions being up at once as under blue-green)."""
+    spec_path = sample_plant_copy(tmp_path / "plant")
+    spec = yaml.safe_load((EXAMPLE / "plantstage.yaml").read_text())
+    good = next(r for r in spec["releases"] if r["name"] == "1.1.0")
+    spec["releases"].append({**good, "name": "1.1.0-canary", "strategy": "canary",
+                             "canary_steps": [0.5], "canary_hold": 2})
+    _write(spec_path, spec)
+    out = tmp_path / "run"
+    r = run_cli("rehearse", str(spec_path), "--release", "1.1.0-canary", "--out", str(out))
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    ev = _evidence(out)
+    assert ev["verdict"] == "GO", ev["reasons"]
+    (step,) = _step(ev, "switch")["results"]["canary"]
+    assert step["share"] == 0.5 and step["failed"] == 0 and step["old"] > 0 and step["new"] > 0
+    assert step["routed_to_new"] == step["routed"] // 2
+    assert _gates(ev)["import-latency"]["outcome"] == "pass"
+    assert "deploy.downtime_seconds" not in ev["signals"]

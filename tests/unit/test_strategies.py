@@ -39,6 +39,17 @@ def test_recreate_release_takes_a_window_and_blue_green_refuses_one():
         Release(name="r", version="1", artifact=ART, strategy="canary-ish")
 
 
+def test_canary_steps_rise_between_0_and_1_and_need_strategy_canary():
+    r = Release(name="r", version="1", artifact=ART, strategy="canary",
+                canary_steps=[0.1, 0.5], canary_hold=1)
+    assert r.strategy == Strategy.canary and r.canary_steps == [0.1, 0.5]
+    for bad in ([0.5, 0.1], [0.0, 0.5], [0.5, 1.0], [0.3, 0.3]):
+        with pytest.raises(ValidationError, match="must increase"):
+            Release(name="r", version="1", artifact=ART, strategy="canary", canary_steps=bad)
+    with pytest.raises(ValidationError, match="only a canary release"):
+        Release(name="r", version="1", artifact=ART, canary_steps=[0.1])
+
+
 def test_projection_scales_by_rows_and_never_below_the_measurement():
     p = project_duration(10.0, {"a": 100, "b": 900}, {"a": 1000, "b": 19000})
     assert p["scale"] == 20.0 and p["projected_seconds"] == 200.0
