@@ -145,7 +145,7 @@ class PairedLoad(_Load):
     def run(self, ctx):
         if not ctx.spec.workload.paired.enabled:
             return {"skipped": "workload.paired.enabled is false"}
-        if str(ctx.release.strategy) == "recreate":
+        if str(getattr(getattr(ctx, "release", None), "strategy", "")) == "recreate":
             # Stop the world: the old version stopped before the migration, so the two never
             # run at once; gates that compare them are judged not applicable (docs/strategies.md).
             return {"skipped": "strategy recreate: the old version was stopped before the "
