@@ -188,3 +188,15 @@ def test_recreate_paired_gates_are_not_applicable_never_a_pass_nor_a_veto():
     # Downtime over the window: NO-GO by the implied key gate.
     assert over.verdict == "NO-GO"
     assert over.reasons[0].startswith("gate downtime-within-window fail:")
+
+
+def test_paired_step_is_skipped_under_recreate_with_its_reason():
+    from types import SimpleNamespace
+
+    from plantstage.rehearsal.steps.load import PairedLoad
+    from plantstage.spec.workload import Workload
+
+    ctx = SimpleNamespace(spec=SimpleNamespace(workload=Workload()), blue=None, green=None,
+                          release=SimpleNamespace(strategy=Strategy.recreate))
+    out = PairedLoad().run(ctx)  # neither version running: no failure, a stated skip
+    assert out["skipped"].startswith("strategy recreate: the old version was stopped")
