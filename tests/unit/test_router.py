@@ -36,3 +36,25 @@ def test_switch_moves_new_connections():
         router.stop()
         blue.shutdown()
         green.shutdown()
+
+
+def test_split_gives_the_second_version_its_share_of_new_connections():
+    blue, green = _server(b"blue"), _server(b"green")
+    router = Router(free_port())
+    router.start()
+    try:
+        router.switch(blue.server_address[1])
+        router.split(blue.server_address[1], green.server_address[1], 0.25)
+        seen = []
+        for _ in range(40):  # a new connection per request: each is routed on its own
+            with httpx.Client(limits=httpx.Limits(max_keepalive_connections=0)) as c:
+                seen.append(c.get(router.url).text)
+        assert seen.count("green") == 10 and seen.count("blue") == 30
+        assert seen[:4] == ["blue", "blue", "blue", "green"]  # spread, not bunched
+        assert router.connections[("127.0.0.1", green.server_address[1])] == 10
+        router.switch(green.server_address[1])  # the last step: all of them
+        assert httpx.get(router.url).text == "green"
+    finally:
+        router.stop()
+        blue.shutdown()
+        green.shutdown()

@@ -10,6 +10,7 @@ Signal names a rehearsal of a spec can record (documented in docs/gates.md):
   error_rate, dropped, unfinished, archetypes, in_flight, seconds, errors.<kind>,
   business.<counter>, archetype.<a>.…, queue_drained, queue_drain_s, <queue>.{before,max,end}}``;
 * ``reconcile.<check>.mismatches`` for each ``reconcile`` check;
+* ``migrate.*`` (the upgrade's duration and its projection), ``deploy.*`` (recreate's downtime);
 * ``rollback.*``, ``backup.*``, ``parity.*``, ``refresh.*``, ``twins.*`` (twins.<component>.…
   names a component bound to a twin), ``cost.<phase>.<counter>`` (cost probes).
 """
@@ -44,7 +45,7 @@ FLOW_STATS = {
 }
 OPEN_PREFIXES = ("rollback.", "backup.", "parity.", "refresh.", "steps.", "cost.", "effects.",
                  "isolation.", "rbac.", "secrets.", "audit.",
-                 "tenant_config.")
+                 "tenant_config.", "deploy.", "migrate.")
 #: CEL's standard global functions and macros (calls the parser sees as ident_arg).
 _CEL_BUILTINS = {"size", "int", "uint", "double", "string", "bytes", "bool", "type", "dyn",
                  "duration", "timestamp", "matches", "has"}
@@ -163,6 +164,17 @@ def signal_catalogue(loaded) -> list[tuple[str, str]]:
             ("backup.{verified,verify_seconds,restore_seconds}", "1 when the backup, restored "
              "into a scratch database, held exactly the backed-up data (else 0); the verify's "
              "time and its restore's time")]
+    out += [("migrate.{seconds,projected_seconds,scale,rows_staging,rows_production}",
+             "the upgrade's duration on staging, and projected to production's row counts "
+             "(docs/strategies.md)")]
+    if any(str(r.strategy) == "recreate" for r in spec.releases):
+        out.append(("deploy.{downtime_seconds,downtime_failed_probes,"
+                    "maintenance_window_seconds}", "recreate: downtime a client saw through "
+                    "the router, and the release's maintenance window (docs/strategies.md)"))
+    if any(str(r.strategy) == "canary" for r in spec.releases):
+        out.append(("deploy.canary.{failed_probes,step<n>.new_share,step<n>.failed_probes}",
+                    "canary: answers from the new version at each traffic step, probes nobody "
+                    "answered (docs/strategies.md)"))
     out += [("twins.{faults,failures}", "faults injected, twins that failed"),
             ("rollback.*, backup.*, parity.*, refresh.*, steps.*", "the rehearsal's steps")]
     phases = "{baseline,paired.old,paired.new,candidate}"

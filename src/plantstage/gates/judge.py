@@ -30,9 +30,10 @@ from plantstage.spec.gates import Gate
 GO, NO_GO, PENDING, INCONCLUSIVE = "GO", "NO-GO", "PENDING", "INCONCLUSIVE"
 
 
-def effective_gates(spec) -> list[Gate]:
+def effective_gates(spec, release_name: str | None = None) -> list[Gate]:
     """The spec's gates, plus a zero-mismatch key gate for each reconcile check none covers
-    and a zero-lost, zero-duplicated gate for each declared effect none covers."""
+    and a zero-lost, zero-duplicated gate for each declared effect none covers (and, given the
+    release, the gates its maintenance window implies)."""
     gates = list(spec.gates)
     from plantstage.gates.cel import signal_refs
     from plantstage.gates.evaluate import expressions
@@ -56,6 +57,9 @@ def effective_gates(spec) -> list[Gate]:
     from plantstage.spec.rbac import security_gates
 
     gates += security_gates(spec, covered)  # rbac, secrets, audit: built-in key gates
+    from plantstage.gates.library import window_gates
+
+    gates += window_gates(spec, release_name, covered)  # maintenance_window: downtime, migration
     return gates
 
 
@@ -177,11 +181,26 @@ def judge(spec, *, signals: Mapping[str, float], series: Mapping[str, list] | No
     recorded in signals.sqlite), which paired comparisons read."""
     records = records or []
     variables = {"steps": {s["name"]: s["status"] for s in steps}}
-    results = [evaluate_gate(g, signals, series=series, last_go=last_go, variables=variables,
-                             samples=samples)
-               for g in effective_gates(spec)]
+    from plantstage.gates.evaluate import expressions
+    from plantstage.gates.library import not_applicable
+
+    results = []
+    for g in effective_gates(spec, release_name):
+        why = not_applicable(g, spec, release_name)
+        if why:  # e.g. a paired gate under recreate: shown, never scored, never vetoes
+            try:
+                threshold = expressions(g)[3] if g.signal is None else g.threshold or ""
+            except ValueError:
+                threshold = g.threshold or ""
+            # No cause: what a failure would mean did not happen, and could not.
+            results.append(GateResult(g.name, "n/a", None, threshold, why, "", g.key,
+                                      g.weight))
+            continue
+        results.append(evaluate_gate(g, signals, series=series, last_go=last_go,
+                                     variables=variables, samples=samples))
     shown_waivers = _apply_waivers(results, list(waivers or []), now)
-    sc = score(results, getattr(spec, "scoring", None))
+    applicable = [r for r in results if r.outcome != "n/a"]
+    sc = score(applicable, getattr(spec, "scoring", None))
     release: dict[str, Any] = {"name": release_name or "", "version": "", "risk": "normal"}
     try:
         rel = spec.release(release_name) if release_name else None
@@ -214,7 +233,7 @@ def judge(spec, *, signals: Mapping[str, float], series: Mapping[str, list] | No
     # What the run measured as wrong, with every inconclusive gate given the benefit of the
     # doubt: only that can make NO-GO. What fails only for want of data is INCONCLUSIVE.
     measured = score([replace(r, outcome="pass") if r.outcome == "inconclusive" else r
-                      for r in results], getattr(spec, "scoring", None))
+                      for r in applicable], getattr(spec, "scoring", None))
     if not steps_ok or measured.result == "fail" or rejected:
         verdict = NO_GO
     elif sc.result == "fail":

@@ -282,6 +282,22 @@ def _call_amplification(p):
                     f"workload.{old_s}.iterations)")
 
 
+def _downtime_within_window(p):
+    return Expanded('signal("deploy.downtime_seconds")', f"value <= {_f(p['window_s'])}", None,
+                    f"≤ {float(p['window_s']):g} s (maintenance window)",
+                    "the downtime clients saw (old version stopped → new version answering "
+                    "through the router) exceeds the maintenance window")
+
+
+def _migration_within_window(p):
+    projected = bool(p["projected"])
+    sig = "migrate.projected_seconds" if projected else "migrate.seconds"
+    what = "projected to production's rows" if projected else "as measured on staging"
+    return Expanded(f"signal({_q(sig)})", f"value <= {_f(p['window_s'])}", None,
+                    f"≤ {float(p['window_s']):g} s (maintenance window; {what})",
+                    f"the upgrade, {what}, takes longer than the maintenance window")
+
+
 BUILTINS: dict[str, Builtin] = {b.name: b for b in [
     Builtin("order-throughput", "Completed orders per second vs the baseline.",
             {"flow": REQUIRED, "max_drop_pct": 20}, _order_throughput),
@@ -315,7 +331,90 @@ BUILTINS: dict[str, Builtin] = {b.name: b for b in [
             "(retry storms, call loops).",
             {"twin": REQUIRED, "counter": "requests", "max_ratio": 2.0, "phase": "candidate",
              "floor": 0}, _call_amplification),
+    Builtin("downtime-within-window", "Recreate: the downtime a client saw through the router "
+            "(deploy.downtime_seconds) fits in the maintenance window.",
+            {"window_s": REQUIRED}, _downtime_within_window),
+    Builtin("migration-within-window", "The upgrade's duration, projected from the staging "
+            "subset to production's row counts (migrate.projected_seconds; projected: false "
+            "for migrate.seconds as measured), fits in the maintenance window.",
+            {"window_s": REQUIRED, "projected": True}, _migration_within_window),
 ]}
+
+
+def window_gates(spec, release_name: str | None, covered: set[str]) -> list:
+    """The key gates a release's ``maintenance_window`` implies (docs/strategies.md):
+    ``downtime-within-window`` and ``migration-within-window``, unless a gate of the spec
+    already judges their signal."""
+    from plantstage.spec.gates import Gate
+
+    try:
+        rel = spec.release(release_name) if release_name else None
+    except KeyError:
+        rel = None
+    window = getattr(rel, "maintenance_window", None)
+    if window is None:
+        return []
+    out = []
+    if "deploy.downtime_seconds" not in covered:
+        out.append(Gate(name="downtime-within-window", use="downtime-within-window",
+                        params={"window_s": window}))
+    if not {"migrate.projected_seconds", "migrate.seconds"} & covered:
+        out.append(Gate(name="migration-within-window", use="migration-within-window",
+                        params={"window_s": window}))
+    return out
+
+
+def _paired_ref(name: str) -> bool:
+    """A signal only a phase with both versions running at once records."""
+    parts = name.split(".")
+    return (len(parts) > 1 and parts[0] in ("workload", "cost") and parts[1] == "paired") or \
+        (len(parts) > 2 and parts[0] == "twins" and parts[2] == "paired")
+
+
+def needs_both_versions(gate) -> bool:
+    """The gate judges old and new running at the same time (the paired phase): a paired
+    built-in, a ratio built-in with ``phase: paired``, or any gate reading a paired signal."""
+    from plantstage.gates.cel import signal_refs
+
+    if gate.signal is not None:
+        return any(_paired_ref(n) for n in (gate.signal, gate.baseline) if n)
+    if gate.use == "paired-latency" or (gate.use in ("cost-ratio", "call-amplification")
+                                        and gate.params.get("phase") == "paired"):
+        return True
+    names: list[str] = []
+    if gate.use is not None:
+        try:
+            x = expand_builtin(gate)
+        except ValueError:
+            return False
+        names += list(x.refs)
+        texts = [gate.value or x.value, gate.pass_ or x.pass_, gate.warn or x.warn]
+    else:
+        texts = [gate.value, gate.pass_, gate.warn]
+    for text in texts:
+        if text:
+            try:
+                names += [r.name for r in signal_refs(text)]
+            except Exception:  # noqa: BLE001 - a bad expression is judged (inconclusive) elsewhere
+                continue
+    return any(_paired_ref(n) for n in names)
+
+
+def not_applicable(gate, spec, release_name: str | None) -> str | None:
+    """Why the gate does not apply to this release (None: it applies). Under ``strategy:
+    recreate`` the old version stops before the migration, so a gate that compares old and new
+    running at once has nothing to judge: not a pass (nothing was shown), not a failure
+    (nothing went wrong), not inconclusive (no amount of data would settle it)."""
+    try:
+        rel = spec.release(release_name) if release_name else None
+    except KeyError:
+        return None
+    if rel is None or str(getattr(rel, "strategy", "")) != "recreate":
+        return None
+    if needs_both_versions(gate):
+        return ("not applicable under strategy recreate: the old version stops before the "
+                "migration, so old and new never run at once (no paired phase)")
+    return None
 
 
 def expand_builtin(gate) -> Expanded:

@@ -2,7 +2,8 @@
 
 Clients (the workload, smoke checks) always talk to the router's port; ``switch`` points new
 connections at another version, exactly like a load balancer's target change. Connections that
-are already open finish on the version they started on.
+are already open finish on the version they started on. ``split`` gives a share of new
+connections to a second version (a canary's weight), the rest to the first.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ class Router:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="plantstage-router")
         self.switches: list[tuple[str, int]] = []
+        #: (first, second, share of new connections to the second) while split, else None.
+        self._split: tuple[tuple[str, int], tuple[str, int], float] | None = None
+        self._owed = 0.0
+        #: New connections forwarded, per target.
+        self.connections: dict[tuple[str, int], int] = {}
 
     @property
     def url(self) -> str:
@@ -41,8 +47,32 @@ class Router:
                                hint="stop what listens there, or choose another port") from None
 
     def switch(self, port: int, host: str = "127.0.0.1") -> None:
+        self._split = None
         self._target = (host, port)
         self.switches.append(self._target)
+
+    def split(self, port: int, second_port: int, share: float, host: str = "127.0.0.1") -> None:
+        """Give ``share`` (0 < share < 1) of new connections to ``second_port``, the rest to
+        ``port``. Deterministic, not random: a running balance hands the second version a
+        connection whenever its share is owed one, so any run of n connections holds
+        n × share of them, rounded (no sampling noise in a rehearsal's numbers)."""
+        if not 0 < share < 1:
+            raise ValueError(f"share is between 0 and 1, not {share}")
+        self._target = (host, port)
+        self._owed = 0.0
+        self._split = ((host, port), (host, second_port), share)
+        self.switches.append((host, second_port))
+
+    def _choose(self) -> tuple[str, int] | None:
+        split = self._split
+        if split is None:
+            return self._target
+        first, second, share = split
+        self._owed += share  # runs on the router's one event-loop thread: no lock needed
+        if self._owed >= 1.0 - 1e-9:
+            self._owed -= 1.0
+            return second
+        return first
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -58,10 +88,11 @@ class Router:
                 pass
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        target = self._target
+        target = self._choose()
         if target is None:
             writer.close()
             return
+        self.connections[target] = self.connections.get(target, 0) + 1
         try:
             up_reader, up_writer = await asyncio.open_connection(*target)
         except OSError:

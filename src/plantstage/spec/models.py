@@ -275,7 +275,14 @@ class ReleaseRuntime(_Model):
 
 
 class Strategy(StrEnum):
+    """How the new version replaces the old one (docs/strategies.md)."""
+
+    #: The new version starts beside the old one; traffic moves at the switch.
     blue_green = "blue-green"
+    #: Stop the world: the old version stops before the migration, the new one starts after.
+    recreate = "recreate"
+    #: Like blue-green, but the router moves new connections over in weighted steps.
+    canary = "canary"
 
 
 class Release(_Model):
@@ -290,7 +297,25 @@ class Release(_Model):
     rollback: RollbackSteps = Field(
         default_factory=RollbackSteps, description="Ordered rollback steps: before, "
         "downgrade, after; migrations.downgrade is the shorthand for one downgrade command.")
-    strategy: Strategy = Strategy.blue_green
+    strategy: Strategy = Field(
+        Strategy.blue_green, description="blue-green (the old version serves while the new one "
+        "migrates and starts beside it), recreate (stop the old version, migrate, start the "
+        "new one: downtime) or canary (blue-green whose switch moves traffic in weighted "
+        "steps); docs/strategies.md.")
+    maintenance_window: float | None = Field(
+        None, gt=0, description="recreate: the seconds of downtime the plant accepts. Declared, "
+        "it implies two key gates: the measured downtime and the migration's duration "
+        "projected to production's row counts must each fit in it (docs/strategies.md).")
+    migration_tables: list[str] = Field(
+        default_factory=list, description="The tables whose size the upgrade's duration scales "
+        "with, for the projection to production (default: every table).")
+    canary_steps: list[float] = Field(
+        default_factory=list, description="canary: the share of new connections the router "
+        "gives the new version at each step before it gets all of them, increasing, each "
+        "between 0 and 1 (default [0.1, 0.5]).")
+    canary_hold: float = Field(
+        3.0, gt=0, description="canary: seconds each step is held while traffic through the "
+        "router is probed.")
     runtime: ReleaseRuntime | None = Field(
         None, description="Its own environment: requirements (cached venv), python, or "
         "launcher command. Default: plantstage's interpreter for {python}.")
@@ -305,6 +330,17 @@ class Release(_Model):
         if self.rollback.downgrade is not None and self.migrations.downgrade is not None:
             raise ValueError("give the downgrade once: rollback.downgrade or "
                              "migrations.downgrade")
+        if self.canary_steps and self.strategy != Strategy.canary:
+            raise ValueError("canary_steps: only a canary release moves traffic in steps; set "
+                             "'strategy: canary' or leave them out")
+        steps = self.canary_steps
+        rising = all(b > a for a, b in zip(steps, steps[1:], strict=False))
+        if any(not 0 < w < 1 for w in steps) or not rising:
+            raise ValueError(f"canary_steps: {steps} must increase, each between 0 and 1 "
+                             "(e.g. [0.1, 0.5]; the last step, all traffic, is implied)")
+        if self.maintenance_window is not None and self.strategy != Strategy.recreate:
+            raise ValueError("maintenance_window: only a recreate release has downtime to fit "
+                             "in a window; set 'strategy: recreate' or leave the window out")
         return self
 
     def release_steps(self, group: Literal["upgrade", "rollback"]) -> dict[str, list[ReleaseStep]]:

@@ -1,13 +1,145 @@
 from __future__ import annotations
 
+import threading
 import time
+from typing import Any
 
 import httpx
 
 from plantstage.errors import ProcessError
 from plantstage.rehearsal.processes import probe
 from plantstage.rehearsal.steps import Step, StepFailed
-from plantstage.spec.smoke import health_probe
+from plantstage.spec.models import Strategy
+from plantstage.spec.smoke import HealthProbe, health_probe
+
+#: Seconds between two probes of the downtime prober: the downtime's resolution.
+PROBE_INTERVAL = 0.05
+
+
+def recreating(ctx) -> bool:
+    """The release is rehearsed stop-the-world (``strategy: recreate``)."""
+    return ctx.release.strategy == Strategy.recreate
+
+
+class DowntimeProber:
+    """Downtime as a client sees it: a thread asks the app's declared health probe *through the
+    router* every :data:`PROBE_INTERVAL` seconds, from just before the old version stops until
+    the new one answers.
+
+    The downtime is the time from the last healthy answer before the outage (or the moment the
+    old version was told to stop, if it never answered) to the first healthy answer after it;
+    with a version in the probe's answer, only an answer naming the release's version ends it.
+    Its resolution is the probe interval plus one probe's round trip.
+    """
+
+    def __init__(self, url: str, spec: HealthProbe, want: str, *, interval: float = PROBE_INTERVAL):
+        if not spec.version_in_answer:  # a version file names no process: health only
+            spec = spec.model_copy(update={"version": "none"})
+        self.url, self.spec, self.want, self.interval = url, spec, want, interval
+        self.t0 = time.monotonic()
+        self.stopped_at: float | None = None  # the old version was told to stop
+        self.last_ok: float | None = None  # last healthy answer before the outage
+        self.back_at: float | None = None  # first healthy answer of the new version
+        self.probes = 0
+        self.failed = 0
+        self.last_why = ""
+        self._back = threading.Event()
+        self._probed = threading.Event()
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name="plantstage-downtime-prober")
+
+    def start(self) -> DowntimeProber:
+        self._thread.start()
+        return self
+
+    def old_stopping(self) -> None:
+        self.stopped_at = time.monotonic()
+
+    def _answers_new(self, answer: dict[str, Any]) -> bool:
+        if not answer.get("healthy"):
+            return False
+        return not self.spec.version_in_answer or answer.get("version") == self.want
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=2.0) as client:
+            while not self._halt.is_set():
+                t = time.monotonic()
+                try:
+                    answer = probe(client, self.url, self.spec)
+                except (httpx.HTTPError, OSError) as exc:
+                    answer = {"healthy": False, "why": type(exc).__name__}
+                self.probes += 1
+                self._probed.set()
+                if self.stopped_at is None or t < self.stopped_at:
+                    if answer.get("healthy"):
+                        self.last_ok = t  # the old version, still serving
+                elif self._answers_new(answer):
+                    self.back_at = t
+                    self._back.set()
+                    return
+                else:
+                    self.failed += 1
+                    self.last_why = str(answer.get("why") or f"HTTP {answer.get('status')}")
+                self._halt.wait(self.interval)
+
+    def wait_first(self, timeout: float) -> bool:
+        """Wait until the prober has asked once (so the old version's last answer is known)."""
+        return self._probed.wait(timeout)
+
+    def wait_back(self, timeout: float) -> bool:
+        """Wait until the new version answered through the router (False on a timeout)."""
+        return self._back.wait(timeout)
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    @property
+    def down_from(self) -> float | None:
+        if self.stopped_at is None:
+            return None
+        return self.last_ok if self.last_ok is not None else self.stopped_at
+
+    @property
+    def downtime(self) -> float | None:
+        """Seconds clients could not reach the app (None while it is not back)."""
+        start = self.down_from
+        if start is None or self.back_at is None:
+            return None
+        return max(0.0, self.back_at - start)
+
+    def describe(self) -> dict[str, Any]:
+        return {"downtime_seconds": None if self.downtime is None else round(self.downtime, 3),
+                "probes": self.probes, "failed_probes": self.failed,
+                "probe_interval": self.interval, "last_failure": self.last_why or None,
+                "old_stopped_after": None if self.stopped_at is None
+                else round(self.stopped_at - self.t0, 3),
+                "back_after": None if self.back_at is None else round(self.back_at - self.t0, 3)}
+
+
+def stop_old_version(ctx) -> dict[str, Any]:
+    """Recreate: start the downtime prober, then stop the old version entirely (its HTTP
+    server and its message consumers with it). The prober runs until the switch step sees the
+    new version answer through the router."""
+    spec = health_probe(ctx.binding("staging", ctx.app_component()).health)
+    prober = DowntimeProber(ctx.router.url, spec, ctx.release.version).start()
+    ctx.downtime_prober = prober
+    ctx.cleanups.append(prober.stop)
+    prober.wait_first(5.0)  # a first answer from the old version, if it answers
+    was_running = ctx.blue is not None and ctx.blue.alive()
+    prober.old_stopping()
+    if ctx.blue is not None:
+        ctx.blue.stop()
+    return {"strategy": "recreate", "old_was_running": was_running,
+            "old_stopped": bool(ctx.blue is None or not ctx.blue.alive()),
+            "downtime_probe": f"{ctx.router.url} ({_probe_text(spec)}) every "
+                              f"{prober.interval:g} s"}
+
+
+def _probe_text(spec: HealthProbe) -> str:
+    return "TCP connect" if spec.tcp else f"{spec.method} {spec.path}"
 
 
 def traffic_reaches(ctx, version: str, *, attempts: int = 20) -> dict:
@@ -44,9 +176,12 @@ class Deploy(Step):
     """
 
     name = "deploy"
-    title = "Deploy the new version beside the old one"
+    title = "Deploy the new version beside the old one (recreate: in its place)"
 
     def run(self, ctx):
+        if recreating(ctx) and ctx.blue is not None and ctx.blue.alive():
+            raise StepFailed("strategy recreate: the old version is still running (the migrate "
+                             "step stops it before the upgrade)")
         try:
             ctx.green = ctx.start_version(ctx.release, "green")
         except ProcessError as exc:
@@ -57,6 +192,10 @@ class Deploy(Step):
         results = {"green": ctx.green.base_url, "version": reported,
                    "old_still_running": ctx.blue.alive() if ctx.blue else False,
                    "traffic": "blue (unchanged until the switch)"}
+        if recreating(ctx):
+            results.update(strategy="recreate",
+                           traffic="none: the old version is stopped (recreate); the switch "
+                                   "points the router at the new one")
         if declared and reported != want:
             raise StepFailed(f"the new version reports {reported or 'no version'} "
                              f"({ctx.green.health.get('why') or 'as declared'}), the release "

@@ -145,6 +145,12 @@ class PairedLoad(_Load):
     def run(self, ctx):
         if not ctx.spec.workload.paired.enabled:
             return {"skipped": "workload.paired.enabled is false"}
+        if str(getattr(getattr(ctx, "release", None), "strategy", "")) == "recreate":
+            # Stop the world: the old version stopped before the migration, so the two never
+            # run at once; gates that compare them are judged not applicable (docs/strategies.md).
+            return {"skipped": "strategy recreate: the old version was stopped before the "
+                    "migration, so old and new never run at once (gates that compare them "
+                    "are not applicable)", "strategy": "recreate"}
         if ctx.green is None or not ctx.green.alive():
             raise StepFailed("the new version is not running beside the old one")
         if ctx.blue is None or not ctx.blue.alive():

@@ -138,28 +138,104 @@ def run_release_steps(ctx, release: Release, group: str,
     return records
 
 
+def _row_counts(engine, tables: list[str] | None) -> dict[str, int]:
+    """Rows per table (``tables``, else every table but a migration tool's own), read only."""
+    import sqlalchemy as sa
+
+    from plantstage.engines import table_columns
+
+    names = tables if tables is not None else list(table_columns(engine))
+    out: dict[str, int] = {}
+    with engine.connect() as conn:
+        for t in names:
+            tbl = sa.table(t)
+            out[t] = int(conn.execute(sa.select(sa.func.count()).select_from(tbl)).scalar()
+                         or 0)
+    return out
+
+
+def staging_rows(ctx, tables: list[str] | None) -> dict[str, int]:
+    """The rows the upgrade runs on: staging's tables as the migrate step starts."""
+    engine = ctx.staging_db.engine()
+    try:
+        return _row_counts(engine, tables)
+    finally:
+        engine.dispose()
+
+
+def production_rows(ctx, tables: list[str]) -> tuple[dict[str, int], str]:
+    """Production's rows of ``tables``: the refresh's own count of each source table when the
+    staging data came from a refresh, else counted on production (read-only)."""
+    refreshed = {t["table"]: int(t["source"]) for t in
+                 ((ctx.sections.get("refresh") or {}).get("tables") or [])
+                 if t.get("source") is not None}
+    if refreshed and all(t in refreshed for t in tables):
+        return {t: refreshed[t] for t in tables}, "the refresh's source counts"
+    from plantstage import engines
+
+    engine = engines.connect_production(ctx.production_db_url)
+    try:
+        return _row_counts(engine, tables), "counted on production (read-only)"
+    finally:
+        engine.dispose()
+
+
+def project_duration(seconds: float, staging: dict[str, int],
+                     production: dict[str, int]) -> dict[str, Any]:
+    """Scale a measured upgrade to production: ``seconds × production rows / staging rows``
+    over the same tables, never below what was measured (a linear model; docs/strategies.md).
+    ``projected_seconds`` is None when staging held none of those rows."""
+    s_rows, p_rows = sum(staging.values()), sum(production.values())
+    scale = None if s_rows == 0 else p_rows / s_rows
+    projected = None if scale is None else seconds * max(1.0, scale)
+    return {"seconds": round(seconds, 2), "staging_rows": s_rows, "production_rows": p_rows,
+            "scale": None if scale is None else round(scale, 4),
+            "projected_seconds": None if projected is None else round(projected, 2),
+            "tables": len(staging)}
+
+
 class Migrate(Step):
     """Run the release's upgrade as production will get it: its ``before`` steps, the schema
     migration, its ``after`` steps. Before/after reconcile checks snapshot the data first and
-    compare it once the upgrade is done (``when: after-migrate``)."""
+    compare it once the upgrade is done (``when: after-migrate``).
+
+    Under ``strategy: recreate`` the old version (its consumers too) is stopped first, with a
+    prober measuring the downtime through the router until the switch. The upgrade's duration
+    is projected to production's row counts (``migrate.projected_seconds``)."""
 
     name = "migrate"
     title = "Migrate the schema"
 
     def run(self, ctx):
+        from plantstage.rehearsal.steps.deploy import recreating, stop_old_version
         from plantstage.rehearsal.steps.reconcile import run_point, snapshot_before
 
         rel = ctx.release
         plan = rel.release_steps("upgrade")
         check_sql_files(ctx, rel)  # a missing file fails before anything changed
+        stopped = stop_old_version(ctx) if recreating(ctx) else None
         before = snapshot_before(ctx)
         if not any(plan.values()):
             out: dict[str, Any] = {"skipped": "the release declares no migration or steps"}
         else:
+            scope = list(rel.migration_tables) or None
+            rows, rows_why = None, "no staging database"
+            if ctx.staging_db is not None:
+                try:
+                    rows = staging_rows(ctx, scope)
+                except Exception as exc:  # noqa: BLE001 - e.g. a migration_tables typo
+                    rows_why = f"staging's row counts could not be read: " \
+                               f"{str(exc).splitlines()[0][:160]}"
             t0 = time.perf_counter()
-            records = run_release_steps(ctx, rel, "upgrade")
+            try:
+                records = run_release_steps(ctx, rel, "upgrade")
+            except StepFailed as exc:
+                if stopped:
+                    exc.results["recreate"] = stopped
+                raise
             seconds = time.perf_counter() - t0
             ctx.signal("steps.upgrade.seconds", seconds)
+            ctx.signal("migrate.seconds", seconds)
             out = {"seconds": round(seconds, 2),
                    "steps": [{k: r[k] for k in ("phase", "name", "kind", "target", "status",
                                                 "seconds", "log")} for r in records]}
@@ -168,9 +244,36 @@ class Migrate(Step):
             main = [r for r in records if r["phase"] == "upgrade"]
             if main:
                 out["output"] = main[-1]["output"]  # its last meaningful line
+            out["projection"] = self._project(ctx, seconds, rows) if rows is not None \
+                else {"seconds": round(seconds, 2), "projected_seconds": None, "why": rows_why}
+        if stopped:
+            out["recreate"] = stopped
         if before:
             out["before_after"] = before
         found = run_point(ctx, "after-migrate")
         if found:
             out["reconcile"] = found
         return out
+
+    @staticmethod
+    def _project(ctx, seconds: float, rows: dict[str, int]) -> dict[str, Any]:
+        """The upgrade's duration scaled to production; never fails the step (a projection
+        that cannot be made leaves its signal out, and a gate on it is inconclusive)."""
+        try:
+            prod, source = production_rows(ctx, list(rows))
+        except Exception as exc:  # noqa: BLE001 - e.g. production refuses a COUNT
+            return {"seconds": round(seconds, 2), "projected_seconds": None,
+                    "why": f"production's row counts could not be read: "
+                           f"{str(exc).splitlines()[0][:160]}"}
+        proj = project_duration(seconds, rows, prod)
+        proj["production_rows_from"] = source
+        values = {"migrate.rows_staging": proj["staging_rows"],
+                  "migrate.rows_production": proj["production_rows"]}
+        if proj["projected_seconds"] is not None:
+            scale = proj["production_rows"] / proj["staging_rows"]  # unrounded, as measured
+            values.update({"migrate.scale": scale,
+                           "migrate.projected_seconds": seconds * max(1.0, scale)})
+        else:
+            proj["why"] = "staging held no rows of these tables: nothing to scale from"
+        ctx.signals_from(values)
+        return proj
