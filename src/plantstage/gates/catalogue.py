@@ -44,7 +44,7 @@ FLOW_STATS = {
 }
 OPEN_PREFIXES = ("rollback.", "backup.", "parity.", "refresh.", "steps.", "cost.", "effects.",
                  "isolation.", "rbac.", "secrets.", "audit.",
-                 "tenant_config.")
+                 "tenant_config.", "recovery.")
 #: CEL's standard global functions and macros (calls the parser sees as ident_arg).
 _CEL_BUILTINS = {"size", "int", "uint", "double", "string", "bytes", "bool", "type", "dyn",
                  "duration", "timestamp", "matches", "has"}
@@ -158,6 +158,9 @@ def signal_catalogue(loaded) -> list[tuple[str, str]]:
     if getattr(spec, "audit", None) is not None:
         out.append(("audit.{entries,expected,missing}", "the audit trail against the "
                     "privileged actions"))
+    from plantstage.spec.recovery import recovery_signals
+
+    out += list(recovery_signals().items())  # the rollback drill's recovery (docs/recovery.md)
     out += [("twins.{faults,failures}", "faults injected, twins that failed"),
             ("rollback.*, backup.*, parity.*, refresh.*, steps.*", "the rehearsal's steps")]
     phases = "{baseline,paired.old,paired.new,candidate}"
