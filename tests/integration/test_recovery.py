@@ -85,6 +85,24 @@ def test_without_the_replay_the_same_rehearsal_is_no_go_with_the_lost_ids(tmp_pa
     assert ev["signals"]["recovery.rpo_lost"] == obj["rpo_lost"]
 
 
+def test_irreversible_release_rolled_back_by_its_downgrade_is_no_go(tmp_path, production_db):
+    # The same release, if production relied on its downgrade: the drill rehearses that one,
+    # and the downgrade deletes ledger rows.
+    def by_downgrade(data: dict) -> None:
+        rel = next(r for r in data["releases"] if r["name"] == "1.1.0-irreversible")
+        rel["rollback"] = {"kind": "downgrade"}
+
+    out = tmp_path / "run"
+    r = run_cli("rehearse", str(_spec(tmp_path, by_downgrade)), "--release",
+                "1.1.0-irreversible", "--out", str(out))
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-2000:]
+    ev = json.loads((out / "evidence.json").read_text())
+    failing = {g["name"]: g for g in ev["gates"] if g["outcome"] == "fail"}
+    assert "rollback-keeps-data" in failing, ev["gates"]
+    assert "data lost on downgrade" in failing["rollback-keeps-data"]["cause"]
+    assert _drill(ev)["results"]["kind"] == "downgrade"
+
+
 @pytest.mark.parametrize("kind", ["code-only", "feature-flag"])
 def test_code_only_and_feature_flag_rollbacks_are_rehearsed(tmp_path, production_db, kind):
     def declare(data: dict) -> None:

@@ -163,6 +163,8 @@ def recovery_gates(spec, covered: set[str]) -> list:
     RPO)."""
     from plantstage.spec.gates import Gate
 
+    if getattr(spec, "recovery", None) is None:
+        return []
     o = objective_for(spec, recovered_components(spec))
     out = []
     if o.rto is not None and RTO_SIGNAL not in covered:
