@@ -145,3 +145,42 @@ def test_interrupted_drill_leaves_staging_incomplete_and_never_go(tmp_path, prod
     assert staging, list(out.iterdir())
     assert refresh_state(f"sqlite:///{staging[0]}") == "incomplete"
     assert json.loads((out / "evidence.json").read_text())["verdict"] != "GO"
+
+
+def _mixing_spec(tmp_path: Path, change) -> Path:
+    """The mixing plant's spec changed by ``change(data)``, in a copy of its folder."""
+    from tests.examples.mixing_plant import EXAMPLE as MIXING
+
+    spec = sample_plant_copy(tmp_path / "mixing", MIXING)
+    data = yaml.safe_load((MIXING / "plantstage.yaml").read_text())
+    change(data)
+    spec.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return spec.parent
+
+
+@pytest.mark.parametrize("replay", [True, False], ids=["replay", "no-replay"])
+def test_mixing_plant_recovers_batch_completions_by_restore_and_replay(tmp_path, replay):
+    # The second stack: Flask, plain SQL, MQTT batch completions acknowledged only by PUBACK
+    # (effects `what: sent`), decimal kg.
+    def switch(data: dict) -> None:
+        data["recovery"]["replay"] = replay
+
+    out = tmp_path / "run"
+    r = run_cli("rehearse", str(_mixing_spec(tmp_path, switch)), "--release",
+                "2.1.0-by-restore", "--out", str(out), timeout=600)
+    ev = json.loads((out / "evidence.json").read_text())
+    res = _drill(ev)["results"]
+    assert res["kind"] == "restore"
+    assert res["rows_written_since_backup"] > 0
+    obj = res["objectives"]
+    if replay:
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+        assert ev["verdict"] == "GO", ev["reasons"]
+        assert res["replay"]["messages"]["sent"] > 0
+        assert obj["rpo_lost"] == 0 and obj["rto_measured"] <= obj["rto_seconds"]
+    else:
+        assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-2000:]
+        assert obj["rpo_lost"] > 0
+        assert any(i.startswith("batches-posted-once:") for i in obj["lost_ids"])
+        assert "acknowledged business effect(s) lost after the restore" in \
+            "\n".join(ev["reasons"])

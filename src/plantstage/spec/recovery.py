@@ -104,6 +104,10 @@ class Recovery(_Model):
                          "written since the backup is lost, and listed).")
     settle: float = Field(60.0, gt=0, le=3600, description="Seconds the drill waits for the "
                           "replayed messages to reach the database before ids count as lost.")
+    consumer_start: float = Field(
+        2.0, ge=0, le=300, description="Seconds the restored version's message consumers get "
+        "to subscribe after it answers its health probe, before messages are replayed (a "
+        "message published before a consumer subscribes is lost, as in production).")
     flag: FlagProvider | None = Field(None, description="The feature-flag provider a "
                                       "feature-flag rollback turns off.")
 

@@ -430,13 +430,14 @@ class RollbackDrill(Step):
             results["replay"] = {"skipped": "recovery.replay is false"}
             return loss
         with tl.timed("replay"):
-            results["replay"] = self._replay(ctx, backup_at)
+            results["replay"] = self._replay(ctx, backup_at,
+                                             time.time() + (rec or Recovery()).consumer_start)
         extra["recovery.replayed_messages"] = results["replay"]["messages"]["sent"]
         extra["recovery.replayed_calls"] = results["replay"]["calls"]["sent"]
         return loss
 
     # -- replay and reconciliation -----------------------------------------------------------
-    def _replay(self, ctx, since: float) -> dict[str, Any]:
+    def _replay(self, ctx, since: float, consumers_ready: float) -> dict[str, Any]:
         """Send again what the app received since the backup: the messages the twins
         published to it (their recorded deliveries) and the HTTP calls it acknowledged."""
         from plantstage.twins.replay import replay_calls, republish
@@ -467,6 +468,7 @@ class RollbackDrill(Step):
         # may create what a later confirmation books against.
         out["calls"] = replay_calls(ctx.router.url, calls).as_dict()
         if messages and broker:
+            time.sleep(max(0.0, consumers_ready - time.time()))
             out["messages"] = republish(broker, [m[1:] for m in messages]).as_dict()
         else:
             out["messages"] = {"sent": 0, "refused": 0, "failed": len(messages),
