@@ -45,7 +45,7 @@ FLOW_STATS = {
 }
 OPEN_PREFIXES = ("rollback.", "backup.", "parity.", "refresh.", "steps.", "cost.", "effects.",
                  "isolation.", "rbac.", "secrets.", "audit.",
-                 "tenant_config.", "deploy.", "migrate.")
+                 "tenant_config.", "deploy.", "migrate.", "recovery.")
 #: CEL's standard global functions and macros (calls the parser sees as ident_arg).
 _CEL_BUILTINS = {"size", "int", "uint", "double", "string", "bytes", "bool", "type", "dyn",
                  "duration", "timestamp", "matches", "has"}
@@ -175,6 +175,9 @@ def signal_catalogue(loaded) -> list[tuple[str, str]]:
         out.append(("deploy.canary.{failed_probes,step<n>.new_share,step<n>.failed_probes}",
                     "canary: answers from the new version at each traffic step, probes nobody "
                     "answered (docs/strategies.md)"))
+    from plantstage.spec.recovery import recovery_signals
+
+    out += list(recovery_signals().items())  # the rollback drill's recovery (docs/recovery.md)
     out += [("twins.{faults,failures}", "faults injected, twins that failed"),
             ("rollback.*, backup.*, parity.*, refresh.*, steps.*", "the rehearsal's steps")]
     phases = "{baseline,paired.old,paired.new,candidate}"

@@ -51,6 +51,9 @@ def effective_gates(spec, release_name: str | None = None) -> list[Gate]:
     from plantstage.spec.effects import effect_gates
 
     gates += effect_gates(spec, covered)  # effect-<name>: zero lost, zero duplicated
+    from plantstage.spec.recovery import recovery_gates
+
+    gates += recovery_gates(spec, covered)  # recovery-rto, recovery-rpo: declared objectives
     from plantstage.spec.isolation import isolation_gates
 
     gates += isolation_gates(spec, covered)  # tenant-isolation: no leak, no foreign object

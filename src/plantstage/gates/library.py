@@ -122,6 +122,20 @@ def _restore_rto(p):
                     f"≤ {p['rto_s']} s (RTO)", "rollback / restore took longer than the RTO")
 
 
+def _recovery_rto(p):
+    return Expanded('signal("recovery.rto_seconds")', f"value <= {_f(p['rto_s'])}", None,
+                    f"≤ {p['rto_s']:g} s from the failure to serving with the data recovered "
+                    "(RTO)",
+                    "recovery took longer than the RTO (restore, replay and the exactly-once "
+                    "check, from the failure)")
+
+
+def _recovery_rpo(p):
+    return Expanded('signal("recovery.rpo_lost")', f"value <= {_f(p['max_lost'])}", None,
+                    f"≤ {p['max_lost']:g} acknowledged business effects lost (RPO)",
+                    "acknowledged business effects were lost by the recovery (RPO)")
+
+
 def _integration_failures(p):
     return Expanded('signal("twins.failures")', f"value <= {_f(p['max'])}", None,
                     f"≤ {p['max']:g} twin failures",
@@ -312,6 +326,10 @@ BUILTINS: dict[str, Builtin] = {b.name: b for b in [
             {"tolerance": 5}, _queue_depth),
     Builtin("restore-within-rto", "Rollback / restore finished within the declared RTO.",
             {"rto_s": REQUIRED}, _restore_rto),
+    Builtin("recovery-rto", "The rollback drill recovered (served again with its data) within "
+            "the RTO, timed from the failure.", {"rto_s": REQUIRED}, _recovery_rto),
+    Builtin("recovery-rpo", "Acknowledged business effects lost by the recovery, at most "
+            "the RPO (0 for tier 1).", {"max_lost": 0}, _recovery_rpo),
     Builtin("zero-critical-integration-failures", "No twin (plant integration) failed.",
             {"max": 0}, _integration_failures),
     Builtin("error-rate", "Errors per iteration under load.",

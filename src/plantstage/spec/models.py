@@ -20,6 +20,7 @@ from plantstage.spec.isolation import IsolationSpec, Ring, check_rings
 from plantstage.spec.masking import RefreshSpec
 from plantstage.spec.parity import ParitySpec
 from plantstage.spec.rbac import Audit, Rbac, SecretsScan
+from plantstage.spec.recovery import Recovery, RollbackKind, check_recovery
 from plantstage.spec.smoke import HealthProbe, SmokeCheck
 from plantstage.spec.tenant_config import TenantConfig
 from plantstage.spec.twins import TwinSpec
@@ -240,6 +241,12 @@ class RollbackSteps(_Model):
         None, description="The downgrade; instead of migrations.downgrade (give one of them).")
     after: list[ReleaseStep] = Field(default_factory=list,
                                      description="Steps after the downgrade or restore.")
+    kind: RollbackKind | None = Field(
+        None, description="How production would roll this release back, and so what the drill "
+        "rehearses: downgrade, restore (from the backup, then replay), code-only (the old "
+        "version on the expanded schema) or feature-flag (recovery.flag turned off). Default: "
+        "downgrade when there is one and migrations.reversible, else restore "
+        "(docs/recovery.md).")
 
     @model_validator(mode="after")
     def _names(self) -> RollbackSteps:
@@ -357,6 +364,15 @@ class Release(_Model):
             main = [ReleaseStep(name="migrations", command=mig.downgrade, timeout=mig.timeout)]
         return {"before": self.rollback.before, "downgrade": main or [],
                 "after": self.rollback.after}
+
+    def rollback_kind(self) -> RollbackKind:
+        """The rollback the drill rehearses: ``rollback.kind``, else downgrade when the
+        release has one and is reversible, else restore."""
+        if self.rollback.kind is not None:
+            return self.rollback.kind
+        if self.migrations.reversible and self.release_steps("rollback")["downgrade"]:
+            return RollbackKind.downgrade
+        return RollbackKind.restore
 
 
 class ReconcileWhen(StrEnum):
@@ -502,6 +518,15 @@ class Spec(_Model):
     @model_validator(mode="after")
     def _effect_references(self) -> Spec:
         check_effects(self)
+        return self
+
+    recovery: Recovery | None = Field(
+        None, description="Recovery objectives (RTO, RPO) per tier or component, the replay "
+        "after a restore, the feature-flag provider (docs/recovery.md).")
+
+    @model_validator(mode="after")
+    def _recovery_references(self) -> Spec:
+        check_recovery(self)
         return self
 
     @model_validator(mode="after")

@@ -20,6 +20,7 @@ from plantstage.spec.models import ComponentKind, Fidelity
 from plantstage.spec.twins import TwinKind, TwinSpec
 from plantstage.twins.base import Twin, TwinEnv, TwinError, TwinRuntime
 from plantstage.twins.faults import FaultLog
+from plantstage.twins.record import AppTraffic
 
 __all__ = ["KINDS", "PlannedTwin", "Twin", "TwinError", "TwinSet", "plan_twins", "start_twins",
            "twin_class"]
@@ -107,6 +108,8 @@ class TwinSet:
     stopped: bool = False
     #: Extra loops for slow starters (the OPC UA server), so they never block the others.
     extra_runtimes: list[TwinRuntime] = field(default_factory=list)
+    #: The HTTP calls the workload made to the app (what a recovery replays after a restore).
+    traffic: AppTraffic = field(default_factory=lambda: AppTraffic())
 
     def wait_ready(self, timeout: float = 60) -> None:
         """Wait for twins still starting in the background (raises their start error)."""

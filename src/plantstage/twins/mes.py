@@ -76,6 +76,9 @@ class Delivery:
     seconds: float = 0.0
     mode: str = "topic"
     fields: dict[str, Any] | None = None
+    #: When the publish began (wall clock, time.time(): the rehearsal's one clock), so a
+    #: recovery can replay what the line sent after a backup.
+    at: float = field(default_factory=time.time)
 
     @property
     def message(self) -> Any:

@@ -89,6 +89,58 @@ def load_capture(path: Path) -> Capture:
     return Capture(proto, str(header.get("source", "")), records)
 
 
+@dataclass
+class Exchange:
+    """One HTTP call the app under test answered, as the client sent it."""
+
+    at: float  # wall clock (time.time()) when it was answered
+    method: str
+    target: str  # path and query
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+
+class AppTraffic:
+    """The state-changing HTTP calls (not GET/HEAD/OPTIONS) made to the app during a run.
+
+    The workload's HTTP client calls it after each answer; a recovery replays the calls the
+    app acknowledged (2xx) after a backup, in the order they were answered. Bounded: past
+    ``limit`` calls, the oldest half is dropped and counted (``dropped``), so a replay can say
+    it is incomplete instead of silently replaying less.
+    """
+
+    SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+    def __init__(self, limit: int = 200_000):
+        self.limit = limit
+        self.calls: list[Exchange] = []
+        self.dropped_before: float | None = None  # calls answered before this were dropped
+        self._lock = threading.Lock()
+
+    def __call__(self, method: str, target: str, headers: dict[str, str] | None,
+                 body: bytes | None, status: int) -> None:
+        if method.upper() in self.SAFE:
+            return
+        ex = Exchange(time.time(), method.upper(), target, dict(headers or {}), body or b"",
+                      int(status))
+        with self._lock:
+            self.calls.append(ex)
+            if len(self.calls) > self.limit:
+                half = len(self.calls) // 2
+                self.dropped_before = self.calls[half - 1].at
+                del self.calls[:half]
+
+    def since(self, t: float) -> list[Exchange]:
+        """The calls answered at or after ``t`` (wall clock), in order."""
+        with self._lock:
+            return [c for c in self.calls if c.at >= t]
+
+    def complete_since(self, t: float) -> bool:
+        """Whether every call answered since ``t`` is still held."""
+        return self.dropped_before is None or self.dropped_before < t
+
+
 class _Writer:
     def __init__(self, out: Path, protocol: str, source: str):
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -430,7 +430,9 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
     meters = meters or []
     token = secrets.token_hex(2)  # refs stay unique when a standalone run is repeated
     clients = {v: HttpClient(url, timeout=workload.request_timeout,
-                             connections=workload.concurrency) for v, url in targets.items()}
+                             connections=workload.concurrency,
+                             on_exchange=getattr(resources.twin_set, "traffic", None))
+               for v, url in targets.items()}
     # Paired: every iteration's block decides its version; one schedule for both.
     block_s = paired.block if paired is not None else duration
     lead = paired.warmup if paired is not None else 0.0

@@ -236,8 +236,12 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 class HttpClient:
     """Keep-alive connection pools (per host) rooted at one base URL."""
 
-    def __init__(self, base_url: str, *, timeout: float = 10.0, connections: int = 100):
+    def __init__(self, base_url: str, *, timeout: float = 10.0, connections: int = 100,
+                 on_exchange: Any = None):
         self.base_url = base_url.rstrip("/")
+        #: Called with (method, target, headers, body, status) after each plain-HTTP answer:
+        #: a rehearsal records the calls the app took, to replay them after a restore.
+        self.on_exchange = on_exchange
         self.timeout = timeout
         self.connections = connections
         self._pools: dict[tuple[str, int], _Pool] = {}
@@ -300,6 +304,8 @@ class HttpClient:
                 pool._discard(conn)
                 raise
         pool.release(conn)
+        if self.on_exchange is not None and pool is self._base[1]:  # the app's, not a twin's
+            self.on_exchange(method, target, headers, content, response.status_code)
         return response
 
     async def _tls_request(self, method: str, url: str, **kw: Any) -> Response:

@@ -135,7 +135,8 @@ class Effects(Step):
         return out
 
     def _one(self, ctx, conn: sa.Connection, e: Effect, twin: Any,
-             tenants: list[str]) -> dict[str, Any]:
+             tenants: list[str], *, settle: float | None = None,
+             suffix: str = "") -> dict[str, Any]:
         if e.database not in (None, ctx.database_component()):
             return {"skipped": f"database {e.database} is not the staging database"}
         if twin is None:
@@ -145,18 +146,59 @@ class Effects(Step):
         p = f"effects.{e.name}"
         note = {"messages_without_id": missing} if missing else {}
         if not seen:
-            ctx.signal(f"{p}.seen", 0)
+            if not suffix:
+                ctx.signal(f"{p}.seen", 0)
             return {"seen": 0, **note,
                     "skipped": f"the {e.twin} twin saw no {e.what.value} message with "
                                f"'{e.id}': nothing to reconcile (gate inconclusive)"}
         by_tenant = ":tenant" in e.sql
         keys: list[str | None] = sorted({t for t, _ in seen}) if by_tenant else [None]
-        deadline = time.monotonic() + e.settle
+        deadline = time.monotonic() + (e.settle if settle is None else max(settle, e.settle))
         while True:
             result = compare(seen, {k: _query(conn, e.sql, k) for k in keys})
             if not result["lost"] or time.monotonic() >= deadline:
                 break
             time.sleep(0.25)  # the app may commit just after it acknowledged
         for k in ("seen", "lost", "duplicated", "unseen"):
-            ctx.signal(f"{p}.{k}", result[k])
+            ctx.signal(f"{p}.{k}{suffix}", result[k])
         return {**result, **note, "per_tenant": by_tenant}
+
+
+def recheck(ctx, settle: float | None = None) -> dict[str, Any]:
+    """The declared effects checked again after a recovery (the rollback drill): each
+    effect's ids against staging as it is now, re-queried for up to ``settle`` seconds (at
+    least the effect's own) while ids are missing — replayed messages take a moment to land.
+
+    Records ``effects.<name>.{seen,lost,duplicated,unseen}_after_recovery`` and returns
+    ``{"effects": {name: result}, "lost", "duplicated", "lost_ids"}``; ``lost`` is None when
+    no effect could be checked (none declared, no twin, no id seen): the RPO is then unknown,
+    never zero.
+    """
+    effects: list[Effect] = list(getattr(ctx.spec, "effects", None) or [])
+    out: dict[str, Any] = {"effects": {}, "lost": None, "duplicated": None, "lost_ids": []}
+    if not effects or ctx.staging_db is None:
+        return out
+    tenants = [t.code for t in ctx.spec.estate.tenants]
+    twins = getattr(ctx.twin_set, "twins", None) or {}
+    step = Effects()
+    eng = ctx.staging_db.engine()
+    try:
+        with eng.connect() as conn:
+            for e in effects:
+                r = step._one(ctx, conn, e, twins.get(e.twin), tenants, settle=settle,
+                              suffix="_after_recovery")
+                out["effects"][e.name] = r
+                if "lost" not in r or r.get("skipped"):
+                    continue
+                out["lost"] = (out["lost"] or 0) + r["lost"]
+                out["duplicated"] = (out["duplicated"] or 0) + r["duplicated"]
+                out["lost_ids"] += [f"{e.name}:{i}" for i in r["lost_ids"]]
+                conn.rollback()  # the next effect reads a fresh snapshot
+    finally:
+        eng.dispose()
+    section = ctx.sections.get("effects")
+    if section:
+        for entry in section.get("effects", []):
+            if entry.get("name") in out["effects"]:
+                entry["after_recovery"] = out["effects"][entry["name"]]
+    return out

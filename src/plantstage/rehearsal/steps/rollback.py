@@ -1,12 +1,40 @@
+"""The rollback drill: roll the release back the way production would (``rollback.kind``:
+downgrade, restore, code-only, feature-flag), and recover — after a restore, replay what
+production received since the backup — then check that every acknowledged business effect is
+back exactly once, reconcile, and time it all on one clock against the recovery objectives
+(docs/recovery.md).
+
+The evidence's ``rollback-drill`` results carry ``kind``, ``timeline`` (events with ``start``
+= seconds since the backup was taken, and ``seconds``) and ``objectives`` (the contract the
+report renders).
+"""
+
 from __future__ import annotations
 
+import contextlib
+import json
+import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from plantstage import engines
+from plantstage.errors import SpecError
+from plantstage.rehearsal.processes import ManagedProcess, free_port
 from plantstage.rehearsal.steps import Step, StepFailed
 from plantstage.rehearsal.steps.migrate import run_release_steps
 from plantstage.rehearsal.steps.provision import start_version
+from plantstage.spec.recovery import (
+    RPO_SIGNAL,
+    RTO_SIGNAL,
+    FlagProviderKind,
+    Recovery,
+    RollbackKind,
+    objective_for,
+    recovered_components,
+)
 
 Snapshot = dict[str, dict[str, Any]]
 
@@ -84,10 +112,141 @@ def account(before: Snapshot, after: Snapshot, old_columns: dict[str, list[str]]
             "tables_changed": len(changed), "problems": problems}
 
 
+class Timeline:
+    """Events of one recovery on one clock (wall time), as seconds since the backup."""
+
+    def __init__(self, origin: float):
+        self.origin = origin
+        self.events: list[dict[str, Any]] = []
+
+    def add(self, event: str, start: float, seconds: float | None = None) -> None:
+        self.events.append({"event": event, "start": round(start - self.origin, 3),
+                            "seconds": None if seconds is None else round(seconds, 3)})
+
+    @contextlib.contextmanager
+    def timed(self, event: str):
+        t = time.time()
+        try:
+            yield
+        finally:
+            self.add(event, t, time.time() - t)
+
+
+def _backup_times(ctx) -> tuple[float, float | None]:
+    """(started, seconds) of the backup on the run's clock: the ledger's backup step, else the
+    backup file's time."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{ctx.ledger.path}?mode=ro",
+                                                uri=True)) as db:
+            row = db.execute("SELECT started_at, ended_at FROM steps WHERE run_id = ? AND "
+                             "name = 'backup'", (ctx.run_id,)).fetchone()
+        if row and row[0] is not None:
+            return float(row[0]), (row[1] - row[0]) if row[1] is not None else None
+    except (sqlite3.Error, AttributeError, TypeError):
+        pass
+    return Path(ctx.backup_path).stat().st_mtime, None
+
+
+def mark_staging(ctx, status: str) -> None:
+    """Set staging's completion marker (the refresh's ``plantstage_refresh`` table, made when
+    missing): ``incomplete`` while a recovery changes it, ``complete`` once it is recovered and
+    reconciled. An interrupted drill leaves it ``incomplete``."""
+    from plantstage.data._marker import MARKER, marker_table, now
+
+    eng = ctx.staging_db.engine()
+    try:
+        table = marker_table()
+        with eng.begin() as c:
+            if MARKER not in sa.inspect(c).get_table_names():
+                table.create(c)
+            done = now() if status == "complete" else None
+            n = c.execute(table.update().where(table.c.id == 1).values(
+                status=status, finished_at=done)).rowcount
+            if not n:
+                c.execute(table.insert().values(id=1, status=status, source="rollback drill",
+                                                started_at=now(), finished_at=done))
+    finally:
+        eng.dispose()
+
+
+def _start(ctx, release, color: str, env: dict[str, str]) -> ManagedProcess:
+    """Start one app version like provision's start_version, with extra environment (a
+    feature flag turned off)."""
+    comp = ctx.app_component()
+    b = ctx.binding("staging", comp)
+    port = free_port()
+    art = str(ctx.artifact_dir(release))
+    extra = {"port": str(port), "artifact": art}
+    proc = ManagedProcess(
+        f"{comp}@{release.version} ({color})", [ctx.expand(a, **extra) for a in b.command],
+        cwd=ctx.expand(b.cwd, **extra) if b.cwd else art,
+        env={**{k: ctx.expand(v, **extra) for k, v in b.env.items()}, **env},
+        port=port, health_path=b.health, log_path=ctx.run_dir / "logs" / f"{color}-flag.log")
+    proc.start()
+    proc.health = proc.wait_healthy(b.startup_timeout)
+    return proc
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    for p in parents:
+        data = data.setdefault(p, {})
+        if not isinstance(data, dict):
+            raise SpecError(f"recovery.flag.key: '{p}' is not a mapping in the flag file",
+                            where="recovery.flag.key", hint="name the flag's dotted path")
+    data[last] = value
+
+
+def flip_flag(ctx, flag) -> dict[str, Any]:
+    """Turn the feature flag off where the app reads it; return what was changed and the
+    environment to start the app with (``env``). A file must lie in the run's folder
+    ({run_dir}): the drill never edits the project's own files."""
+    if flag.provider == FlagProviderKind.env:
+        return {"provider": "env", "variable": flag.variable, "value": str(flag.off),
+                "env": {flag.variable: str(flag.off)}}
+    path = Path(ctx.expand(flag.file))
+    if not path.is_absolute():
+        path = ctx.spec_dir / path
+    if ctx.run_dir.resolve() not in path.resolve().parents:
+        raise SpecError(f"the flag file {path} is outside the run's folder",
+                        where="recovery.flag.file",
+                        hint="let the app read it from {run_dir}/… (the drill writes there)")
+    text = path.read_text() if path.exists() else ""
+    yaml_file = path.suffix in (".yaml", ".yml")
+    if yaml_file:
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    else:
+        data = json.loads(text) if text.strip() else {}
+    if flag.provider == FlagProviderKind.flagd:
+        # flagd's file format: {"flags": {NAME: {"state", "variants", "defaultVariant"}}}.
+        f = data.setdefault("flags", {}).setdefault(flag.flag, {"state": "ENABLED"})
+        variants = f.setdefault("variants", {})
+        variants.setdefault(str(flag.off), False)
+        f["defaultVariant"] = str(flag.off)
+        f.pop("targeting", None)  # targeting rules could still turn it on for some
+        changed = f"flags.{flag.flag}.defaultVariant"
+    else:
+        changed = flag.key or flag.flag
+        _set_dotted(data, changed, flag.off)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if yaml_file:
+        import yaml
+
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    else:
+        path.write_text(json.dumps(data, indent=2))
+    return {"provider": flag.provider.value, "file": str(path), "key": changed,
+            "value": flag.off, "env": {}}
+
+
 class RollbackDrill(Step):
-    """Roll back as production would: downgrade when the release says it is reversible,
-    restore from the backup when not. Timed, and the data is compared before and after —
-    rows, each column's values, and the columns themselves."""
+    """Roll back as production would (the release's ``rollback.kind``; default: downgrade
+    when the release is reversible, restore from the backup when not), recover what a restore
+    loses by replaying it, check every acknowledged effect is back exactly once, reconcile —
+    timed from the failure on one clock against the recovery objectives. The data is compared
+    before and after: rows, each column's values, and the columns themselves."""
 
     name = "rollback-drill"
     title = "Rollback drill"
@@ -96,11 +255,73 @@ class RollbackDrill(Step):
     def run(self, ctx):
         if ctx.staging_db is None or ctx.backup_snapshot is None:
             return {"skipped": "nothing was changed yet"}
-        steps = ctx.release.release_steps("rollback")  # before, downgrade, after
-        if ctx.release.migrations.reversible and steps["downgrade"]:
-            return self._downgrade(ctx, steps)
-        return self._restore(ctx)
+        kind = ctx.release.rollback_kind()
+        backup_at, backup_s = _backup_times(ctx)
+        tl = Timeline(backup_at)
+        tl.add("backup taken", backup_at, backup_s)
+        # The rehearsed failure is declared as the drill starts (a failed step before it is
+        # named in the results); the decision is the release's declared rollback kind.
+        t_fail = time.time()
+        tl.add("failure", t_fail)
+        mark_staging(ctx, "incomplete")
+        tl.add("decision", t_fail, time.time() - t_fail)
+        results: dict[str, Any] = {"kind": kind.value, "method": kind.value}
+        if ctx.failed_steps:
+            results["failure_step"] = ctx.failed_steps[0]
+        problems: list[str] = []
+        extra: dict[str, float] = {}
+        try:
+            if kind == RollbackKind.downgrade:
+                loss = self._downgrade(ctx, tl, results)
+            elif kind == RollbackKind.restore:
+                loss = self._restore(ctx, tl, results, backup_at, extra)
+            elif kind == RollbackKind.code_only:
+                loss = self._code_only(ctx, tl, results)
+            else:
+                loss = self._feature_flag(ctx, tl, results)
+        except StepFailed as exc:  # the rollback itself failed: staging stays incomplete
+            exc.results = {**results, **exc.results, "timeline": tl.events}
+            raise
+        serving = next((e for e in tl.events if e["event"] == "serving"), None)
+        results["seconds"] = round(time.time() - t_fail, 2)
+        extra["recovery.serving_seconds"] = serving["start"] + tl.origin - t_fail \
+            if serving else results["seconds"]
+        effects, reconcile_error = self._reconcile(ctx, tl, results)
+        reconciled = tl.events[-1]
+        rto = reconciled["start"] + (reconciled["seconds"] or 0) + tl.origin - t_fail
+        objective = objective_for(ctx.spec, recovered_components(ctx.spec))
+        lost_ids = effects.get("lost_ids", [])
+        results["timeline"] = tl.events
+        results["objectives"] = {
+            "rto_seconds": objective.rto, "rto_measured": round(rto, 3),
+            "rpo_target": objective.rpo,
+            "rpo_lost": effects.get("lost"), "lost_ids": lost_ids}
+        signals = {"rollback.seconds": results["seconds"], RTO_SIGNAL: rto, **extra}
+        if effects.get("lost") is not None:
+            signals[RPO_SIGNAL] = effects["lost"]
+            signals["recovery.duplicated"] = effects["duplicated"]
+        self._finish(ctx, loss, results, kind.value, signals)
+        if loss["problems"]:
+            problems.append(f"data lost on {kind.value}: "
+                            + "; ".join(p["message"] for p in loss["problems"]))
+        if effects.get("lost"):
+            shown = ", ".join(lost_ids[:10]) + (" …" if len(lost_ids) > 10 else "")
+            rpo = objective.rpo if objective.rpo is not None else 0
+            problems.append(f"{effects['lost']} acknowledged business effect(s) lost after "
+                            f"the {kind.value} (RPO {rpo}): {shown}")
+        if effects.get("duplicated"):
+            problems.append(f"{effects['duplicated']} acknowledged business effect(s) present "
+                            f"more than once after the {kind.value}")
+        if objective.rto is not None and rto > objective.rto:
+            problems.append(f"recovery took {rto:.1f} s, over the RTO of {objective.rto:g} s")
+        if reconcile_error:
+            problems.append(reconcile_error)
+        if problems:
+            raise StepFailed("; ".join(problems), results)
+        mark_staging(ctx, "complete")
+        return results
 
+    # -- kinds ---------------------------------------------------------------------------------
     def _snapshot(self, ctx):
         eng = ctx.staging_db.engine()
         try:
@@ -112,56 +333,175 @@ class RollbackDrill(Step):
             eng.dispose()
 
     def _finish(self, ctx, loss: dict[str, Any], results: dict[str, Any], on: str,
-                extra: dict[str, float] | None = None):
-        ctx.signals_from({"rollback.seconds": results["seconds"],
-                          "rollback.rows_lost": loss["rows_lost"],
+                extra: dict[str, float] | None = None) -> None:
+        ctx.signals_from({"rollback.rows_lost": loss["rows_lost"],
                           "rollback.values_lost": loss["values_lost"],
                           "rollback.columns_lost": loss["columns_lost"],
                           "rollback.tables_changed": loss["tables_changed"], **(extra or {})})
         results.update({k: loss[k] for k in ("rows_lost", "values_lost", "columns_lost")},
                        problems=loss["problems"])
-        if loss["problems"]:
-            raise StepFailed(f"data lost on {on}: "
-                             + "; ".join(p["message"] for p in loss["problems"]), results)
-        return results
 
-    def _downgrade(self, ctx, command):
-        t0 = time.perf_counter()
-        # Traffic goes back to the old version first; it runs on the expanded schema. The
-        # switch stopped it (consumers included), so it starts again as production would.
+    def _old_version_back(self, ctx, tl: Timeline) -> None:
+        """Traffic back to the old version (started if the switch stopped it), the new one
+        stopped; 'serving' once the old one answers its health probe."""
+        t = time.time()
         if ctx.blue is None or not ctx.blue.alive():
             ctx.blue = start_version(ctx, ctx.current, "blue")
         ctx.router.switch(ctx.blue.port)
         if ctx.green is not None:
             ctx.green.stop()
-        before = self._snapshot(ctx)
-        run_release_steps(ctx, ctx.release, "rollback")
-        after = self._snapshot(ctx)
-        ctx.blue.wait_healthy(10)
-        seconds = time.perf_counter() - t0
-        # Tables the release added are expected to go; data that existed before must stay.
-        loss = account(before, after, ctx.old_columns, reference=ctx.backup_snapshot)
-        results = {"method": "downgrade", "seconds": round(seconds, 2),
-                   "rows_compared": sum(s["rows"] for s in before.values())}
-        return self._finish(ctx, loss, results, "downgrade")
+        tl.add("switch", t, time.time() - t)
 
-    def _restore(self, ctx):
-        t0 = time.perf_counter()
+    def _serving(self, ctx, tl: Timeline, proc) -> None:
+        b = ctx.binding("staging", ctx.app_component())
+        proc.wait_healthy(b.startup_timeout)
+        tl.add("serving", time.time())
+
+    def _downgrade(self, ctx, tl: Timeline, results: dict[str, Any]) -> dict[str, Any]:
+        # Traffic goes back to the old version first; it runs on the expanded schema. The
+        # switch stopped it (consumers included), so it starts again as production would.
+        self._old_version_back(ctx, tl)
+        before = self._snapshot(ctx)
+        with tl.timed("downgrade"):
+            run_release_steps(ctx, ctx.release, "rollback")
+        after = self._snapshot(ctx)
+        self._serving(ctx, tl, ctx.blue)
+        results["rows_compared"] = sum(s["rows"] for s in before.values())
+        # Tables the release added are expected to go; data that existed before must stay.
+        return account(before, after, ctx.old_columns, reference=ctx.backup_snapshot)
+
+    def _code_only(self, ctx, tl: Timeline, results: dict[str, Any]) -> dict[str, Any]:
+        # The old code on the expanded schema, no downgrade: the schema and data stay as the
+        # release left them, and the old version must serve on them.
+        before = self._snapshot(ctx)
+        self._old_version_back(ctx, tl)
+        self._serving(ctx, tl, ctx.blue)
+        after = self._snapshot(ctx)
+        results["rows_compared"] = sum(s["rows"] for s in before.values())
+        return account(before, after, ctx.old_columns, on="code-only rollback")
+
+    def _feature_flag(self, ctx, tl: Timeline, results: dict[str, Any]) -> dict[str, Any]:
+        # The new version stays, with its feature turned off where the app reads the flag.
+        flag = ctx.spec.recovery.flag
+        before = self._snapshot(ctx)
+        with tl.timed("flag off"):
+            flipped = flip_flag(ctx, flag)
+        env = flipped.pop("env")
+        results["flag"] = {"name": flag.flag, **flipped}
+        if flag.restart or ctx.green is None or not ctx.green.alive():
+            t = time.time()
+            if ctx.green is not None:
+                ctx.green.stop()
+            ctx.green = _start(ctx, ctx.release, "green", env)
+            ctx.router.switch(ctx.green.port)
+            tl.add("restart", t, time.time() - t)
+        self._serving(ctx, tl, ctx.green)
+        results["serving_version"] = (ctx.green.health or {}).get("version")
+        after = self._snapshot(ctx)
+        results["rows_compared"] = sum(s["rows"] for s in before.values())
+        return account(before, after, ctx.old_columns, on="feature-flag rollback")
+
+    def _restore(self, ctx, tl: Timeline, results: dict[str, Any], backup_at: float,
+                 extra: dict[str, float]) -> dict[str, Any]:
+        t = time.time()
         for p in (ctx.green, ctx.blue):
             if p is not None:
                 p.stop()
+        tl.add("stop", t, time.time() - t)
         before = self._snapshot(ctx)
-        run_release_steps(ctx, ctx.release, "rollback", ("before",))
-        ctx.staging_db.restore(ctx.backup_path)
-        run_release_steps(ctx, ctx.release, "rollback", ("after",))
+        with tl.timed("restore"):
+            run_release_steps(ctx, ctx.release, "rollback", ("before",))
+            ctx.staging_db.restore(ctx.backup_path)
+            mark_staging(ctx, "incomplete")  # the backup's marker said complete
+            run_release_steps(ctx, ctx.release, "rollback", ("after",))
+        after = self._snapshot(ctx)  # the backup's data, before anything is replayed
+        t = time.time()
         ctx.blue = start_version(ctx, ctx.current, "blue")
         ctx.router.switch(ctx.blue.port)
-        seconds = time.perf_counter() - t0
-        after = self._snapshot(ctx)
+        tl.add("start", t, time.time() - t)
+        tl.add("serving", time.time())
         loss = account(ctx.backup_snapshot, after, ctx.old_columns, on="restore")
         since_backup = sum(max(0, before[t]["rows"] - ctx.backup_snapshot[t]["rows"])
                            for t in before if t in ctx.backup_snapshot)
-        results = {"method": "restore", "seconds": round(seconds, 2),
-                   "rows_written_since_backup": since_backup}
-        return self._finish(ctx, loss, results, "restore",
-                            {"rollback.rows_written_since_backup": since_backup})
+        results["rows_written_since_backup"] = since_backup
+        extra["rollback.rows_written_since_backup"] = since_backup
+        rec = ctx.spec.recovery
+        if rec is not None and not rec.replay:
+            results["replay"] = {"skipped": "recovery.replay is false"}
+            return loss
+        with tl.timed("replay"):
+            results["replay"] = self._replay(ctx, backup_at,
+                                             time.time() + (rec or Recovery()).consumer_start)
+        extra["recovery.replayed_messages"] = results["replay"]["messages"]["sent"]
+        extra["recovery.replayed_calls"] = results["replay"]["calls"]["sent"]
+        return loss
+
+    # -- replay and reconciliation -----------------------------------------------------------
+    def _replay(self, ctx, since: float, consumers_ready: float) -> dict[str, Any]:
+        """Send again what the app received since the backup: the messages the twins
+        published to it (their recorded deliveries) and the HTTP calls it acknowledged."""
+        from plantstage.twins.replay import replay_calls, republish
+
+        ts = ctx.twin_set
+        twins = getattr(ts, "twins", None) or {}
+        messages: list[tuple[float, str, bytes, int]] = []
+        unreplayable = 0
+        for twin in twins.values():
+            outcomes = getattr(twin, "outcomes", None)
+            if outcomes is None:
+                continue
+            for d in outcomes():
+                if getattr(d, "at", 0.0) + d.seconds < since or not d.deliveries:
+                    continue  # answered before the backup was taken: the backup holds it
+                if not d.payload or not d.topic:
+                    unreplayable += 1  # encoded per delivery (Sparkplug): nothing kept
+                    continue
+                messages.append((d.at, d.topic, d.payload, int(getattr(twin, "qos", 1))))
+        messages.sort(key=lambda m: m[0])
+        traffic = getattr(ts, "traffic", None)
+        calls = [c for c in traffic.since(since) if 200 <= c.status < 300] \
+            if traffic is not None else []
+        out: dict[str, Any] = {"since_backup": {"messages": len(messages),
+                                                "calls": len(calls)}}
+        broker = getattr(getattr(ts, "broker", None), "url", None)
+        # Calls first, then messages, each in the order production got them: an HTTP call
+        # may create what a later confirmation books against.
+        out["calls"] = replay_calls(ctx.router.url, calls).as_dict()
+        if messages and broker:
+            time.sleep(max(0.0, consumers_ready - time.time()))
+            out["messages"] = republish(broker, [m[1:] for m in messages]).as_dict()
+        else:
+            out["messages"] = {"sent": 0, "refused": 0, "failed": len(messages),
+                               "seconds": 0.0, "notes": [] if not messages else
+                               ["no broker to replay into"]}
+        if unreplayable:
+            out["unreplayable_messages"] = unreplayable
+        if traffic is None:
+            out["calls"]["notes"].append("no HTTP calls recorded (no twins in this run)")
+        elif not traffic.complete_since(since):
+            out["calls"]["notes"].append("the recording dropped calls since the backup "
+                                         "(over its limit): the replay is incomplete")
+        return out
+
+    def _reconcile(self, ctx, tl: Timeline, results: dict[str, Any]
+                   ) -> tuple[dict[str, Any], str | None]:
+        """The exactly-once effect checks and the after-recovery reconciliation, timed as
+        'reconciled'."""
+        from plantstage.rehearsal.steps.effects import recheck
+        from plantstage.rehearsal.steps.reconcile import run_point
+
+        rec = ctx.spec.recovery or Recovery()
+        replayed = isinstance(results.get("replay"), dict) and "calls" in results["replay"]
+        settle = rec.settle if replayed else None
+        error = None
+        with tl.timed("reconciled"):
+            effects = recheck(ctx, settle)
+            try:
+                results["reconcile"] = run_point(ctx, "after-recovery")
+            except StepFailed as exc:
+                results["reconcile"] = exc.results.get("reconcile", {})
+                error = exc.reason
+            ctx.results["reconcile@after-recovery"] = {"results": results["reconcile"],
+                                                       "error": error}
+        results["effects"] = effects
+        return effects, error
