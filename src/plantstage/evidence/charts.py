@@ -358,8 +358,9 @@ def recovery_chart(timeline: list[dict[str, Any]], objectives: Mapping[str, Any]
                        f'fill="{color}"><title>{escape(tip)}</title></path>')
     # the time axis, seconds since the backup
     out.append(f'<line x1="{left}" x2="{right}" y1="{axis_y}" y2="{axis_y}" stroke="#9aa0ad"/>')
-    for i in range(5):
-        t = x_max * i / 4
+    n_ticks = _ticks(x_max)
+    for i in range(n_ticks + 1):
+        t = x_max * i / n_ticks
         out.append(f'<line x1="{X(t):.1f}" x2="{X(t):.1f}" y1="{axis_y}" y2="{axis_y + 4}" '
                    f'stroke="#9aa0ad"/><text x="{X(t):.1f}" y="{axis_y + 15}" '
                    f'text-anchor="middle" class="ax">{_fmt(t)}</text>')

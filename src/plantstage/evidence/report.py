@@ -343,6 +343,8 @@ def _explain(rows: list[dict[str, Any]], paired: list[dict[str, Any]],
             seen.add("recovery")
             out.append({"gate": name, "outcome": g.get("outcome"), "svg": drill["svg"],
                         "caption": "Recovery timeline", "kind": "recovery"})
+    for x in out:  # a copy of a chart drawn further down: its own id
+        x["svg"] = Markup(re.sub(r'^(<svg [^>]*?id=")', r"\1explain-", str(x["svg"]), count=1))
     return out[:4]
 
 
