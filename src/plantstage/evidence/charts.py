@@ -216,7 +216,7 @@ def workload_charts(series: Series, sections: Mapping[str, Any]) -> list[dict[st
 
 #: Colours of a decision (the page's CSS uses the same ones for the words).
 DECISION_COLORS = {"pass": "#1b7f3b", "fail": "#b3261e", "inconclusive": "#6a3fa0"}
-IW, IH = 420, 64
+IW, IH = 420, 76
 
 
 def _ratio_label(x: float) -> str:
@@ -287,6 +287,8 @@ def interval_chart(effect: float | None, low: float | None, high: float | None,
     if effect is not None:
         xe = X(effect)
         out.append(f'<circle class="effect" cx="{xe:.1f}" cy="26" r="5" fill="{color}"/>')
+    out.append(f'<text x="{IW / 2:.0f}" y="{IH - 3}" text-anchor="middle" class="ax">new/old '
+               "ratio, log scale (dashed: 1× = no change; bar: interval; dot: estimate)</text>")
     out.append("</svg>")
     return "".join(out)
 

@@ -258,6 +258,18 @@ def _baseline(g: dict[str, Any], signals: dict[str, Any]) -> float | None:
     return float(m[1]) if m else None
 
 
+def _short_inconclusive(reason: str) -> str:
+    """Why a comparison could not decide, without its numbers (they are in the row): the words
+    after "→ inconclusive:" up to the first clause, e.g. "the interval straddles the threshold"."""
+    m = re.search(r"→ inconclusive:?\s*(.*)", reason)
+    text = m[1] if m else reason
+    text = re.split(r";| \(n = ", text, maxsplit=1)[0].strip()
+    if not text and m:  # "new/old median ratio: too few samples …, threshold … → inconclusive"
+        head = reason[:m.start()]
+        text = head.split(":", 1)[1].rsplit(", threshold", 1)[0].strip() if ":" in head else ""
+    return f"could not decide: {text}" if text else ""
+
+
 def _gate_rows(evidence: dict[str, Any], paired_anchor: dict[str, str]) -> list[dict[str, Any]]:
     """The gates for the first screen: what stops the release first, then the rest in the
     spec's order; each with its value, threshold, baseline, effect and interval (the evidence's
@@ -267,7 +279,8 @@ def _gate_rows(evidence: dict[str, Any], paired_anchor: dict[str, str]) -> list[
     for i, g in enumerate(evidence.get("gates") or []):
         outcome = g.get("outcome") or ""
         if outcome == "inconclusive":
-            why = g.get("reason") or g.get("cause") or ""
+            why = _short_inconclusive(g.get("reason") or g.get("decision") or "") \
+                or g.get("cause") or ""
         elif outcome != "pass":
             why = g.get("cause") or g.get("reason") or ""
         else:
