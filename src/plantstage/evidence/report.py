@@ -232,10 +232,29 @@ def _drill(evidence: dict[str, Any]) -> dict[str, Any] | None:
     if not timeline and not objectives:
         return None
     return {"kind": res.get("kind") or res.get("method"), "timeline": timeline,
-            "objectives": objectives, "lost_ids": [str(i) for i in
-                                                   objectives.get("lost_ids") or []],
+            "objectives": objectives, "summary": _objectives_text(objectives),
+            "lost_ids": [str(i) for i in objectives.get("lost_ids") or []],
             "svg": Markup(recovery_chart(timeline, objectives, kind=str(res.get("kind") or ""),
                                          chart_id="recovery-timeline"))}
+
+
+def _objectives_text(o: dict[str, Any]) -> str:
+    """"RTO 8 s measured against 5 s · RPO 1 lost against 2 allowed", of what was recorded."""
+    def n(key: str, unit: str = "") -> str | None:
+        v = o.get(key)
+        return num(float(v), unit) if isinstance(v, int | float) else None
+
+    parts = []
+    for head, measured, target, words, tail in (
+            ("RTO", n("rto_measured", "s"), n("rto_seconds", "s"), "measured", ""),
+            ("RPO", n("rpo_lost"), n("rpo_target"), "lost", " allowed")):
+        if measured and target:
+            parts.append(f"{head} {measured} {words} against {target}{tail}")
+        elif measured:
+            parts.append(f"{head} {measured} {words}")
+        elif target:
+            parts.append(f"{head} target {target}")
+    return " · ".join(parts)
 
 
 #: The order the gates table lists outcomes in: what stops the release first.
