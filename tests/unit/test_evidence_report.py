@@ -235,7 +235,7 @@ def _phased(x: str = "") -> dict[str, Any]:
 def _cells(page: str, table_id: str) -> list[list[str]]:
     m = re.search(rf'<table[^>]*id="{table_id}".*?</table>', page, re.S)
     assert m, table_id
-    rows = re.findall(r"<tr>(.*?)</tr>", m.group(0), re.S)
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", m.group(0), re.S)
     return [[html.unescape(re.sub(r"<[^>]+>", "", c)).strip()
              for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", r, re.S)] for r in rows]
 
@@ -290,8 +290,8 @@ def test_paired_verdicts_show_effect_interval_threshold_and_samples():
     assert '<rect class="bar"' not in second and '<circle class="effect"' in second
     assert "exact count" in second and "old 300, new 300 iterations" in second
     # gate rows link to their card; the verdict banner says what would settle it
-    assert '<a href="#paired-1">import-latencyplain</a>' in page
-    assert '<a href="#paired-2">wms-calls</a>' in page
+    assert '<a class="gname" href="#paired-1">import-latencyplain</a>' in page
+    assert '<a class="gname" href="#paired-2">wms-calls</a>' in page
     banner = page[page.index('id="verdict"'):page.index("<h2>Gates</h2>")]
     assert "would settle it" in banner
     assert ".INCONCLUSIVE { background: #6a3fa0" in page
@@ -306,9 +306,11 @@ def test_phases_and_paired_free_text_stays_escaped(payload):
     esc = _esc(payload)
     assert f"<caption>import{esc}</caption>" in page  # flow names come from signal keys
     assert f"import-latency{esc}" in page and f"6 blocks){esc}" in page
-    svg = re.search(r'<svg class="interval".*?</svg>', page, re.S).group(0)
-    assert payload not in svg and "<img" not in svg and "<script" not in svg
-    assert "import-latency" + html.escape(payload) in svg
+    svgs = re.findall(r'<svg class="interval".*?</svg>', page, re.S)
+    assert svgs
+    for svg in svgs:  # the paired cards' and the first screen's copies alike
+        assert payload not in svg and "<img" not in svg and "<script" not in svg
+    assert any("import-latency" + html.escape(payload) in svg for svg in svgs)
 
 
 def test_interval_chart_places_threshold_and_interval():
@@ -327,3 +329,138 @@ def test_interval_chart_places_threshold_and_interval():
                  (float("inf"), None, None, 2.0, "fail")):
         s = interval_chart(*args)
         assert s.endswith("</svg>") and "nan" not in s
+
+
+# -- the first screen: verdict and why, the gates, what explains a failure ---------------------
+
+def test_first_screen_verdict_why_gates_then_explaining_charts():
+    ev = _phased()
+    ev["signals"]["workload.baseline.f.rate"] = 2.5
+    ev["gates"].append({"name": "throughput", "outcome": "pass", "value": 2.0, "key": False,
+                        "threshold": "≥ baseline −50%", "weight": 2,
+                        "expression": 'value = signal("workload.candidate.f.rate"); pass: '
+                                      'value >= baseline("workload.candidate.f.rate") * 0.5'})
+    series = {**_series(), "workload.baseline.f.p95_ms": [(100.0, 50.0), (101.0, 60.0)],
+              "workload.candidate.f.p95_ms": [(200.0, 40.0), (201.0, 90.0)]}
+    page = render_report(ev, series=series)
+    # What a decision needs comes first; the detail after it.
+    order = ['id="verdict"', 'id="gates"', 'id="explain"', 'id="load"', '<section id="paired">',
+             '<section id="phases">', 'id="parity"', '<section id="twins">', 'id="steps"']
+    at = [page.index(x) for x in order]
+    assert at == sorted(at), dict(zip(order, at, strict=True))
+    why = re.search(r'<span class="why" id="verdict-why">(.*?)</span>', page, re.S)[1]
+    assert html.unescape(why) == "wms-calls fail: storm (+1 more)"
+    cells = _cells(page, "gates")
+    assert cells[0] == ["Gate", "Outcome", "Value", "Threshold", "Baseline", "Effect [interval]"]
+    # what stops the release first (fail, inconclusive), each with its reason under it
+    assert cells[1][:3] == ["wms-calls (key)", "fail", "8"]
+    assert cells[1][5] == "8.00×" and cells[2] == ["", "storm"]
+    assert cells[3][:2] == ["import-latencyplain (key)", "inconclusive"]
+    assert cells[3][5] == "1.90× [1.41, 2.62]"
+    assert cells[4] == ["", "could not decide: the interval straddles the threshold"]
+    assert [c[0] for c in cells[5:]] == ["error-rate (key)", "throughput"]
+    assert cells[6][4] == "2.5"  # baseline("workload.candidate.f.rate") = the baseline phase's
+    # weights, full reasons and expressions stay, folded under the table
+    details = _cells(page, "gate-reasons")
+    assert ["throughput", "2"] == details[-1][:2]
+    assert "Hodges–Lehmann ratio" in page and "(n = 30 old, 31 new" in page
+    # the charts that explain it: each failed or inconclusive paired gate's interval, and the
+    # latency chart for the latency gate — copies with their own ids
+    explain = page[page.index('id="explain"'):page.index('id="load"')]
+    ids = re.findall(r'<svg class="[^"]+" id="([^"]+)"', explain)
+    assert ids == ["explain-paired-2-chart", "explain-paired-1-chart", "explain-chart-latency"]
+    assert len(re.findall(r'id="(paired-\d-chart|chart-latency)"', page)) == 3  # originals
+
+
+def test_a_go_report_explains_nothing_and_says_how_many_gates_passed():
+    ev = _phased()
+    ev["verdict"] = "GO"
+    for g in ev["gates"]:
+        g["outcome"] = "pass"
+    ev["reasons"] = []
+    page = render_report(ev, series=_series())
+    assert 'id="explain"' not in page and 'class="why-row' not in page
+    why = re.search(r'<span class="why" id="verdict-why">(.*?)</span>', page, re.S)[1]
+    assert why == "3 of 3 gates passed"
+    ev["verdict"], ev["signoffs"][0]["state"] = "PENDING", "pending"
+    page = render_report(ev, series=_series())
+    assert "Awaiting signoff from operations plain" in page
+
+
+def test_long_tables_are_folded():
+    ev = _evidence("x")
+    ev["sections"]["twins"]["timeline"] *= 300
+    page = render_report(ev, series=_series())
+    folded = re.search(r'<details id="fault-timeline">.*?</details>', page, re.S)[0]
+    assert "<table>" in folded and "<details id=\"fault-timeline\" open" not in page
+    assert re.search(r'<details id="parity-rows"><summary>1 layers, 1 row not the same', page)
+    ev["sections"]["parity"]["blocking"] = 1  # blocking drift: open
+    assert '<details id="parity-rows" open>' in render_report(ev, series=_series())
+    steps = page[page.index("<h2>Steps</h2>"):page.index('<table id="steps">')]
+    assert "<details open><summary>1 steps, 1 not passed" in steps  # a failed step: open
+
+
+# -- the recovery timeline of the rollback drill ------------------------------------------------
+
+def _drilled(results: dict[str, Any]) -> dict[str, Any]:
+    ev = _evidence("x")
+    ev["steps"].append({"name": "rollback-drill", "title": "Rollback drill", "status": "passed",
+                        "seconds": 3.0, "results": {"method": "downgrade", **results}})
+    return ev
+
+
+TIMELINE = [{"event": "backup taken", "start": 0.0, "seconds": 1.5},
+            {"event": "failure", "start": 10.0, "seconds": None},
+            {"event": "restore", "start": 12.0, "seconds": 6.0},
+            {"event": "reconciled", "start": 18.0}]
+
+
+def test_recovery_timeline_draws_events_and_objectives():
+    page = render_report(_drilled({
+        "kind": "restore", "timeline": TIMELINE,
+        "objectives": {"rto_seconds": 5.0, "rto_measured": 8.0, "rpo_target": 2,
+                       "rpo_lost": 1, "lost_ids": ["A-1", "A-2"]}}), series=_series())
+    svg = re.search(r'<svg class="chart recovery" id="recovery-timeline".*?</svg>', page, re.S)[0]
+    assert 'data-events="4"' in svg and "Recovery timeline (restore)" in svg
+    bars = dict(re.findall(r'<rect class="event" x="[\d.]+" y="\d+" width="([\d.]+)"[^>]*>'
+                           r"<title>([^:]+):", svg)[i][::-1] for i in range(2))
+    assert float(bars["restore"]) == pytest.approx(4 * float(bars["backup taken"]), rel=0.01)
+    assert svg.count('<path class="event"') == 2  # no duration: a diamond
+    # RTO measured from the failure, over its target: red; RPO within: green
+    rto = re.search(r'<rect class="rto-measured" x="([\d.]+)"[^>]*width="([\d.]+)"[^>]*'
+                    r'fill="([^"]+)"', svg)
+    target = float(re.search(r'<line class="rto-target" x1="([\d.]+)"', svg)[1])
+    assert rto[3] == "#b3261e" and float(rto[1]) < target < float(rto[1]) + float(rto[2])
+    assert 'class="rpo-lost"' in svg and 'fill="#1b7f3b"' in svg.split('class="rpo-lost"')[1]
+    assert "measured 8 s · target ≤ 5 s" in svg and "lost 1 · allowed ≤ 2 records" in svg
+    assert "RTO 8 s measured against 5 s · RPO 1 lost against 2 allowed" in page
+    assert "A-1, A-2" in page
+
+
+@pytest.mark.parametrize("results", [
+    {}, {"kind": "downgrade"}, {"timeline": []}, {"timeline": None, "objectives": None},
+    {"timeline": [{"event": "restore"}], "objectives": {}},
+    {"timeline": [{"start": "soon", "seconds": "x"}, {"event": "restore", "start": 1.0}]},
+    {"objectives": {"rto_seconds": None, "rto_measured": 3.0}},
+    {"objectives": {"rpo_target": 0, "rpo_lost": 0, "lost_ids": None}},
+    {"timeline": [{"event": "replay", "start": float("nan"), "seconds": float("inf")}]},
+])
+def test_recovery_timeline_takes_every_key_as_optional(results):
+    page = render_report(_drilled(results), series=_series())
+    svg = re.search(r'<svg class="chart recovery".*?</svg>', page, re.S)
+    if not results.get("timeline") and not results.get("objectives"):
+        assert svg is None and 'id="recovery-objectives"' not in page
+        assert 'id="recovery"' in page  # the signals' table still shows
+    else:
+        assert svg and "nan" not in svg[0] and "inf" not in svg[0]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_recovery_timeline_escapes_its_text(payload):
+    timeline = [{**e, "event": e["event"] + payload} for e in TIMELINE]
+    page = render_report(_drilled({"kind": f"restore{payload}", "timeline": timeline,
+                                   "objectives": {"lost_ids": [f"id{payload}"]}}),
+                         series=_series())
+    _assert_only_escaped(page, payload)
+    svg = re.search(r'<svg class="chart recovery".*?</svg>', page, re.S)[0]
+    assert "restore" + html.escape(payload) in svg  # the kind, in the title

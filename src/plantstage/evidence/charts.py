@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-W, H = 680, 250
+W, H = 680, 262
 PAD_L, PAD_R, PAD_T = 56, 16, 14
 COLORS = {"baseline": "#2f6db5", "candidate": "#d9730d"}
 LABELS = {"baseline": "current", "candidate": "new"}
@@ -64,6 +64,18 @@ def _nice_max(v: float) -> float:
     return 10 * mag
 
 
+def _ticks(y_max: float) -> int:
+    """How many steps divide the axis into round numbers (5 → 5 steps of 1, not 4 of 1.25)."""
+    import math
+
+    for n in (4, 5, 2):
+        step = y_max / n
+        lead = step / 10 ** math.floor(math.log10(step))
+        if any(abs(lead - m) < 1e-9 for m in (1, 2, 2.5, 5)):
+            return n
+    return 4
+
+
 def _fmt(v: float) -> str:
     return f"{v:.0f}" if v >= 10 or float(v).is_integer() else f"{v:.2g}"
 
@@ -71,42 +83,54 @@ def _fmt(v: float) -> str:
 def line_chart(title: str, unit: str, lines: dict[str, list[tuple[float, float]]],
                windows: dict[str, tuple[float, float]],
                faults: list[dict[str, Any]] | None = None, chart_id: str = "") -> str:
-    """One SVG: a line per phase (x = seconds into the phase), fault lanes underneath."""
+    """One SVG: a line per phase (x = seconds into the phase), fault lanes underneath; a y axis
+    titled with the unit, an x axis titled in seconds, and a legend of what each colour is."""
     faults = faults or []
     twins = sorted({f["twin"] for f in faults})
     lane_h = 12
-    plot_h = H - PAD_T - 34 - lane_h * len(twins)
+    height = H + lane_h * len(twins)
+    plot_h = H - PAD_T - 62
     xs = [t - windows[p][0] for p, pts in lines.items() for t, _ in pts if p in windows]
     xs += [f["x"] for f in faults]
     x_max = max([*xs, 1.0])
     y_max = _nice_max(max([v for pts in lines.values() for _, v in pts] + [0.0]))
     plot_w = W - PAD_L - PAD_R
+    top = PAD_T + 16  # under the title and legend row
 
     def X(x):
         return PAD_L + plot_w * x / x_max
 
     def Y(v):
-        return PAD_T + plot_h * (1 - v / y_max)
+        return top + plot_h * (1 - v / y_max)
 
     n_points = sum(len(p) for p in lines.values())
     out = [f'<svg class="chart" id="{escape(chart_id)}" data-points="{n_points}" '
-           f'data-faults="{len(faults)}" viewBox="0 0 {W} {H}" width="{W}" height="{H}" '
-           f'role="img" xmlns="http://www.w3.org/2000/svg">',
-           f"<title>{escape(title)}</title>",
-           f'<text x="{PAD_L}" y="11" class="ct">{escape(title)} ({escape(unit)})</text>']
-    for i in range(5):  # grid and y labels
-        v = y_max * i / 4
+           f'data-faults="{len(faults)}" viewBox="0 0 {W} {height}" width="{W}" '
+           f'height="{height}" role="img" xmlns="http://www.w3.org/2000/svg">',
+           f"<title>{escape(title)} ({escape(unit)})</title>",
+           f'<text x="{PAD_L}" y="{PAD_T}" class="ct">{escape(title)}</text>',
+           f'<text transform="translate(12 {top + plot_h / 2:.0f}) rotate(-90)" '
+           f'text-anchor="middle" class="ax">{escape(unit)}</text>']
+    ticks = _ticks(y_max)
+    for i in range(ticks + 1):  # grid and y labels
+        v = y_max * i / ticks
         y = Y(v)
         out.append(f'<line x1="{PAD_L}" x2="{W - PAD_R}" y1="{y:.1f}" y2="{y:.1f}" '
                    'stroke="#e4e6ee"/>')
         out.append(f'<text x="{PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end" class="ax">'
                    f"{_fmt(v)}</text>")
+    out.append(f'<line x1="{PAD_L}" x2="{PAD_L}" y1="{top}" y2="{top + plot_h}" '
+               'stroke="#9aa0ad"/>')
     step = max(1, round(x_max / 8))
     x = 0
     while x <= x_max + 1e-9:
-        out.append(f'<text x="{X(x):.1f}" y="{PAD_T + plot_h + 14:.1f}" text-anchor="middle" '
-                   f'class="ax">{x:g}s</text>')
+        out.append(f'<line x1="{X(x):.1f}" x2="{X(x):.1f}" y1="{top + plot_h}" '
+                   f'y2="{top + plot_h + 4}" stroke="#9aa0ad"/>'
+                   f'<text x="{X(x):.1f}" y="{top + plot_h + 15:.1f}" text-anchor="middle" '
+                   f'class="ax">{x:g}</text>')
         x += step
+    out.append(f'<text x="{PAD_L + plot_w / 2:.0f}" y="{top + plot_h + 29:.0f}" '
+               'text-anchor="middle" class="ax">seconds since the phase started</text>')
     for phase, pts in lines.items():
         if phase not in windows or not pts:
             continue
@@ -119,10 +143,12 @@ def line_chart(title: str, unit: str, lines: dict[str, list[tuple[float, float]]
             out.append(f'<circle cx="{X(t - windows[phase][0]):.1f}" cy="{Y(v):.1f}" r="3" '
                        f'fill="{color}"><title>{LABELS[phase]}: {_fmt(v)} {escape(unit)} at '
                        f'{t - windows[phase][0]:.0f}s</title></circle>')
-    top = PAD_T + plot_h + 22
+    lanes = top + plot_h + 38
     for i, twin in enumerate(twins):
-        y = top + i * lane_h
-        out.append(f'<text x="{PAD_L - 6}" y="{y + 9}" text-anchor="end" class="ax">'
+        y = lanes + i * lane_h
+        out.append(f'<rect x="{PAD_L}" y="{y + 1}" width="{plot_w}" height="{lane_h - 3}" '
+                   'fill="#f1f2f6"/>'
+                   f'<text x="{PAD_L - 6}" y="{y + 9}" text-anchor="end" class="ax">'
                    f"{escape(twin)}</text>")
         for f in (f for f in faults if f["twin"] == twin):
             color = "#b3261e" if f["kind"] == "outage" else COLORS[f["phase"]]
@@ -130,15 +156,19 @@ def line_chart(title: str, unit: str, lines: dict[str, list[tuple[float, float]]
                        f'fill="{color}" opacity=".75"><title>{escape(f["kind"])} on '
                        f'{escape(twin)} ({LABELS[f["phase"]]}, {f["x"]:.1f}s)'
                        f'{": " + escape(f["detail"]) if f.get("detail") else ""}</title></rect>')
-    legend_x = W - PAD_R - 250
-    for j, phase in enumerate(("baseline", "candidate")):
-        if lines.get(phase):
-            lx = legend_x + j * 90
-            out.append(f'<rect x="{lx}" y="3" width="12" height="3" fill="{COLORS[phase]}"/>'
-                       f'<text x="{lx + 16}" y="9" class="ax">{LABELS[phase]}</text>')
+    # legend, top right: what each colour is
+    items = [(COLORS[p], f"{LABELS[p]} ({p} phase)", "line") for p in ("baseline", "candidate")
+             if lines.get(p)]
     if faults:
-        out.append(f'<rect x="{legend_x + 180}" y="1" width="3" height="9" fill="#b3261e"/>'
-                   f'<text x="{legend_x + 187}" y="9" class="ax">outage</text>')
+        items.append(("#b3261e", "outage", "tick"))
+    lx = W - PAD_R
+    for color, label, shape in reversed(items):
+        lx -= 20 + 6 * len(label)
+        mark = (f'<rect x="{lx}" y="{PAD_T - 6}" width="14" height="3" fill="{color}"/>'
+                if shape == "line" else
+                f'<rect x="{lx + 5}" y="{PAD_T - 10}" width="3" height="10" fill="{color}"/>')
+        out.append(f'<g class="legend">{mark}<text x="{lx + 18}" y="{PAD_T}" class="ax">'
+                   f"{escape(label)}</text></g>")
     out.append("</svg>")
     return "".join(out)
 
@@ -186,7 +216,7 @@ def workload_charts(series: Series, sections: Mapping[str, Any]) -> list[dict[st
 
 #: Colours of a decision (the page's CSS uses the same ones for the words).
 DECISION_COLORS = {"pass": "#1b7f3b", "fail": "#b3261e", "inconclusive": "#6a3fa0"}
-IW, IH = 420, 64
+IW, IH = 420, 76
 
 
 def _ratio_label(x: float) -> str:
@@ -257,5 +287,124 @@ def interval_chart(effect: float | None, low: float | None, high: float | None,
     if effect is not None:
         xe = X(effect)
         out.append(f'<circle class="effect" cx="{xe:.1f}" cy="26" r="5" fill="{color}"/>')
+    out.append(f'<text x="{IW / 2:.0f}" y="{IH - 3}" text-anchor="middle" class="ax">new/old '
+               "ratio, log scale (dashed: 1× = no change; bar: interval; dot: estimate)</text>")
+    out.append("</svg>")
+    return "".join(out)
+
+
+
+# -- the rollback drill: when each recovery step ran, against the objectives ------------------
+
+RW = 680
+_EVENT_COLORS = {"failure": "#b3261e", "decision": "#8a5a00", "backup taken": "#2f6db5",
+                 "restore": "#d9730d", "replay": "#6a3fa0", "reconciled": "#1b7f3b"}
+
+
+def recovery_chart(timeline: list[dict[str, Any]], objectives: Mapping[str, Any] | None = None,
+                   *, kind: str = "", chart_id: str = "recovery-timeline") -> str:
+    """A small bar timeline of a recovery: one lane per event (a bar for its duration, a
+    diamond when it has none) on seconds since the backup, then the RTO (target against
+    measured, from the failure) and the RPO (transactions lost against those allowed) as bars.
+    Every key is optional; numbers that are not numbers are left out. Every text escaped."""
+    import math
+
+    def fnum(v: Any) -> float | None:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            return None
+        return f if math.isfinite(f) else None
+
+    o = dict(objectives or {})
+    events = []
+    for e in timeline:
+        start = fnum(e.get("start"))
+        if start is None:
+            continue
+        events.append((str(e.get("event", "?")), start, fnum(e.get("seconds"))))
+    failure = next((st for ev, st, _ in events if ev == "failure"), 0.0)
+    rto, rto_m = fnum(o.get("rto_seconds")), fnum(o.get("rto_measured"))
+    rpo, rpo_lost = fnum(o.get("rpo_target")), fnum(o.get("rpo_lost"))
+    ends = [st + (d or 0) for _, st, d in events]
+    ends += [failure + v for v in (rto, rto_m) if v is not None]
+    x_max = _nice_max(max([*ends, 1.0]))
+    left, right, lane = 130, RW - 20, 18
+    rows = len(events) + (1 if rto is not None or rto_m is not None else 0) \
+        + (1 if rpo is not None or rpo_lost is not None else 0)
+    axis_y = 22 + lane * len(events)
+    height = axis_y + 34 + lane * (rows - len(events)) + 4
+
+    def X(x: float) -> float:
+        return left + (right - left) * max(0.0, x) / x_max
+
+    title = "Recovery timeline" + (f" ({kind})" if kind else "")
+    out = [f'<svg class="chart recovery" id="{escape(chart_id)}" data-events="{len(events)}" '
+           f'viewBox="0 0 {RW} {height}" width="{RW}" height="{height}" role="img" '
+           'xmlns="http://www.w3.org/2000/svg">', f"<title>{escape(title)}</title>",
+           f'<text x="8" y="13" class="ct">{escape(title)}</text>']
+    for i, (ev, st, d) in enumerate(events):
+        y = 22 + i * lane
+        color = _EVENT_COLORS.get(ev, "#5a6270")
+        out.append(f'<text x="{left - 6}" y="{y + 11}" text-anchor="end" class="ax">'
+                   f"{escape(ev)}</text>")
+        tip = f"{ev}: at {st:g} s" + (f", {d:g} s" if d is not None else "")
+        if d:
+            out.append(f'<rect class="event" x="{X(st):.1f}" y="{y + 3}" '
+                       f'width="{max(X(st + d) - X(st), 2):.1f}" height="{lane - 6}" rx="2" '
+                       f'fill="{color}"><title>{escape(tip)}</title></rect>'
+                       f'<text x="{X(st + d) + 4:.1f}" y="{y + 11}" class="ax">{d:g} s</text>')
+        else:
+            cx = X(st)
+            out.append(f'<path class="event" d="M{cx:.1f} {y + 3} l5 6 l-5 6 l-5 -6 z" '
+                       f'fill="{color}"><title>{escape(tip)}</title></path>')
+    # the time axis, seconds since the backup
+    out.append(f'<line x1="{left}" x2="{right}" y1="{axis_y}" y2="{axis_y}" stroke="#9aa0ad"/>')
+    n_ticks = _ticks(x_max)
+    for i in range(n_ticks + 1):
+        t = x_max * i / n_ticks
+        out.append(f'<line x1="{X(t):.1f}" x2="{X(t):.1f}" y1="{axis_y}" y2="{axis_y + 4}" '
+                   f'stroke="#9aa0ad"/><text x="{X(t):.1f}" y="{axis_y + 15}" '
+                   f'text-anchor="middle" class="ax">{_fmt(t)}</text>')
+    out.append(f'<text x="{(left + right) / 2:.0f}" y="{axis_y + 28}" text-anchor="middle" '
+               'class="ax">seconds since the backup was taken</text>')
+    y = axis_y + 34
+    if rto is not None or rto_m is not None:
+        over = rto is not None and rto_m is not None and rto_m > rto
+        out.append(f'<text x="{left - 6}" y="{y + 11}" text-anchor="end" class="ax">RTO</text>')
+        if rto_m is not None:
+            out.append(f'<rect class="rto-measured" x="{X(failure):.1f}" y="{y + 3}" '
+                       f'width="{max(X(failure + rto_m) - X(failure), 2):.1f}" '
+                       f'height="{lane - 6}" fill="{"#b3261e" if over else "#1b7f3b"}">'
+                       f"<title>measured {rto_m:g} s</title></rect>")
+        if rto is not None:
+            xt = X(failure + rto)
+            out.append(f'<line class="rto-target" x1="{xt:.1f}" x2="{xt:.1f}" y1="{y}" '
+                       f'y2="{y + lane}" stroke="#1d2430" stroke-width="2"/>')
+        label = " · ".join(p for p in (
+            f"measured {rto_m:g} s" if rto_m is not None else "",
+            f"target ≤ {rto:g} s" if rto is not None else "") if p)
+        out.append(f'<text x="{right}" y="{y + 11}" text-anchor="end" class="ax">'
+                   f"{escape(label)}</text>")
+        y += lane
+    if rpo is not None or rpo_lost is not None:
+        scale = max(rpo or 0, rpo_lost or 0, 1)
+        over = rpo is not None and rpo_lost is not None and rpo_lost > rpo
+        out.append(f'<text x="{left - 6}" y="{y + 11}" text-anchor="end" class="ax">RPO</text>')
+        width = (right - left) * 0.6
+        if rpo_lost is not None:
+            out.append(f'<rect class="rpo-lost" x="{left}" y="{y + 3}" '
+                       f'width="{max(width * rpo_lost / scale, 2):.1f}" height="{lane - 6}" '
+                       f'fill="{"#b3261e" if over else "#1b7f3b"}"><title>lost {rpo_lost:g}'
+                       "</title></rect>")
+        if rpo is not None:
+            xt = left + width * rpo / scale
+            out.append(f'<line class="rpo-target" x1="{xt:.1f}" x2="{xt:.1f}" y1="{y}" '
+                       f'y2="{y + lane}" stroke="#1d2430" stroke-width="2"/>')
+        label = " · ".join(p for p in (
+            f"lost {rpo_lost:g}" if rpo_lost is not None else "",
+            f"allowed ≤ {rpo:g}" if rpo is not None else "") if p) + " records"
+        out.append(f'<text x="{right}" y="{y + 11}" text-anchor="end" class="ax">'
+                   f"{escape(label)}</text>")
     out.append("</svg>")
     return "".join(out)

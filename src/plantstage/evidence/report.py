@@ -216,6 +216,170 @@ def _recovery(evidence: dict[str, Any]) -> list[tuple[str, float]]:
     return [(label, s[k]) for label, k in names if k in s]
 
 
+def _drill(evidence: dict[str, Any]) -> dict[str, Any] | None:
+    """The rollback drill's recovery timeline and objectives (docs/evidence.md): the
+    ``rollback-drill`` step's ``kind``, ``timeline`` and ``objectives``, every key optional
+    (older runs carry none, and then there is nothing to draw)."""
+    from plantstage.evidence.charts import recovery_chart
+
+    step = next((st for st in evidence.get("steps") or []
+                 if isinstance(st, dict) and st.get("name") == "rollback-drill"), None)
+    res = (step or {}).get("results")
+    if not isinstance(res, dict):
+        return None
+    timeline = [e for e in res.get("timeline") or [] if isinstance(e, dict)]
+    objectives = res.get("objectives") if isinstance(res.get("objectives"), dict) else {}
+    if not timeline and not objectives:
+        return None
+    return {"kind": res.get("kind") or res.get("method"), "timeline": timeline,
+            "objectives": objectives, "summary": _objectives_text(objectives),
+            "lost_ids": [str(i) for i in objectives.get("lost_ids") or []],
+            "svg": Markup(recovery_chart(timeline, objectives, kind=str(res.get("kind") or ""),
+                                         chart_id="recovery-timeline"))}
+
+
+def _objectives_text(o: dict[str, Any]) -> str:
+    """"RTO 8 s measured against 5 s · RPO 1 lost against 2 allowed", of what was recorded."""
+    def n(key: str, unit: str = "") -> str | None:
+        v = o.get(key)
+        return num(float(v), unit) if isinstance(v, int | float) else None
+
+    parts = []
+    for head, measured, target, words, tail in (
+            ("RTO", n("rto_measured", "s"), n("rto_seconds", "s"), "measured", ""),
+            ("RPO", n("rpo_lost"), n("rpo_target"), "lost", " allowed")):
+        if measured and target:
+            parts.append(f"{head} {measured} {words} against {target}{tail}")
+        elif measured:
+            parts.append(f"{head} {measured} {words}")
+        elif target:
+            parts.append(f"{head} target {target}")
+    return " · ".join(parts)
+
+
+#: The order the gates table lists outcomes in: what stops the release first.
+_ORDER = {"fail": 0, "inconclusive": 1, "warn": 2, "waived": 3, "pass": 4}
+
+
+def _baseline(g: dict[str, Any], signals: dict[str, Any]) -> float | None:
+    """What the gate compares against, from the evidence's signals: ``baseline("x")`` is the
+    baseline phase's ``x``; a per-iteration ratio ``(a / b) / (c / d)`` compares with ``c / d``;
+    a simple gate's threshold names its baseline. None when the gate has none."""
+    expr = g.get("expression") or ""
+    m = re.search(r'baseline\("workload\.candidate\.([^"]+)"\)', expr)
+    if m:
+        return signals.get("workload.baseline." + m[1])
+    m = re.fullmatch(r"\((\S+) / (\S+)\) / \((\S+) / (\S+)\)", expr.strip())
+    if m and signals.get(m[4]):
+        c = signals.get(m[3])
+        return c / signals[m[4]] if c is not None else None
+    m = re.search(r"\(baseline ([0-9.eE+-]+) ", g.get("threshold") or "")
+    return float(m[1]) if m else None
+
+
+def _short_inconclusive(reason: str) -> str:
+    """Why a comparison could not decide, without its numbers (they are in the row): the words
+    after "→ inconclusive:" up to the first clause, e.g. "the interval straddles the threshold"."""
+    m = re.search(r"→ inconclusive:?\s*(.*)", reason)
+    text = m[1] if m else reason
+    text = re.split(r";| \(n = ", text, maxsplit=1)[0].strip()
+    if not text and m:  # "new/old median ratio: too few samples …, threshold … → inconclusive"
+        head = reason[:m.start()]
+        text = head.split(":", 1)[1].rsplit(", threshold", 1)[0].strip() if ":" in head else ""
+    return f"could not decide: {text}" if text else ""
+
+
+def _gate_rows(evidence: dict[str, Any], paired_anchor: dict[str, str]) -> list[dict[str, Any]]:
+    """The gates for the first screen: what stops the release first, then the rest in the
+    spec's order; each with its value, threshold, baseline, effect and interval (the evidence's
+    own fields) and, when it did not pass, why in a short line."""
+    s = evidence.get("signals") or {}
+    rows = []
+    for i, g in enumerate(evidence.get("gates") or []):
+        outcome = g.get("outcome") or ""
+        if outcome == "inconclusive":
+            why = _short_inconclusive(g.get("reason") or g.get("decision") or "") \
+                or g.get("cause") or ""
+        elif outcome != "pass":
+            why = g.get("cause") or g.get("reason") or ""
+        else:
+            why = ""
+        interval = g.get("interval") or None
+        rows.append({"g": g, "order": (_ORDER.get(outcome, 2), i), "why": why,
+                     "baseline": _baseline(g, s), "effect": g.get("effect"),
+                     "low": interval[0] if interval else None,
+                     "high": interval[1] if interval else None,
+                     "anchor": paired_anchor.get(g.get("name", ""))})
+    return sorted(rows, key=lambda r: r["order"])
+
+
+def _why(evidence: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The verdict's reason in one line (the full reasons follow, folded)."""
+    verdict = evidence.get("verdict")
+    run = evidence.get("run_reasons") or []
+    bad = [r for r in rows if r["g"].get("outcome") in ("fail", "inconclusive")]
+    n = len(rows)
+    if verdict == "NO-GO" and run and not bad:
+        return str(run[0])
+    if verdict in ("NO-GO", "INCONCLUSIVE") and bad:
+        first = bad[0]
+        name = first["g"].get("name", "")
+        what = first["why"] or first["g"].get("outcome", "")
+        more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
+        return f"{name} {first['g'].get('outcome')}: {what}{more}"
+    if verdict == "PENDING":
+        pending = [r.get("role", "") for r in evidence.get("signoffs") or []
+                   if r.get("state") == "pending"]
+        if pending:
+            return "Awaiting signoff from " + ", ".join(pending)
+    reasons = evidence.get("reasons") or run
+    if verdict != "GO" and reasons:
+        return str(reasons[0])
+    passed = sum(1 for r in rows if r["g"].get("outcome") == "pass")
+    return f"{passed} of {n} gate{'s' if n != 1 else ''} passed" + \
+        ("" if passed == n else "; the rest are warned or waived")
+
+
+#: Which load-over-time chart shows what a gate judges (by the signal names it reads).
+_CHART_FOR = (("in_flight", "chart-queue"), ("_ms", "chart-latency"),
+              ("latency", "chart-latency"), (".rate", "chart-throughput"),
+              ("throughput", "chart-throughput"), ("error", "chart-throughput"))
+
+
+def _explain(rows: list[dict[str, Any]], paired: list[dict[str, Any]],
+             charts: list[dict[str, Any]], drill: dict[str, Any] | None
+             ) -> list[dict[str, Any]]:
+    """The few charts that explain a failure, for the first screen: a failed or inconclusive
+    paired gate's interval, the load chart of a failed gate's signal, the recovery timeline of
+    a failed recovery gate. Empty when every gate passed."""
+    by_gate = {p["gate"]: p for p in paired}
+    by_id = {c["id"]: c for c in charts}
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for r in rows:
+        g = r["g"]
+        if g.get("outcome") not in ("fail", "inconclusive"):
+            continue
+        name = g.get("name", "")
+        text = f"{name} {g.get('expression') or ''} {g.get('cause') or ''}".lower()
+        if name in by_gate:
+            out.append({"gate": name, "outcome": g.get("outcome"), "svg": by_gate[name]["svg"],
+                        "caption": by_gate[name]["text"], "kind": "interval"})
+        cid = next((c for needle, c in _CHART_FOR if needle in text), None)
+        if cid and cid in by_id and cid not in seen:
+            seen.add(cid)
+            out.append({"gate": name, "outcome": g.get("outcome"), "svg": by_id[cid]["svg"],
+                        "caption": by_id[cid]["title"], "kind": "load"})
+        if drill and "recovery" not in seen and any(
+                w in text for w in ("rollback", "restore", "recovery", "rto", "rpo")):
+            seen.add("recovery")
+            out.append({"gate": name, "outcome": g.get("outcome"), "svg": drill["svg"],
+                        "caption": "Recovery timeline", "kind": "recovery"})
+    for x in out:  # a copy of a chart drawn further down: its own id
+        x["svg"] = Markup(re.sub(r'^(<svg [^>]*?id=")', r"\1explain-", str(x["svg"]), count=1))
+    return out[:4]
+
+
 def render_report(evidence: dict[str, Any],
                   series: dict[str, list[tuple[float, float]]] | None = None) -> str:
     from plantstage.evidence.charts import workload_charts
@@ -224,7 +388,11 @@ def render_report(evidence: dict[str, Any],
     for c in charts:
         c["svg"] = Markup(c["svg"])  # built from escaped parts in charts.py
     paired = _paired_verdicts(evidence)
+    paired_anchor = {p["gate"]: p["anchor"] for p in paired}
+    rows = _gate_rows(evidence, paired_anchor)
+    drill = _drill(evidence)
     return _env.get_template("report.html.j2").render(
         e=evidence, charts=charts, recovery=_recovery(evidence), phases=PHASES,
         phase_rows=_phase_rows(evidence), phase_costs=_phase_costs(evidence), paired=paired,
-        paired_anchor={p["gate"]: p["anchor"] for p in paired})
+        paired_anchor=paired_anchor, gate_rows=rows, why=_why(evidence, rows), drill=drill,
+        explain=_explain(rows, paired, charts, drill))
