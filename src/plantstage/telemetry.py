@@ -15,7 +15,9 @@ the workload engine's tasks. See docs/telemetry.md.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -43,7 +45,10 @@ DEFAULT_ITERATIONS_PER_S = 20.0
 _TRACE_ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 _METRIC_ENDPOINTS = ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 _PROTOCOLS = ("grpc", "http/protobuf")
+#: At most this long, in all, to deliver the last spans and metrics as the run ends.
+FLUSH_SECONDS = 5.0
 SCOPE = "plantstage"
+log = logging.getLogger("plantstage")
 
 _CURRENT: ContextVar[RunTelemetry | None] = ContextVar("plantstage_telemetry", default=None)
 _EXPORT_TO: ContextVar[tuple[Any, Any] | None] = ContextVar("plantstage_export_to", default=None)
@@ -158,7 +163,8 @@ def start_run(run_id: str, *, spec: str, release: Any, current: Any,
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
-        tracer_provider = TracerProvider(resource=resource)
+        # Not shut down at exit by the SDK: the run's end does it, within FLUSH_SECONDS.
+        tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         if override is not None:
             tracer_provider.add_span_processor(SimpleSpanProcessor(override[0]))
         else:
@@ -167,7 +173,8 @@ def start_run(run_id: str, *, spec: str, release: Any, current: Any,
         from opentelemetry.sdk.metrics import MeterProvider
 
         reader = override[1] if override is not None else _metric_reader()
-        meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+        meter_provider = MeterProvider(resource=resource, metric_readers=[reader],
+                                       shutdown_on_exit=False)
     tel = RunTelemetry(run_id, tracer_provider, meter_provider, per_s)
     tel._begin(spec=spec, release=release, current=current, plan=plan or [])
     return tel
@@ -307,10 +314,27 @@ class RunTelemetry:
                 context.detach(self._ctx_token)
         finally:
             _CURRENT.reset(self._token)
-            for p in (self.tracer_provider, self.meter_provider):
-                if p is not None:
-                    p.force_flush(10_000)
-                    p.shutdown()
+            self._flush()
+
+    def _flush(self) -> None:
+        """Deliver what is left, waiting at most :data:`FLUSH_SECONDS`: against an unreachable
+        endpoint the SDK's exporters retry for their whole timeout (10 s per signal) and its
+        flush does not stop them sooner, so the flush runs in a daemon thread and the rehearsal
+        ends without it (what was not sent by then is dropped, with a warning)."""
+        providers = [p for p in (self.tracer_provider, self.meter_provider) if p is not None]
+
+        def flush() -> None:
+            for p in providers:
+                p.force_flush(int(FLUSH_SECONDS * 1000))
+            for p in providers:
+                p.shutdown()
+
+        worker = threading.Thread(target=flush, name="plantstage-telemetry-flush", daemon=True)
+        worker.start()
+        worker.join(FLUSH_SECONDS)
+        if worker.is_alive():
+            log.warning("telemetry: the OTLP endpoint took more than %.0f s; the run's last "
+                        "spans and metrics may be lost", FLUSH_SECONDS)
 
 
 @dataclass

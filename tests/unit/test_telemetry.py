@@ -251,3 +251,18 @@ def test_iteration_cost_with_sampling_is_tiny(monkeypatch):
         ph.iteration("f", "t", "a", "old", "ref", time.perf_counter(), 0.0, "timeout")
     names = [s.name for s in exporter.get_finished_spans()]
     assert names.count("iteration f") == 2  # the first passed one, and the failed one
+
+
+def test_an_unreachable_endpoint_does_not_hold_up_the_end_of_a_run(monkeypatch, caplog):
+    """The SDK's exporters retry for their whole timeout; the run ends after FLUSH_SECONDS
+    with a warning instead (nothing listens on port 9, the discard port)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "30")
+    loaded = load_spec(EXAMPLE)
+    tel = telemetry.start_run("r1", spec="s", release=loaded.spec.release("1.1.0"),
+                              current=loaded.spec.release("1.0.0"))
+    tel.step_started(0, "x")
+    tel.step_ended("x", "passed")
+    tel.finish("completed", "GO", {"a": 1.0})
+    assert telemetry.current() is None
+    assert "the OTLP endpoint took more than" in caplog.text
