@@ -51,6 +51,9 @@ SCOPE = "plantstage"
 log = logging.getLogger("plantstage")
 
 _CURRENT: ContextVar[RunTelemetry | None] = ContextVar("plantstage_telemetry", default=None)
+#: The ``traceparent`` header value for the running flow iteration's HTTP requests (set in the
+#: iteration's own asyncio task when it is sampled; read by the workload's HTTP client).
+TRACEPARENT: ContextVar[str | None] = ContextVar("plantstage_traceparent", default=None)
 _EXPORT_TO: ContextVar[tuple[Any, Any] | None] = ContextVar("plantstage_export_to", default=None)
 
 
@@ -178,6 +181,11 @@ def start_run(run_id: str, *, spec: str, release: Any, current: Any,
     tel = RunTelemetry(run_id, tracer_provider, meter_provider, per_s)
     tel._begin(spec=spec, release=release, current=current, plan=plan or [])
     return tel
+
+
+def _wall_ns(t: float) -> int:
+    """A perf_counter time as the wall-clock nanoseconds spans are stamped with."""
+    return time.time_ns() - int((time.perf_counter() - t) * 1e9)
 
 
 def _status(span: Any, error: str | None) -> None:
@@ -350,37 +358,58 @@ class PhaseTrace:
     next_ok: float = 0.0
     next_failed: float = 0.0
 
-    def iteration(self, flow: str, tenant: str, archetype: str, version: str, ref: str,
-                  intended: float, seconds: float, failed: str | None) -> None:
-        """Record one finished iteration (started at ``intended`` on the perf_counter clock,
-        ``seconds`` long) as a span, after the fact so the flow itself pays nothing; at most
-        ``iterations_per_s`` passed and as many failed ones a second (the first that ends
-        after each gap), so a fast phase is sampled and a failing one cannot flood the trace."""
-        now = time.perf_counter()
-        if failed is None:
-            if now < self.next_ok:
-                return
-        elif now < self.next_failed:
-            return
+    def _gap(self) -> float | None:
         per_s = self.run.iterations_per_s
-        if per_s <= 0:
-            self.next_ok = self.next_failed = float("inf")
-            return
-        if failed is None:
-            self.next_ok = now + 1.0 / per_s
-        else:
-            self.next_failed = now + 1.0 / per_s
+        return 1.0 / per_s if per_s > 0 else None
+
+    def _span(self, state: Any, version: str, ref: str, intended: float) -> Any:
         self.recorded += 1
-        end = time.time_ns() - int((now - intended - seconds) * 1e9)
-        span = self.run.tracer.start_span(
-            f"iteration {flow}", context=self.parent, start_time=end - int(seconds * 1e9),
-            attributes={"plantstage.phase": self.phase, "plantstage.flow": flow,
-                        "plantstage.tenant": tenant, "plantstage.archetype": archetype,
+        return self.run.tracer.start_span(
+            f"iteration {state.flow}", context=self.parent, start_time=_wall_ns(intended),
+            attributes={"plantstage.phase": self.phase, "plantstage.flow": state.flow,
+                        "plantstage.tenant": state.tenant.code,
+                        "plantstage.archetype": state.archetype,
                         "plantstage.version": version, "plantstage.ref": ref})
+
+    def start(self, state: Any, version: str, ref: str, intended: float) -> Any:
+        """An iteration (of lane ``state``, due at ``intended`` on the perf_counter clock) is
+        starting: the first after each sampling gap becomes a span now, and its HTTP requests
+        carry a ``traceparent`` naming it (so an instrumented app's request spans are its
+        children). Returns the span, or None (not sampled)."""
+        now = time.perf_counter()
+        if now < self.next_ok:
+            return None
+        gap = self._gap()
+        if gap is None:
+            self.next_ok = self.next_failed = float("inf")
+            return None
+        self.next_ok = now + gap
+        span = self._span(state, version, ref, intended)
+        c = span.get_span_context()
+        # Formatted here rather than through the propagator: the W3C header is fixed and this
+        # runs inside the load; the asyncio task's own context keeps it to this iteration.
+        TRACEPARENT.set(f"00-{c.trace_id:032x}-{c.span_id:016x}-{c.trace_flags:02x}")
+        return span
+
+    def end(self, span: Any, state: Any, version: str, ref: str, intended: float,
+            seconds: float, failed: str | None) -> None:
+        """The iteration ended after ``seconds`` (from ``intended``), ``failed`` with an error
+        kind or None. A failed iteration that was not sampled at its start is recorded now,
+        after the fact, at most one per sampling gap too (a failing app cannot flood the
+        trace)."""
+        if span is None:
+            if failed is None:
+                return
+            now = time.perf_counter()
+            gap = self._gap()
+            if gap is None or now < self.next_failed:
+                return
+            self.next_failed = now + gap
+            span = self._span(state, version, ref, intended)
         if failed is not None:
             span.set_attribute("plantstage.error", failed)
             _status(span, failed)
-        span.end(end_time=end)
+        span.end(end_time=_wall_ns(intended + seconds))
 
     def ended(self, attributes: dict[str, Any]) -> None:
         self.span.set_attributes({**attributes, "plantstage.iterations.recorded": self.recorded,

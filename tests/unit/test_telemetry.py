@@ -3,9 +3,12 @@ and reader (the OTLP delivery itself is tested in tests/integration/test_telemet
 
 from __future__ import annotations
 
+import contextvars
 import json
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -236,8 +239,10 @@ def test_iteration_spans_are_sampled_per_second(server, monkeypatch):  # noqa: F
     assert phase.attributes["plantstage.iterations.recorded"] == len(its)
 
 
-def test_iteration_cost_with_sampling_is_tiny(monkeypatch):
-    """Not a timing threshold: the sampled hook records nothing between its gaps."""
+def test_sampling_keeps_the_first_iteration_of_each_gap_and_failures():
+    """Not a timing threshold: between its gaps the hook records nothing, except a failure."""
+    from types import SimpleNamespace as NS
+
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
@@ -245,12 +250,54 @@ def test_iteration_cost_with_sampling_is_tiny(monkeypatch):
     tp = TracerProvider()
     tp.add_span_processor(SimpleSpanProcessor(exporter))
     tel = telemetry.RunTelemetry("r", tp, None, 1.0)
+    lane = NS(flow="f", tenant=NS(code="t"), archetype="a")
+
+    def iteration(ph, failed):  # in a context of its own, as the engine's asyncio task is
+        t = time.perf_counter()
+        ph.end(ph.start(lane, "old", "ref", t), lane, "old", "ref", t, 0.0, failed)
+
     with tel.phase("p", {}) as ph:
         for _ in range(1000):
-            ph.iteration("f", "t", "a", "old", "ref", time.perf_counter(), 0.0, None)
-        ph.iteration("f", "t", "a", "old", "ref", time.perf_counter(), 0.0, "timeout")
-    names = [s.name for s in exporter.get_finished_spans()]
-    assert names.count("iteration f") == 2  # the first passed one, and the failed one
+            contextvars.copy_context().run(iteration, ph, None)
+        contextvars.copy_context().run(iteration, ph, "timeout")
+    assert telemetry.TRACEPARENT.get() is None
+    spans = [s for s in exporter.get_finished_spans() if s.name == "iteration f"]
+    assert len(spans) == 2  # the first passed one, and the failed one
+    assert spans[1].attributes["plantstage.error"] == "timeout"
+
+
+class _RecordsTraceparent(BaseHTTPRequestHandler):
+    seen: list[str | None] = []
+
+    def do_GET(self):  # noqa: N802
+        _RecordsTraceparent.seen.append(self.headers.get("traceparent"))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_sampled_iteration_s_requests_carry_its_traceparent(monkeypatch):
+    """An instrumented app's request spans become children of the iteration that made them."""
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _RecordsTraceparent)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        lanes = [_lane(_ok_flow, "t1", "arch-a", 30)]
+        result, spans = _phase_spans(f"http://127.0.0.1:{srv.server_port}", monkeypatch,
+                                     lanes, "4")
+    finally:
+        srv.shutdown()
+    its = {s.context.span_id: s for s in spans if s.name.startswith("iteration ")}
+    sent = [h for h in _RecordsTraceparent.seen if h is not None]
+    assert its and len(sent) == len(its) < result.iterations  # sampled ones only
+    for header in sent:
+        _v, trace_id, span_id, _flags = header.split("-")
+        span = its[int(span_id, 16)]
+        assert int(trace_id, 16) == span.context.trace_id
 
 
 def test_an_unreachable_endpoint_does_not_hold_up_the_end_of_a_run(monkeypatch, caplog):

@@ -478,6 +478,9 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
                             intended: float, ref: str, out: list, block: int,
                             offset: float, stratum: str) -> None:
             failed = None
+            if trace is not None:  # OpenTelemetry on (docs/telemetry.md)
+                version = order[block] if block >= 0 else "warmup"
+                span = trace.start(state, version, ref, intended)
             try:
                 extra = await fn(FlowContext(state, ref))
                 if extra:  # a flow may also return {counter: n}
@@ -496,10 +499,8 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
             if failed is not None:
                 st.errors[failed] += 1
                 win.errors += 1
-            if trace is not None:  # OpenTelemetry on (docs/telemetry.md): one span, after it
-                trace.iteration(state.flow, state.tenant.code, state.archetype,
-                                order[block] if block >= 0 else "warmup", ref, intended,
-                                latency / 1e6, failed)
+            if trace is not None:
+                trace.end(span, state, version, ref, intended, latency / 1e6, failed)
 
         async def dispatch(index: int, lane: Lane) -> None:
             label = lane.label
