@@ -1,8 +1,9 @@
 """What OpenTelemetry costs the workload engine, per iteration (docs/telemetry.md, "Overhead").
 
 The same open-model phase (a fixed rate, so every run does the same work) against the fast
-local endpoint of workload_vs_locust.py, three ways: telemetry off (no endpoint), on with the
-default iteration sampling, and on with every iteration a span. Spans go through the SDK's
+local endpoint of workload_vs_locust.py, four ways: telemetry off (no endpoint), on without
+iteration spans (the fixed cost: providers, exporter, step and phase spans, the final flush), on
+with the default iteration sampling, and on with every iteration a span. Spans go through the SDK's
 BatchSpanProcessor and OTLP/gRPC exporter to a real receiver in its own process, so encoding and
 sending are counted. CPU seconds of the load generator's process during the phase, over the
 iterations it completed.
@@ -84,7 +85,8 @@ def main() -> None:
     receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port)])
     time.sleep(1.0)
     on = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{port}"}
-    ways = {"off": {}, "sampled (default)": on,
+    ways = {"off": {}, "on, no iteration span": {**on, "PLANTSTAGE_OTEL_ITERATIONS_PER_S": "0"},
+            "sampled (default)": on,
             "every iteration": {**on, "PLANTSTAGE_OTEL_ITERATIONS_PER_S": "1000000"}}
     try:
         print(f"{args.rate:.0f} iterations/s for {args.seconds:g} s, best of {args.repeat}")
@@ -94,8 +96,9 @@ def main() -> None:
                        key=lambda d: d["cpu"] / max(1, d["iterations"]))
             us = best["cpu"] / max(1, best["iterations"]) * 1e6
             base = us if base is None else base
-            print(f"  {name:18s}: {us:6.1f} µs CPU per iteration ({best['iterations']:.0f} "
-                  f"iterations, {best['dropped']:.0f} dropped), +{us - base:5.1f} µs vs off")
+            print(f"  {name:22s}: {us:6.1f} µs CPU per iteration, {best['cpu']:.2f} CPU s "
+                  f"({best['iterations']:.0f} iterations, {best['dropped']:.0f} dropped), "
+                  f"+{us - base:5.1f} µs vs off")
     finally:
         for p in (server, receiver):
             p.terminate()
