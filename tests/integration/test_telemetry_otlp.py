@@ -148,6 +148,28 @@ def test_a_rehearsal_delivers_its_trace_to_an_otlp_receiver(short_plant, tmp_pat
     assert "workload.baseline.iterations" in names
 
 
+@pytest.mark.slow
+def test_an_interrupted_rehearsal_still_delivers_its_trace(short_plant, tmp_path, otlp_grpc):
+    """SIGTERM inside the baseline load (the runner's documented test hook): exit 130, and the
+    trace so far arrives, the interrupted step and phase marked as errors."""
+    from plantstage.rehearsal.runner import TEST_INTERRUPT_ENV
+
+    endpoint, receiver = otlp_grpc
+    out = tmp_path / "run"
+    r = run_cli("rehearse", str(short_plant), "--release", "1.1.0", "--out", str(out),
+                env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                     TEST_INTERRUPT_ENV: "baseline-load:2000"})
+    assert r.returncode == 130, r.stdout[-3000:] + r.stderr[-3000:]
+    spans = {s.name: s for _, s in receiver.spans()}
+    root = spans["rehearsal"]
+    assert _attrs(root)["plantstage.status"] == "interrupted"
+    assert _attrs(root)["plantstage.verdict"] == "NO-GO" and root.status.code == 2
+    step = spans["baseline-load"]
+    assert _attrs(step)["plantstage.step.status"] == "interrupted" and step.status.code == 2
+    assert "paired-load" not in spans  # not run: no span
+    assert len({s.trace_id for s in spans.values()}) == 1
+
+
 class _HttpReceiver(BaseHTTPRequestHandler):
     received: list[trace_service_pb2.ExportTraceServiceRequest] = []
 
