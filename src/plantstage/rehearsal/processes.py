@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from plantstage import telemetry
 from plantstage.commands import (  # noqa: F401 - re-exported for the rehearsal's steps
     _die_with_parent,
     free_port,
@@ -68,7 +69,10 @@ class ManagedProcess:
                 f"port {self.port} is already in use", where=self.name,
                 hint="stop what listens there or choose another port",
             )
-        env = {**os.environ, **self.env, "PYTHONDONTWRITEBYTECODE": "1"}
+        # The rehearsal's trace context and OTEL_* environment (empty without telemetry); the
+        # binding's own env still wins, e.g. a service name of its own.
+        env = {**os.environ, **telemetry.process_env(self.name), **self.env,
+               "PYTHONDONTWRITEBYTECODE": "1"}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         try:

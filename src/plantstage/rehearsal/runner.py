@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from plantstage import telemetry
 from plantstage.errors import (
     EXIT_GO,
     EXIT_INCONCLUSIVE,
@@ -133,6 +134,10 @@ def run_rehearsal(
     _validate_gates(loaded)  # a gate naming an unknown signal fails before anything runs
     hook = _InterruptHook(os.environ.get(TEST_INTERRUPT_ENV))
     run_id = run_id or new_run_id()
+    plan = plan or default_plan()
+    # One trace per rehearsal (docs/telemetry.md); inert unless an OTLP endpoint is set.
+    tel = telemetry.start_run(run_id, spec=str(loaded.path), release=release, current=current,
+                              plan=[s.name for s in plan])
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "spec.yaml").write_text(loaded.text)  # the spec exactly as used
     ledger = Ledger(run_dir / "ledger.sqlite", run_id)
@@ -141,7 +146,6 @@ def run_rehearsal(
                      run_dir=run_dir, ledger=ledger, staging_db_override=staging_db)
     if listener is not None:
         ctx.progress = listener.progress
-    plan = plan or default_plan()
     records: list[dict[str, Any]] = ctx.step_records  # the gates step judges them
     status, error = "completed", None
     started = time.time()
@@ -160,10 +164,12 @@ def run_rehearsal(
                 ledger.step_ended(seq, "skipped", 0.0, {}, f"skipped after {ctx.failed_steps[0]}")
                 rec["error"] = f"skipped after {ctx.failed_steps[0]} failed"
                 ended.add(seq)
+                tel.step_ended(step.name, "skipped", rec["error"], seq)
                 if listener:
                     listener.step_ended(seq, step, "skipped", 0.0, rec["error"])
                 continue
             ledger.step_started(seq, step.name)
+            tel.step_started(seq, step.name, step.title)
             if listener:
                 listener.step_started(seq, step)
             t0 = time.perf_counter()
@@ -197,6 +203,7 @@ def run_rehearsal(
                                   else "interrupted", rec["seconds"], rec["results"],
                                   rec["error"])
                 ended.add(seq)
+                tel.step_ended(step.name, rec["status"], rec["error"])
                 if listener:
                     listener.step_ended(seq, step, rec["status"], rec["seconds"], rec["error"])
     except KeyboardInterrupt as exc:  # Interrupted is one: SIGTERM, or Ctrl-C between steps
@@ -245,6 +252,7 @@ def run_rehearsal(
     verdict = judgement.verdict if status == "completed" else "NO-GO"
     ctx.gate_results = judgement.gates
     ledger.end_run(status, verdict)
+    tel.finish(status, verdict, ctx.signals, error.one_line() if error is not None else None)
     ledger.close()  # before the bundle is hashed and signed: the ledger is part of it
     evidence = write_evidence(ctx, records, status=status, started=started, error=error,
                               judgement=judgement, verdict=verdict)

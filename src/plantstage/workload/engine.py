@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 from hdrh.histogram import HdrHistogram
 
+from plantstage import telemetry
 from plantstage.errors import Interrupted, PlantstageError
 from plantstage.spec.workload import Arrival, Workload
 from plantstage.workload.arrivals import expected_iterations, schedule
@@ -417,7 +418,8 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
                queues: QueueProbe | None = None,
                data_where: dict[str, str] | None = None, version: str = "old",
                paired: Paired | None = None, meters: list[Meter] | None = None,
-               on_start: Hook | None = None, on_end: Hook | None = None) -> PhaseResult:
+               on_start: Hook | None = None, on_end: Hook | None = None,
+               trace: telemetry.PhaseTrace | None = None) -> PhaseResult:
     targets = ({"old": paired.old_url, "new": paired.new_url} if paired is not None
                else {version: base_url})
     for url in dict.fromkeys(targets.values()):
@@ -478,6 +480,9 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
                             intended: float, ref: str, out: list, block: int,
                             offset: float, stratum: str) -> None:
             failed = None
+            if trace is not None:  # OpenTelemetry on (docs/telemetry.md)
+                version = order[block] if block >= 0 else "warmup"
+                span = trace.start(state, version, ref, intended)
             try:
                 extra = await fn(FlowContext(state, ref))
                 if extra:  # a flow may also return {counter: n}
@@ -496,6 +501,8 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
             if failed is not None:
                 st.errors[failed] += 1
                 win.errors += 1
+            if trace is not None:
+                trace.end(span, state, version, ref, intended, latency / 1e6, failed)
 
         async def dispatch(index: int, lane: Lane) -> None:
             label = lane.label
@@ -596,6 +603,8 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
                             points[f"{p}.p95_ms"] = win.p95_ms()
                         win.reset()
                     store.points(points)
+                    if trace is not None:
+                        trace.run.points(points)
 
         tick = asyncio.create_task(ticker())
         bounds = asyncio.create_task(boundaries()) if paired is not None and meters else None
@@ -770,13 +779,26 @@ def run_phase(base_url: str, workload: Workload, tenants: list[str], phase: str,
                           duration if duration is not None else workload.duration, progress,
                           store=store, resources=resources, on_tick=on_tick, rate=rate,
                           queues=queues, data_where=data_where, version=version,
-                          paired=paired, meters=meters, on_start=on_start, on_end=on_end)
+                          paired=paired, meters=meters, on_start=on_start, on_end=on_end,
+                          trace=trace)
 
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if in_main else None
+    tel = telemetry.current()
+    trace: telemetry.PhaseTrace | None = None
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(main())
+        if tel is None:
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                return runner.run(main())
+        # The phase's span is current while its loop runs (asyncio copies the context).
+        with tel.phase(phase, _phase_attributes(lanes, version, paired, base_url)) as trace, \
+                asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            result = runner.run(main())
+            if trace is not None:
+                trace.ended({"plantstage.iterations": result.iterations,
+                             "plantstage.errors": _errors(result),
+                             "plantstage.seconds": round(result.seconds, 3)})
+            return result
     except asyncio.CancelledError:
         if received:
             raise Interrupted(f"interrupted by {signal.Signals(received[0]).name}",
@@ -785,6 +807,21 @@ def run_phase(base_url: str, workload: Workload, tenants: list[str], phase: str,
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _errors(result: PhaseResult) -> int:
+    parts = result.versions.values() if result.versions else [result]
+    return sum(sum(st.errors.values()) for r in parts for st in r.flows.values())
+
+
+def _phase_attributes(lanes: list[Lane], version: str, paired: Paired | None,
+                      base_url: str) -> dict[str, Any]:
+    """A phase span's attributes: what it drove, for whom."""
+    return {"plantstage.version": "old+new" if paired is not None else version,
+            "plantstage.paired": paired is not None, "plantstage.target": base_url,
+            "plantstage.flows": sorted({ln.label for ln in lanes}),
+            "plantstage.tenants": sorted({ln.tenant for ln in lanes}),
+            "plantstage.archetypes": sorted({ln.archetype for ln in lanes})}
 
 
 def describe(result: PhaseResult) -> dict[str, Any]:

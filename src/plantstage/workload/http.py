@@ -26,6 +26,8 @@ from urllib.parse import urlencode, urlsplit
 import httptools
 from multidict import CIMultiDict
 
+from plantstage.telemetry import TRACEPARENT
+
 #: A pooled connection idle longer than this is closed rather than reused: servers drop idle
 #: keep-alive connections (uvicorn after 5 s), and a request written into a connection the
 #: server is closing fails although the app never saw it.
@@ -280,6 +282,9 @@ class HttpClient:
         head = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), host_line, _HEADERS]
         if headers:
             head.extend(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers.items())
+        if (tp := TRACEPARENT.get()) is not None and not (headers and "traceparent" in headers):
+            # a sampled flow iteration's span (docs/telemetry.md): the app's spans join it
+            head.append(b"traceparent: %s\r\n" % tp.encode())
         if json is not None:
             content = _json.dumps(json).encode()
             head.append(b"Content-Type: application/json\r\n")
@@ -317,6 +322,8 @@ class HttpClient:
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 skip_auto_headers=("User-Agent",), headers={"User-Agent": "plantstage-workload"})
         content = kw.pop("content", None)
+        if (tp := TRACEPARENT.get()) is not None:  # a sampled iteration's span (telemetry)
+            kw["headers"] = {"traceparent": tp, **(kw.get("headers") or {})}
         async with self._tls.request(method, url, data=content, **kw) as r:
             return Response(r.status, await r.read(), CIMultiDict(r.headers))
 
