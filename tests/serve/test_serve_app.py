@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from plantstage.serve.app import PAGE_CSP, REPORT_CSP, ServeConfig, create_app
+from plantstage.serve.app import PAGE_CSP, REPORT_CSP, ServeConfig, _fmt_value, create_app
 from tests.conftest import run_cli
 
 
@@ -111,7 +111,7 @@ def test_trend_over_five_runs_marks_last_go(served_runs):
     for p in runs:
         v = evidence(p)["signals"][signal]
         assert f'data-run="{p.name}"' in svg
-        assert f"{v:.4g}" in r.text
+        assert f'<td class="num">{_fmt_value(v)}</td>' in r.text
     # featured signals offered; an unknown signal is said so, not drawn
     assert '<optgroup label="latency p95">' in r.text
     r = c.get("/trends", params={"signal": "no.such.signal"})
@@ -132,7 +132,7 @@ def test_compare_two_runs(served_runs):
     name = "workload.candidate.sales-order-import.p95_ms"
     row = re.search(rf"<tr[^>]*><td>{re.escape(name)}</td>.*?</tr>", r.text).group(0)
     diff = b["signals"][name] - a["signals"][name]
-    assert f"{diff:.4g}" in row.replace(",", "") or f"{diff:,.0f}" in row
+    assert f'<td class="num">{_fmt_value(diff)}</td>' in row
 
 
 @pytest.mark.slow

@@ -90,7 +90,10 @@ def _evidence(run: Path) -> dict:
 @requires_chromedriver
 def test_runs_trend_and_compare_in_chromium(server, browser, served_runs, tmp_path):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    wait = WebDriverWait(browser, 20)
 
     runs = {p.name: _evidence(p) for p in served_runs.iterdir()}
 
@@ -106,9 +109,11 @@ def test_runs_trend_and_compare_in_chromium(server, browser, served_runs, tmp_pa
 
     # 2. A signal's trend over the five rehearsals, chosen in the page's form.
     browser.find_element(By.LINK_TEXT, "Trends").click()
+    wait.until(ec.url_contains("/trends"))
     signal = "workload.candidate.sales-order-import.p95_ms"
     Select(browser.find_element(By.ID, "signal")).select_by_value(signal)
     browser.find_element(By.ID, "show").click()
+    wait.until(ec.url_contains("signal="))
     chart = browser.find_element(By.ID, "trend")
     assert chart.get_attribute("data-points") == "5"
     assert chart.size["width"] > 300 and chart.size["height"] > 150  # drawn, not empty
@@ -124,9 +129,11 @@ def test_runs_trend_and_compare_in_chromium(server, browser, served_runs, tmp_pa
     no_go = next(k for k, ev in runs.items() if ev["verdict"] == "NO-GO")
     go = next(k for k, ev in runs.items() if ev["verdict"] == "GO")
     browser.find_element(By.LINK_TEXT, "Compare").click()
+    wait.until(ec.url_contains("/compare"))
     Select(browser.find_element(By.ID, "run-a")).select_by_value(go)
     Select(browser.find_element(By.ID, "run-b")).select_by_value(no_go)
     browser.find_element(By.ID, "compare").click()
+    wait.until(ec.url_contains("a="))
     assert "GO" in browser.find_element(By.ID, "side-a").text
     assert "NO-GO" in browser.find_element(By.ID, "side-b").text
     changed = browser.find_elements(By.CSS_SELECTOR, "table.compare-gates tr.changed")
@@ -138,7 +145,8 @@ def test_runs_trend_and_compare_in_chromium(server, browser, served_runs, tmp_pa
     # 4. The run's report, served as it is, opens from the run's page.
     browser.get(f"{server}/runs/{no_go}")
     browser.find_element(By.ID, "report-link").click()
-    assert browser.find_element(By.ID, "verdict").text.strip() == "NO-GO"
+    wait.until(ec.url_contains("/report"))
+    assert browser.find_element(By.ID, "verdict").text.split()[0] == "NO-GO"
 
     # Nothing was blocked or failed to load on any page (the CSP allows all the pages use).
     problems = [e for e in browser.get_log("browser")

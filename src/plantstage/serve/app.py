@@ -211,7 +211,7 @@ def create_app(config: ServeConfig) -> Starlette:
                     changed=changed, total=len(rows), only=only, gates=gates, q=q)
 
     async def signoffs(request: Request) -> Response:
-        runs = [r for r in store.runs() if r.verdict == "PENDING" or r.pending_roles()]
+        runs = [r for r in store.runs() if r.pending_roles()]
         who = identity(request)
         return page("signoffs.html", title="Pending signoffs", runs=runs, who=who,
                     tokens={r.key: token(who, r.key) for r in runs} if who else {},
@@ -264,7 +264,10 @@ def create_app(config: ServeConfig) -> Starlette:
     async def css(request: Request) -> Response:
         return FileResponse(STATIC / "serve.css", media_type="text/css", headers=HEADERS)
 
-    routes = [Route("/", index), Route("/runs/{key}", run_page),
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204, headers=HEADERS)  # no icon; browsers ask anyway
+
+    routes = [Route("/", index), Route("/favicon.ico", favicon), Route("/runs/{key}", run_page),
               Route("/runs/{key}/report", report), Route("/trends", trends),
               Route("/compare", compare), Route("/signoffs", signoffs),
               Route("/runs/{key}/signoff", signoff, methods=["POST"]),

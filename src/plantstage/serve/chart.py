@@ -13,7 +13,7 @@ from html import escape
 from typing import Any
 
 W, H = 760, 320
-PAD_L, PAD_R, PAD_T, PAD_B = 70, 20, 30, 70
+PAD_L, PAD_R, PAD_T, PAD_B = 70, 50, 30, 70
 VERDICT_COLORS = {"GO": "#1b7f3b", "NO-GO": "#b3261e", "PENDING": "#b7791f",
                   "INCONCLUSIVE": "#b7791f"}
 OTHER = "#666666"
@@ -76,7 +76,7 @@ def trend_svg(signal: str, unit: str, points: list[dict[str, Any]]) -> str:
                f'stroke="#333"/>')
     out.append(f'<text x="14" y="{PAD_T + ph / 2:.0f}" font-size="12" text-anchor="middle" '
                f'transform="rotate(-90 14 {PAD_T + ph / 2:.0f})">{escape(unit)}</text>')
-    out.append(f'<text x="{PAD_L + pw / 2:.0f}" y="{H - 8}" font-size="12" '
+    out.append(f'<text x="{PAD_L + pw / 2:.0f}" y="{PAD_T + ph + 34}" font-size="12" '
                f'text-anchor="middle">run (oldest → newest)</text>')
     for i, p in enumerate(points):  # x tick labels: the run's date
         out.append(f'<text x="{x(i):.1f}" y="{PAD_T + ph + 16}" font-size="10" '
@@ -104,7 +104,7 @@ def trend_svg(signal: str, unit: str, points: list[dict[str, Any]]) -> str:
         out.append(f'<text x="{cx:.1f}" y="{cy - 14:.1f}" font-size="11" text-anchor="middle" '
                    f'fill="{VERDICT_COLORS["GO"]}">last GO</text>')
     # Legend: what the point colours and the ring mean.
-    lx, ly = PAD_L, H - 30
+    lx, ly = PAD_L, H - 14
     items = [("GO", VERDICT_COLORS["GO"]), ("NO-GO", VERDICT_COLORS["NO-GO"]),
              ("PENDING / INCONCLUSIVE", VERDICT_COLORS["PENDING"]), ("no verdict", OTHER)]
     for label, color in items:

@@ -55,7 +55,10 @@ class Run:
         return (self.path / bundle.REPORT).is_file()
 
     def pending_roles(self) -> list[dict[str, Any]]:
-        """The signoffs this run still needs: required, and not yet reached their quorum."""
+        """The signoffs a PENDING run waits for: required, quorum not reached yet. (A NO-GO
+        run's required signoffs cannot turn it GO, so it waits for none.)"""
+        if self.verdict != "PENDING":
+            return []
         out = []
         for r in (self.evidence or {}).get("signoffs") or []:
             if r.get("required") and len(r.get("approvals") or []) < int(r.get("quorum") or 1):
