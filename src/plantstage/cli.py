@@ -207,10 +207,12 @@ def _register_feature_commands() -> None:
     from plantstage.data import cli as data_cli
     from plantstage.evidence import cli as evidence_cli
     from plantstage.parity import cli as parity_cli
+    from plantstage.serve import cli as serve_cli
     from plantstage.twins import cli as twins_cli
     from plantstage.workload import cli as workload_cli
 
-    for module in (data_cli, evidence_cli, parity_cli, twins_cli, workload_cli, rings_cli):
+    for module in (data_cli, evidence_cli, parity_cli, twins_cli, workload_cli, rings_cli,
+                   serve_cli):
         app.registered_commands.extend(module.app.registered_commands)
 
 
