@@ -119,7 +119,16 @@ class MonitorSampler:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._conn: sa.Connection | None = None
         self.signals: dict[str, float] = {}
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - a broken connection is replaced, not reported
+                pass
 
     # -- one sample --------------------------------------------------------------------
     def _tenants(self, m: Monitor) -> list[str | None]:
@@ -134,11 +143,19 @@ class MonitorSampler:
         values: dict[str | None, float | None] = {}
         failed: str | None = None
         try:
-            with self.engine.connect() as conn:
+            # One connection for the whole phase (a connect per sample would cost more than
+            # the query: SQLite re-reads the schema); each sample ends its transaction, so
+            # between samples the monitor holds no lock and sees fresh data.
+            if self._conn is None:
+                self._conn = self.engine.connect()
+            try:
                 for t in self._tenants(m):
-                    values[t] = self._query(conn, m, t)
+                    values[t] = self._query(self._conn, m, t)
+            finally:
+                self._conn.rollback()
         except Exception as exc:  # noqa: BLE001 - a sample that fails is counted, not fatal
             failed = _why(exc)
+            self._close()
         with self._lock:
             if failed is not None:
                 self._track(m.name, None).errors += 1
@@ -210,6 +227,7 @@ class MonitorSampler:
         if self._thread is not None:
             # A query may be mid-flight: wait for it, so no sample lands after the signals.
             self._thread.join()
+        self._close()
         self.engine.dispose()
         if self.signals or not self.monitors:
             return dict(self.signals)
