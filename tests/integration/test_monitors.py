@@ -63,8 +63,8 @@ def test_load_shows_monitors_live_and_serves_them_as_gauges(plant, tmp_path):  #
                 text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
             except httpx.HTTPError:
                 text = ""
-            if 'plantstage_monitor{monitor="posting-failures"' in text and \
-                    'tenant="cobalt-multiplant"' in text:
+            if 'tenant="cobalt-multiplant"' in text and \
+                    'plantstage_monitor{monitor="work-order-backlog-age"' in text:
                 scraped = text
                 break
             time.sleep(0.2)
