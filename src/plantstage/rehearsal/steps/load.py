@@ -58,14 +58,19 @@ def cost_probe(ctx) -> CounterProbe | None:
 
 
 def monitors_for(ctx, phase: str, lanes) -> MonitorSampler | None:
-    """The spec's business transaction monitors on a read-only engine on staging, probed
-    (a bad query fails the step here, naming its file:line, before any load); None when the
-    spec declares none or staging has no database."""
+    """The spec's business transaction monitors on a read-only engine on staging; None when
+    the spec declares none or staging has no database.
+
+    Probed before the baseline, on production's schema: a query that fails there is the
+    spec's mistake, and fails the step naming its file:line before any load. After the
+    migration a failing query may be the release's doing (a renamed column): the phase runs
+    and its failed samples are counted, with the first error in the step's results.
+    """
     if ctx.staging_db is None:
         return None
     sampler = sampler_for(ctx.loaded, ctx.staging_db.readonly_engine, phase,
                           sorted({ln.tenant for ln in lanes}), ctx.signal_store())
-    if sampler is not None:
+    if sampler is not None and phase == "baseline":
         try:
             sampler.probe()
         except BaseException:
