@@ -293,3 +293,29 @@ def test_a_sampler_stops_cleanly_while_a_query_runs(tmp_path):
     out = s.stop()
     assert out["monitor.candidate.slow.errors"] == 0
     assert not s._thread.is_alive()  # noqa: SLF001 - joined, no sample after the signals
+
+
+def test_the_rehearsal_probes_before_the_baseline_only(tmp_path):
+    """A query that fails on production's schema is the spec's mistake (the baseline step fails
+    naming its line); after the migration it may be the release's doing: counted, not fatal."""
+    from types import SimpleNamespace
+
+    from plantstage.rehearsal.steps.load import monitors_for
+    from plantstage.workload.plan import Lane
+
+    url, _conn = _db(tmp_path)
+    loaded = _spec("monitors:\n  - {name: renamed, every: 0.2, "
+                   "query: 'SELECT COUNT(*) FROM backlog WHERE gone = 1'}\n")
+    ctx = SimpleNamespace(staging_db=adapter_for(url), loaded=loaded,
+                          signal_store=lambda: None)
+    lanes = [Lane("a", "all", None, None, None)]
+    with pytest.raises(MonitorError, match="no such column: gone") as exc:
+        monitors_for(ctx, "baseline", lanes)
+    assert exc.value.where.endswith("plantstage.yaml:20")
+    sampler = monitors_for(ctx, "candidate", lanes)
+    sampler.start()
+    _wait(lambda: sampler.latest()[0]["errors"] > 0, "a failed sample")
+    out = sampler.stop()
+    assert out["monitor.candidate.renamed.errors"] >= 1
+    assert out["monitor.candidate.renamed.samples"] == 0
+    assert "no such column: gone" in sampler.describe()["renamed"]["error"]
