@@ -12,17 +12,22 @@ Signal names a rehearsal of a spec can record (documented in docs/gates.md):
 * ``reconcile.<check>.mismatches`` for each ``reconcile`` check;
 * ``migrate.*`` (the upgrade's duration and its projection), ``deploy.*`` (recreate's downtime);
 * ``rollback.*``, ``backup.*``, ``parity.*``, ``refresh.*``, ``twins.*`` (twins.<component>.…
-  names a component bound to a twin), ``cost.<phase>.<counter>`` (cost probes).
+  names a component bound to a twin), ``cost.<phase>.<counter>`` (cost probes);
+* ``monitor.<phase>.<monitor>.<stat>`` for each business transaction monitor (``monitors:``),
+  phase ``baseline``, ``paired`` or ``candidate`` (``load`` standalone), and
+  ``monitor.<phase>.<monitor>.tenant.<tenant>.<stat>`` for a per-tenant one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from plantstage.errors import SpecError
 from plantstage.gates.cel import GATE_FUNCTIONS, CelSyntaxError, compile_expr, signal_refs
 
 PHASES = ("baseline", "paired", "candidate")
+#: Phases a monitor is sampled in: the rehearsal's, and ``load`` (``plantstage load``).
+MONITOR_PHASES = (*PHASES, "load")
 #: The paired phase's versions: ``workload.paired.<version>.<flow>.<stat>``.
 VERSIONS = ("old", "new")
 #: Summaries of the queue series (plantstage.workload.queues.SUMMARY_NAMES) and their drain.
@@ -56,10 +61,31 @@ class Catalogue:
     flows: set[str]
     reconcile: set[str]
     twins: set[str]
+    #: Business transaction monitors (``monitors:``) by name → whether it is per tenant.
+    monitors: dict[str, bool] = field(default_factory=dict)
+
+    def monitor_problem(self, parts: list[str]) -> str | None:
+        """``monitor.<phase>.<monitor>.<stat>`` (``….tenant.<tenant>.<stat>`` per tenant)."""
+        from plantstage.spec.monitors import STATS
+
+        form = f"monitor signals are monitor.<{'|'.join(MONITOR_PHASES)}>.<monitor>.<stat>"
+        if len(parts) < 4 or parts[1] not in MONITOR_PHASES:
+            return form
+        if parts[2] not in self.monitors:
+            return (f"no monitor '{parts[2]}' in this spec's monitors (monitors: "
+                    f"{', '.join(sorted(self.monitors)) or 'none'})")
+        rest = parts[3:]
+        if rest[0] == "tenant" and self.monitors[parts[2]] and len(rest) >= 3:
+            rest = rest[-1:]  # a tenant code may hold dots
+        if len(rest) == 1 and rest[0] in STATS:
+            return None
+        return f"{form}, stat one of {', '.join(STATS)}"
 
     def problem(self, name: str) -> str | None:
         """Why ``name`` cannot be a signal of this spec (None if it can)."""
         parts = name.split(".")
+        if parts[0] == "monitor":
+            return self.monitor_problem(parts)
         if parts[0] == "workload":
             if len(parts) < 3 or parts[1] not in PHASES:
                 return f"workload signals are workload.<{'|'.join(PHASES)}>.<flow>.<stat>"
@@ -83,7 +109,7 @@ class Catalogue:
         if any(name.startswith(p) for p in OPEN_PREFIXES):
             return None
         return ("not a signal a rehearsal records (workload.*, reconcile.*, rollback.*, "
-                "backup.*, parity.*, refresh.*, twins.*, cost.*)")
+                "backup.*, parity.*, refresh.*, twins.*, cost.*, monitor.*)")
 
 
 def catalogue(spec) -> Catalogue:
@@ -93,7 +119,8 @@ def catalogue(spec) -> Catalogue:
         flows |= {f.label for f in a.flows}
     twins = {name for name, b in spec.environments["staging"].bindings.items()
              if b.twin is not None}
-    return Catalogue(flows, {c.name for c in spec.reconcile}, twins)
+    return Catalogue(flows, {c.name for c in spec.reconcile}, twins,
+                     {m.name: m.per_tenant for m in getattr(spec, "monitors", None) or []})
 
 
 def signal_catalogue(loaded) -> list[tuple[str, str]]:
@@ -148,6 +175,17 @@ def signal_catalogue(loaded) -> list[tuple[str, str]]:
             ("workload.paired.{blocks,block_s}, workload.paired.{old,new}.blocks",
              "the paired phase's blocks"),
             ("twins.<component>.<phase>.<counter>", "a twin's counters during a phase")]
+    for m in getattr(spec, "monitors", None) or []:
+        from plantstage.spec.monitors import STATS
+
+        unit = f", {m.unit}" if m.unit else ""
+        mp = "{baseline,paired,candidate}"  # one database: the paired phase is not split
+        out.append((f"monitor.{mp}.{m.name}.{{{','.join(STATS)}}}",
+                    f"monitor {m.name}{unit}" + (f" ({m.description})" if m.description
+                                                 else "")))
+        if m.per_tenant:
+            out.append((f"monitor.{mp}.{m.name}.tenant.<tenant>.<stat>", "per tenant"))
+        out.append((f"monitor.{mp}.{m.name}", "time series: every sample"))
     if getattr(spec, "rbac", None) is not None:
         out.append(("rbac.{violations,gained,lost,unenforced,probes}", "RBAC probes and the "
                     "permission diff"))

@@ -5,6 +5,11 @@ which Prometheus metric names cannot. Rather than mangle them, every value is on
 gauge family ``plantstage_signal`` with the exact name in the ``signal`` label, and every
 time-series point a timestamped sample of ``plantstage_series`` — lossless and queryable
 (``plantstage_signal{signal=~"workload.candidate.*p95_ms"}``).
+
+While a load phase runs, the endpoint also serves each business transaction monitor's latest
+value as the gauge ``plantstage_monitor{monitor, phase, unit, tenant}`` (tenant empty for the
+monitor's own value; docs/monitors.md), read from the sources added with
+:meth:`MetricsServer.watch`.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -21,12 +27,23 @@ from plantstage.errors import PlantstageError
 from plantstage.signals.store import SignalStore
 
 
+class GaugeSource(Protocol):
+    """Something with live values to serve: ``(labels, value)`` pairs read on each scrape
+    (plantstage.workload.monitors.MonitorSampler)."""
+
+    def gauges(self) -> list[tuple[dict[str, str], float]]: ...
+
+
+MONITOR_LABELS = ("monitor", "phase", "unit", "tenant")
+
+
 class _StoreCollector:
     """A prometheus_client collector that reads the store on every scrape."""
 
     def __init__(self, store: SignalStore, with_series: bool):
         self.store = store
         self.with_series = with_series
+        self.sources: list[GaugeSource] = []
 
     def collect(self) -> Iterator[Metric]:
         values = GaugeMetricFamily("plantstage_signal", "A value recorded by a plantstage run.",
@@ -42,11 +59,20 @@ class _StoreCollector:
                 for t, v in points:
                     series.add_metric([name], v, timestamp=t)
             yield series
+        if self.sources:
+            monitors = GaugeMetricFamily(
+                "plantstage_monitor", "The latest value of a business transaction monitor.",
+                labels=list(MONITOR_LABELS))
+            for source in list(self.sources):
+                for labels, v in source.gauges():
+                    monitors.add_metric([labels.get(k, "") for k in MONITOR_LABELS], v)
+            yield monitors
 
 
-def _registry(store: SignalStore, with_series: bool) -> CollectorRegistry:
+def _registry(store: SignalStore, with_series: bool,
+              collector: _StoreCollector | None = None) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(_StoreCollector(store, with_series))
+    reg.register(collector or _StoreCollector(store, with_series))
     return reg
 
 
@@ -72,15 +98,24 @@ class MetricsServer:
     """The store served for Prometheus scrapes at ``http://HOST:PORT/metrics`` during a run."""
 
     def __init__(self, store: SignalStore, port: int, host: str = "127.0.0.1"):
+        self._collector = _StoreCollector(store, with_series=False)
         try:
             self._server, self._thread = start_http_server(
-                port, addr=host, registry=_registry(store, with_series=False))
+                port, addr=host, registry=_registry(store, False, self._collector))
         except OSError as exc:
             raise PlantstageError(f"cannot serve metrics: {exc.strerror or exc}",
                                   where=f"{host}:{port}",
                                   hint="choose a free port (workload.metrics_port)") from None
         self.port = self._server.server_address[1]
         self.url = f"http://{host}:{self.port}/metrics"
+
+    def watch(self, source: GaugeSource) -> None:
+        """Also serve ``source``'s live values (``plantstage_monitor``) until :meth:`unwatch`."""
+        self._collector.sources.append(source)
+
+    def unwatch(self, source: GaugeSource) -> None:
+        if source in self._collector.sources:
+            self._collector.sources.remove(source)
 
     def stop(self) -> None:
         self._server.shutdown()

@@ -18,6 +18,7 @@ from plantstage.spec.effects import Effect, check_effects
 from plantstage.spec.gates import Gate, Risk, Scoring, SignoffRole
 from plantstage.spec.isolation import IsolationSpec, Ring, check_rings
 from plantstage.spec.masking import RefreshSpec
+from plantstage.spec.monitors import Monitors
 from plantstage.spec.parity import ParitySpec
 from plantstage.spec.rbac import Audit, Rbac, SecretsScan
 from plantstage.spec.recovery import Recovery, RollbackKind, check_recovery
@@ -472,6 +473,10 @@ class Spec(_Model):
         default_factory=list, description="Exactly-once effects across systems: what a twin "
         "saw acknowledged, sent or received, reconciled with a query on staging (lost and "
         "duplicated ids; docs/effects.md).")
+    monitors: Monitors = Field(
+        default_factory=list, description="Business transaction monitors: read-only SQL on "
+        "staging returning one number (a lag, a backlog's age, failed postings), sampled "
+        "during every load phase as monitor.<phase>.<name>.<stat> signals (docs/monitors.md).")
     rbac: Rbac | None = Field(
         None, description="RBAC probes on the new version and the permission diff "
         "(docs/security.md).")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 
@@ -45,6 +46,32 @@ def _table(snap: dict[str, Any]) -> Table:
     return t
 
 
+def _number(v: float | None, unit: str) -> str:
+    if v is None:
+        return "—"
+    text = f"{v:.0f}" if float(v).is_integer() else f"{v:.2f}"
+    return f"{text} {unit}".rstrip()
+
+
+def _monitors(rows: list[dict[str, Any]]) -> Table:
+    """Business transaction monitors: latest value, the phase's max, failed samples, tenants."""
+    t = Table(title="monitors", title_justify="left")
+    for col in ("monitor", "latest", "max", "errors", "per tenant"):
+        t.add_column(col, justify="left" if col in ("monitor", "per tenant") else "right")
+    for r in rows:
+        tenants = " · ".join(f"{k} {_number(v, '')}" for k, v in sorted(r["tenants"].items()))
+        t.add_row(r["name"], _number(r["value"], r["unit"]), _number(r["max"], r["unit"]),
+                  f"[red]{r['errors']}[/]" if r["errors"] else "0", tenants)
+    return t
+
+
+def _view(snap: dict[str, Any]) -> RenderableType:
+    """The live view: the flows, and the monitors' latest values when the spec has some."""
+    if snap.get("monitors"):
+        return Group(_table(snap), _monitors(snap["monitors"]))
+    return _table(snap)
+
+
 @app.command()
 def load(
     path: Annotated[Path, typer.Argument(help="Spec file or folder.", callback=path_param)]
@@ -78,7 +105,7 @@ def load(
     """
     with Live(console=console, refresh_per_second=4, transient=False) as live:
         def tick(snap: dict[str, Any]) -> None:
-            live.update(_table(snap))
+            live.update(_view(snap))
 
         outcome = load_verb(path, target=target, duration=duration, rate=rate, tenants=tenant,
                             out=out, metrics_port=metrics_port, database_url=database_url,
@@ -87,6 +114,12 @@ def load(
     kinds = {k.rsplit(".", 1)[-1]: int(v) for k, v in s.items() if ".errors." in k}
     if kinds:
         console.print("errors by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
+    if outcome.monitors_skipped:
+        console.print(f"monitors not sampled: {outcome.monitors_skipped} (give --database-url)")
+    for name, m in outcome.monitors.items():
+        if "error" in m:
+            console.print(f"[yellow]monitor {name}: {m.get('errors', 0):.0f} failed samples, "
+                          f"first: {m['error']}[/]")
     if outcome.out is not None:
         console.print(f"signals: {outcome.out / 'signals.csv'}, {outcome.out / 'signals.om.txt'}")
     raise typer.Exit(outcome.exit_code)

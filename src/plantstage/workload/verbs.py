@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from plantstage.errors import SpecError
@@ -17,6 +17,9 @@ class LoadOutcome:
     result: PhaseResult
     store: SignalStore
     out: Path | None
+    #: Per monitor: its stats and first error (MonitorSampler.describe); why none were sampled.
+    monitors: dict = field(default_factory=dict)
+    monitors_skipped: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -36,6 +39,19 @@ def _default_target(loaded) -> str:
     raise SpecError("no workload target: no staging service is bound with a fixed url",
                     where=f"{loaded.path}: environments.staging.bindings",
                     hint="give --target http://HOST:PORT of the running app")
+
+
+def _monitor_database(loaded, database_url: str | None) -> str | None:
+    """Where the monitors read: ``--database-url``, else the staging database's fixed url."""
+    if database_url:
+        return database_url
+    spec = loaded.spec
+    staging = spec.environments["staging"].bindings
+    for name in spec.components_of(ComponentKind.database):
+        b = staging.get(name)
+        if b is not None and b.url and "{" not in b.url:
+            return b.url
+    return None
 
 
 def load(path: str | Path, *, target: str | None = None, duration: float | None = None,
@@ -66,18 +82,45 @@ def load(path: str | Path, *, target: str | None = None, duration: float | None 
     store = SignalStore(out_dir / "signals.sqlite" if out_dir else None)
     wl = loaded.spec.workload
     port = metrics_port if metrics_port is not None else wl.metrics_port
-    server = MetricsServer(store, port) if port is not None else None
+    monitors, skipped = None, None
+    if loaded.spec.monitors:
+        db = _monitor_database(loaded, database_url)
+        if db is None:
+            skipped = "no --database-url and no staging database with a fixed url"
+        else:
+            from plantstage.engines import adapter_for
+            from plantstage.workload.monitors import sampler_for
+
+            monitors = sampler_for(loaded, adapter_for(db).readonly_engine, phase,
+                                   sorted({ln.tenant for ln in lanes}), store)
+            try:
+                monitors.probe()
+            except BaseException:
+                monitors.stop()
+                raise
+    tick = on_tick
+    if monitors is not None and on_tick is not None:
+        def tick(snap: dict) -> None:
+            on_tick({**snap, "monitors": monitors.latest()})
+    server = None
     try:
+        server = MetricsServer(store, port) if port is not None else None
+        if server is not None and monitors is not None:
+            server.watch(monitors)
         result = run_phase(target, wl, [], phase, duration, lanes=lanes, store=store,
-                           database_url=database_url, mqtt_url=mqtt_url, on_tick=on_tick,
-                           rate=rate, data_where=tenant_data_where(loaded))
+                           database_url=database_url, mqtt_url=mqtt_url, on_tick=tick,
+                           rate=rate, data_where=tenant_data_where(loaded),
+                           on_start=monitors.start if monitors is not None else None)
     finally:
+        if monitors is not None:
+            monitors.stop()
         if server is not None:
             server.stop()
     if out_dir is not None:
         (out_dir / "signals.csv").write_text(to_csv(store))
         (out_dir / "signals.om.txt").write_text(to_openmetrics(store))
-    return LoadOutcome(result, store, out_dir)
+    return LoadOutcome(result, store, out_dir,
+                       monitors.describe() if monitors is not None else {}, skipped)
 
 
 def export_signals(run: str | Path, fmt: str = "openmetrics") -> str:

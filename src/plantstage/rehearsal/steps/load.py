@@ -14,6 +14,7 @@ from typing import Any
 
 from plantstage.rehearsal.steps import Step, StepFailed
 from plantstage.workload.engine import CounterProbe, Meter, Paired, describe, run_phase
+from plantstage.workload.monitors import MonitorSampler, sampler_for
 from plantstage.workload.plan import build_lanes, tenant_data_where
 from plantstage.workload.queues import QueueProbe
 
@@ -56,6 +57,28 @@ def cost_probe(ctx) -> CounterProbe | None:
     return make(ctx) if make is not None else None
 
 
+def monitors_for(ctx, phase: str, lanes) -> MonitorSampler | None:
+    """The spec's business transaction monitors on a read-only engine on staging; None when
+    the spec declares none or staging has no database.
+
+    Probed before the baseline, on production's schema: a query that fails there is the
+    spec's mistake, and fails the step naming its file:line before any load. After the
+    migration a failing query may be the release's doing (a renamed column): the phase runs
+    and its failed samples are counted, with the first error in the step's results.
+    """
+    if ctx.staging_db is None:
+        return None
+    sampler = sampler_for(ctx.loaded, ctx.staging_db.readonly_engine, phase,
+                          sorted({ln.tenant for ln in lanes}), ctx.signal_store())
+    if sampler is not None and phase == "baseline":
+        try:
+            sampler.probe()
+        except BaseException:
+            sampler.stop()
+            raise
+    return sampler
+
+
 def meters_for(ctx) -> list[Meter]:
     out: list[Meter] = []
     probe = cost_probe(ctx)
@@ -85,6 +108,7 @@ class _Load(Step):
             return {"skipped": "no workload flows declared"}
         base_url, paired = self.target(ctx)
         store = ctx.signal_store()
+        monitors = monitors_for(ctx, self.phase, lanes)
         server = None
         if wl.metrics_port is not None:
             from plantstage.signals import MetricsServer
@@ -94,6 +118,15 @@ class _Load(Step):
         on_start = (lambda: ts.phase_started(self.phase)) \
             if ts is not None and hasattr(ts, "phase_started") else None
         on_end = ts.phase_ended if on_start is not None else None
+        if monitors is not None:
+            if server is not None:
+                server.watch(monitors)
+            twins_start = on_start
+
+            def on_start() -> None:  # sample from the phase's first iteration on
+                monitors.start()
+                if twins_start is not None:
+                    twins_start()
         try:
             result = run_phase(
                 base_url, wl, [], self.phase, self.duration(ctx), lanes=lanes, store=store,
@@ -103,11 +136,15 @@ class _Load(Step):
                 data_where=tenant_data_where(loaded), version=self.version, paired=paired,
                 meters=meters_for(ctx), on_start=on_start, on_end=on_end)
         finally:
+            if monitors is not None:
+                monitors.stop()  # the phase's monitor.* signals, into the store
             if server is not None:
                 server.stop()
             if on_end is not None and getattr(ts.log, "phase", None) == self.phase:
                 on_end()  # the phase failed before its end: close its fault windows
         out = describe(result)
+        if monitors is not None:
+            out["monitors"] = monitors.describe()
         from plantstage.signals.cost import finish_phase
 
         finish_phase(ctx, self.phase, out)  # late counters, cost.<phase>.unmeasured, report
