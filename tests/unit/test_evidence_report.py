@@ -394,8 +394,12 @@ def test_long_tables_are_folded():
     folded = re.search(r'<details id="fault-timeline">.*?</details>', page, re.S)[0]
     assert "<table>" in folded and "<details id=\"fault-timeline\" open" not in page
     assert re.search(r'<details id="parity-rows"><summary>1 layers, 1 row not the same', page)
-    ev["sections"]["parity"]["blocking"] = 1  # blocking drift: open
-    assert '<details id="parity-rows" open>' in render_report(ev, series=_series())
+    ev["sections"]["parity"]["blocking"] = 1  # blocking drift: open, and ahead of the gates
+    blocked = render_report(ev, series=_series())
+    assert '<details id="parity-rows" open>' in blocked and blocked.count('id="parity"') == 1
+    assert blocked.index('id="verdict">PENDING') < blocked.index('id="parity"') \
+        < blocked.index("<h2>Gates</h2>")
+    assert page.index("<h2>Gates</h2>") < page.index('id="parity"')  # otherwise after them
     steps = page[page.index("<h2>Steps</h2>"):page.index('<table id="steps">')]
     assert "<details open><summary>1 steps, 1 not passed" in steps  # a failed step: open
 
