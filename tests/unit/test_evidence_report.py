@@ -385,6 +385,12 @@ def test_a_go_report_explains_nothing_and_says_how_many_gates_passed():
     ev["verdict"], ev["signoffs"][0]["state"] = "PENDING", "pending"
     page = render_report(ev, series=_series())
     assert "Awaiting signoff from operations plain" in page
+    # a step that failed, leaving the gates without data: the step, not the gates
+    ev["verdict"], ev["gates"][0]["outcome"] = "NO-GO", "inconclusive"
+    ev["run_reasons"] = ["step parity failed: blocking drift: config TZ (critical)"]
+    page = render_report(ev, series=_series())
+    why = re.search(r'<span class="why" id="verdict-why">(.*?)</span>', page, re.S)[1]
+    assert why == "step parity failed: blocking drift: config TZ (critical)"
 
 
 def test_long_tables_are_folded():
