@@ -308,7 +308,8 @@ def interval_chart(effect: float | None, low: float | None, high: float | None,
 
 RW = 680
 _EVENT_COLORS = {"failure": "#b3261e", "decision": "#8a5a00", "backup taken": "#2f6db5",
-                 "restore": "#d9730d", "replay": "#6a3fa0", "reconciled": "#1b7f3b"}
+                 "switch": "#2f6db5", "restore": "#d9730d", "downgrade": "#d9730d",
+                 "replay": "#6a3fa0", "serving": "#1b7f3b", "reconciled": "#1b7f3b"}
 
 
 def recovery_chart(timeline: list[dict[str, Any]], objectives: Mapping[str, Any] | None = None,
@@ -355,7 +356,8 @@ def recovery_chart(timeline: list[dict[str, Any]], objectives: Mapping[str, Any]
     rows = len(events) + (1 if rto is not None or rto_m is not None else 0) \
         + (1 if rpo is not None or rpo_lost is not None else 0)
     axis_y = 22 + lane * len(events)
-    height = axis_y + 34 + lane * (rows - len(events)) + 4
+    obj_h = lane + 12  # an objective's bar, and its words under it
+    height = axis_y + 34 + obj_h * (rows - len(events)) + 4
 
     def X(x: float) -> float:
         return left + (right - left) * (min(max(x0, x), x_end) - x0) / (x_end - x0)
@@ -409,9 +411,8 @@ def recovery_chart(timeline: list[dict[str, Any]], objectives: Mapping[str, Any]
             f"measured {rto_m:g} s" if rto_m is not None else "",
             f"target ≤ {rto:g} s" + (" (off scale →)" if off_scale else "")
             if rto is not None else "") if p)
-        out.append(f'<text x="{right}" y="{y + 11}" text-anchor="end" class="ax">'
-                   f"{escape(label)}</text>")
-        y += lane
+        out.append(f'<text x="{left}" y="{y + lane + 9}" class="ax">{escape(label)}</text>')
+        y += obj_h
     if rpo is not None or rpo_lost is not None:
         scale = max(rpo or 0, rpo_lost or 0, 1)
         over = rpo is not None and rpo_lost is not None and rpo_lost > rpo
@@ -429,7 +430,6 @@ def recovery_chart(timeline: list[dict[str, Any]], objectives: Mapping[str, Any]
         label = " · ".join(p for p in (
             f"lost {rpo_lost:g}" if rpo_lost is not None else "",
             f"allowed ≤ {rpo:g}" if rpo is not None else "") if p) + " records"
-        out.append(f'<text x="{right}" y="{y + 11}" text-anchor="end" class="ax">'
-                   f"{escape(label)}</text>")
+        out.append(f'<text x="{left}" y="{y + lane + 9}" class="ax">{escape(label)}</text>')
     out.append("</svg>")
     return "".join(out)
