@@ -138,6 +138,13 @@ def _check_first_screen(driver, page: Path, verdict: str, shots: Path, name: str
             assert len(m["gateRows"]) > 10  # the demo's gates and the header
             low = [g for g in m["gateRows"] if g["bottom"] > m["innerHeight"]]
             assert not low, (name, f"{len(low)} gate rows below the first screen")
+        # … nor when every folded table is opened.
+        driver.execute_script("document.querySelectorAll('details').forEach(d => d.open = true)")
+        opened = driver.execute_script(RECTS)
+        assert next(t for t in opened["tables"] if t["id"] == "parity")["height"] > 0
+        assert opened["scrollWidth"] <= opened["innerWidth"], (name, width, "opened")
+        wide = [t for t in opened["tables"] if t["right"] > opened["innerWidth"] + 0.5]
+        assert not wide, (name, width, "opened", wide)
         # The banner is in its colour in the screenshot, at the top.
         img = Image.open(shot).convert("RGB")
         top = int(m["verdict"]["top"]) + 4

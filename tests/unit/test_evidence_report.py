@@ -385,6 +385,12 @@ def test_a_go_report_explains_nothing_and_says_how_many_gates_passed():
     ev["verdict"], ev["signoffs"][0]["state"] = "PENDING", "pending"
     page = render_report(ev, series=_series())
     assert "Awaiting signoff from operations plain" in page
+    # a step that failed, leaving the gates without data: the step, not the gates
+    ev["verdict"], ev["gates"][0]["outcome"] = "NO-GO", "inconclusive"
+    ev["run_reasons"] = ["step parity failed: blocking drift: config TZ (critical)"]
+    page = render_report(ev, series=_series())
+    why = re.search(r'<span class="why" id="verdict-why">(.*?)</span>', page, re.S)[1]
+    assert why == "step parity failed: blocking drift: config TZ (critical)"
 
 
 def test_long_tables_are_folded():
@@ -394,8 +400,12 @@ def test_long_tables_are_folded():
     folded = re.search(r'<details id="fault-timeline">.*?</details>', page, re.S)[0]
     assert "<table>" in folded and "<details id=\"fault-timeline\" open" not in page
     assert re.search(r'<details id="parity-rows"><summary>1 layers, 1 row not the same', page)
-    ev["sections"]["parity"]["blocking"] = 1  # blocking drift: open
-    assert '<details id="parity-rows" open>' in render_report(ev, series=_series())
+    ev["sections"]["parity"]["blocking"] = 1  # blocking drift: open, and ahead of the gates
+    blocked = render_report(ev, series=_series())
+    assert '<details id="parity-rows" open>' in blocked and blocked.count('id="parity"') == 1
+    assert blocked.index('id="verdict">PENDING') < blocked.index('id="parity"') \
+        < blocked.index("<h2>Gates</h2>")
+    assert page.index("<h2>Gates</h2>") < page.index('id="parity"')  # otherwise after them
     steps = page[page.index("<h2>Steps</h2>"):page.index('<table id="steps">')]
     assert "<details open><summary>1 steps, 1 not passed" in steps  # a failed step: open
 
@@ -410,9 +420,9 @@ def _drilled(results: dict[str, Any]) -> dict[str, Any]:
 
 
 TIMELINE = [{"event": "backup taken", "start": 0.0, "seconds": 1.5},
-            {"event": "failure", "start": 10.0, "seconds": None},
-            {"event": "restore", "start": 12.0, "seconds": 6.0},
-            {"event": "reconciled", "start": 18.0}]
+            {"event": "failure", "start": 2.0, "seconds": None},
+            {"event": "restore", "start": 4.0, "seconds": 6.0},
+            {"event": "reconciled", "start": 10.0}]
 
 
 def test_recovery_timeline_draws_events_and_objectives():
@@ -435,6 +445,35 @@ def test_recovery_timeline_draws_events_and_objectives():
     assert "measured 8 s · target ≤ 5 s" in svg and "lost 1 · allowed ≤ 2 records" in svg
     assert "RTO 8 s measured against 5 s · RPO 1 lost against 2 allowed" in page
     assert "A-1, A-2" in page
+
+
+def test_recovery_timeline_zooms_on_the_recovery_and_marks_a_far_target_off_scale():
+    """A drill as the rollback step records it: the failure long after the backup, an RTO
+    target fifty times the recovery. The axis starts shortly before the failure; the target is
+    named, off scale, instead of squeezing the recovery into the left tenth."""
+    from plantstage.evidence.charts import recovery_chart
+
+    timeline = [{"event": "backup taken", "start": 0.0, "seconds": 1.3},
+                {"event": "failure", "start": 29.15, "seconds": None},
+                {"event": "decision", "start": 29.15, "seconds": 0.013},
+                {"event": "switch", "start": 29.16, "seconds": 1.83},
+                {"event": "downgrade", "start": 32.19, "seconds": 1.99},
+                {"event": "serving", "start": 35.58, "seconds": None},
+                {"event": "reconciled", "start": 35.58, "seconds": 0.12}]
+    svg = recovery_chart(timeline, {"rto_seconds": 300.0, "rto_measured": 6.54,
+                                    "rpo_target": 0, "rpo_lost": 0})
+    assert "target ≤ 300 s (off scale →)" in svg and 'class="rto-target"' not in svg
+    assert "seconds since the backup was taken (axis from 28 s)" in svg
+    xs = {t: float(x) for x, t in re.findall(
+        r'<rect class="event" x="([\d.]+)"[^>]*><title>([^:]+):', svg)}
+    assert xs["backup taken"] == 130  # before the axis: at its left edge
+    assert xs["downgrade"] - xs["switch"] > 100  # three seconds are wide enough to read
+    rto = re.search(r'<rect class="rto-measured" x="([\d.]+)"[^>]*width="([\d.]+)"', svg)
+    assert float(rto[1]) + float(rto[2]) <= RW_RIGHT
+    assert "nan" not in svg and "inf" not in svg
+
+
+RW_RIGHT = 660  # recovery_chart's right edge (680 wide, 20 padding)
 
 
 @pytest.mark.parametrize("results", [

@@ -64,6 +64,16 @@ def _nice_max(v: float) -> float:
     return 10 * mag
 
 
+def _nice_step(raw: float) -> float:
+    """The smallest round step (1, 2, 2.5, 5 × 10^k) not under ``raw``."""
+    import math
+
+    if raw <= 0:
+        return 1.0
+    mag = 10 ** math.floor(math.log10(raw))
+    return next(m * mag for m in (1, 2, 2.5, 5, 10) if raw <= m * mag)
+
+
 def _ticks(y_max: float) -> int:
     """How many steps divide the axis into round numbers (5 → 5 steps of 1, not 4 of 1.25)."""
     import math
@@ -298,7 +308,8 @@ def interval_chart(effect: float | None, low: float | None, high: float | None,
 
 RW = 680
 _EVENT_COLORS = {"failure": "#b3261e", "decision": "#8a5a00", "backup taken": "#2f6db5",
-                 "restore": "#d9730d", "replay": "#6a3fa0", "reconciled": "#1b7f3b"}
+                 "switch": "#2f6db5", "restore": "#d9730d", "downgrade": "#d9730d",
+                 "replay": "#6a3fa0", "serving": "#1b7f3b", "reconciled": "#1b7f3b"}
 
 
 def recovery_chart(timeline: list[dict[str, Any]], objectives: Mapping[str, Any] | None = None,
@@ -326,17 +337,30 @@ def recovery_chart(timeline: list[dict[str, Any]], objectives: Mapping[str, Any]
     failure = next((st for ev, st, _ in events if ev == "failure"), 0.0)
     rto, rto_m = fnum(o.get("rto_seconds")), fnum(o.get("rto_measured"))
     rpo, rpo_lost = fnum(o.get("rpo_target")), fnum(o.get("rpo_lost"))
+    # The axis spans the events and the measured RTO. A target far beyond them is drawn at the
+    # right edge as "off scale" rather than squeezing the recovery into a corner; when the
+    # failure came long after the backup, the axis starts shortly before the failure (the
+    # earlier events sit at the left edge, their times in their titles).
     ends = [st + (d or 0) for _, st, d in events]
-    ends += [failure + v for v in (rto, rto_m) if v is not None]
-    x_max = _nice_max(max([*ends, 1.0]))
+    ends += [failure + rto_m] if rto_m is not None else []
+    x_end = max([*ends, 1.0])
+    if rto is not None and failure + rto <= 1.5 * x_end:
+        x_end = max(x_end, failure + rto)
+    x0 = 0.0
+    if failure > 0.5 * x_end:
+        x0 = max(0.0, failure - 0.15 * (x_end - failure))
+    step = _nice_step((x_end - x0) / 5)
+    x0 = math.floor(x0 / step) * step
+    x_end = math.ceil(x_end / step) * step
     left, right, lane = 130, RW - 20, 18
     rows = len(events) + (1 if rto is not None or rto_m is not None else 0) \
         + (1 if rpo is not None or rpo_lost is not None else 0)
     axis_y = 22 + lane * len(events)
-    height = axis_y + 34 + lane * (rows - len(events)) + 4
+    obj_h = lane + 12  # an objective's bar, and its words under it
+    height = axis_y + 34 + obj_h * (rows - len(events)) + 4
 
     def X(x: float) -> float:
-        return left + (right - left) * max(0.0, x) / x_max
+        return left + (right - left) * (min(max(x0, x), x_end) - x0) / (x_end - x0)
 
     title = "Recovery timeline" + (f" ({kind})" if kind else "")
     out = [f'<svg class="chart recovery" id="{escape(chart_id)}" data-events="{len(events)}" '
@@ -360,14 +384,15 @@ def recovery_chart(timeline: list[dict[str, Any]], objectives: Mapping[str, Any]
                        f'fill="{color}"><title>{escape(tip)}</title></path>')
     # the time axis, seconds since the backup
     out.append(f'<line x1="{left}" x2="{right}" y1="{axis_y}" y2="{axis_y}" stroke="#9aa0ad"/>')
-    n_ticks = _ticks(x_max)
-    for i in range(n_ticks + 1):
-        t = x_max * i / n_ticks
+    t = x0
+    while t <= x_end + 1e-9:
         out.append(f'<line x1="{X(t):.1f}" x2="{X(t):.1f}" y1="{axis_y}" y2="{axis_y + 4}" '
                    f'stroke="#9aa0ad"/><text x="{X(t):.1f}" y="{axis_y + 15}" '
                    f'text-anchor="middle" class="ax">{_fmt(t)}</text>')
+        t += step
     out.append(f'<text x="{(left + right) / 2:.0f}" y="{axis_y + 28}" text-anchor="middle" '
-               'class="ax">seconds since the backup was taken</text>')
+               'class="ax">seconds since the backup was taken'
+               f'{f" (axis from {_fmt(x0)} s)" if x0 else ""}</text>')
     y = axis_y + 34
     if rto is not None or rto_m is not None:
         over = rto is not None and rto_m is not None and rto_m > rto
@@ -377,16 +402,17 @@ def recovery_chart(timeline: list[dict[str, Any]], objectives: Mapping[str, Any]
                        f'width="{max(X(failure + rto_m) - X(failure), 2):.1f}" '
                        f'height="{lane - 6}" fill="{"#b3261e" if over else "#1b7f3b"}">'
                        f"<title>measured {rto_m:g} s</title></rect>")
-        if rto is not None:
+        off_scale = rto is not None and failure + rto > x_end
+        if rto is not None and not off_scale:
             xt = X(failure + rto)
             out.append(f'<line class="rto-target" x1="{xt:.1f}" x2="{xt:.1f}" y1="{y}" '
                        f'y2="{y + lane}" stroke="#1d2430" stroke-width="2"/>')
         label = " · ".join(p for p in (
             f"measured {rto_m:g} s" if rto_m is not None else "",
-            f"target ≤ {rto:g} s" if rto is not None else "") if p)
-        out.append(f'<text x="{right}" y="{y + 11}" text-anchor="end" class="ax">'
-                   f"{escape(label)}</text>")
-        y += lane
+            f"target ≤ {rto:g} s" + (" (off scale →)" if off_scale else "")
+            if rto is not None else "") if p)
+        out.append(f'<text x="{left}" y="{y + lane + 9}" class="ax">{escape(label)}</text>')
+        y += obj_h
     if rpo is not None or rpo_lost is not None:
         scale = max(rpo or 0, rpo_lost or 0, 1)
         over = rpo is not None and rpo_lost is not None and rpo_lost > rpo
@@ -404,7 +430,6 @@ def recovery_chart(timeline: list[dict[str, Any]], objectives: Mapping[str, Any]
         label = " · ".join(p for p in (
             f"lost {rpo_lost:g}" if rpo_lost is not None else "",
             f"allowed ≤ {rpo:g}" if rpo is not None else "") if p) + " records"
-        out.append(f'<text x="{right}" y="{y + 11}" text-anchor="end" class="ax">'
-                   f"{escape(label)}</text>")
+        out.append(f'<text x="{left}" y="{y + lane + 9}" class="ax">{escape(label)}</text>')
     out.append("</svg>")
     return "".join(out)

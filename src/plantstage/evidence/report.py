@@ -319,8 +319,9 @@ def _why(evidence: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     run = evidence.get("run_reasons") or []
     bad = [r for r in rows if r["g"].get("outcome") in ("fail", "inconclusive")]
     n = len(rows)
-    if verdict == "NO-GO" and run and not bad:
-        return str(run[0])
+    # A failed gate says most; a step that failed comes before the gates it left without data.
+    if verdict == "NO-GO" and run and not any(r["g"].get("outcome") == "fail" for r in bad):
+        return str(run[0]) + (f" (+{len(run) - 1} more)" if len(run) > 1 else "")
     if verdict in ("NO-GO", "INCONCLUSIVE") and bad:
         first = bad[0]
         name = first["g"].get("name", "")
