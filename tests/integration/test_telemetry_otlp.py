@@ -191,6 +191,18 @@ def test_an_interrupted_rehearsal_still_delivers_its_trace(short_plant, tmp_path
     assert len({s.trace_id for s in spans.values()}) == 1
 
 
+def test_a_bad_protocol_is_bad_input_before_anything_runs(production_db, tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("rehearse", str(EXAMPLE), "--release", "1.1.0", "--out", str(out),
+                env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+                     "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "error: OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' is not an OTLP protocol plantstage "
+        "can send (hint: grpc or http/protobuf (unset: grpc))"]
+    assert not out.exists()
+
+
 class _HttpReceiver(BaseHTTPRequestHandler):
     received: list[trace_service_pb2.ExportTraceServiceRequest] = []
 
