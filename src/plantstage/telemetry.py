@@ -94,8 +94,8 @@ def _protocol(signal: str) -> str:
     name = var if os.environ.get(var, "").strip() else "OTEL_EXPORTER_OTLP_PROTOCOL"
     value = os.environ.get(name, "").strip() or "grpc"
     if value not in _PROTOCOLS:
-        raise PlantstageError(f"{name}={value!r} is not an OTLP protocol plantstage can send",
-                              where=name, hint="use grpc or http/protobuf (or unset it: grpc)")
+        raise PlantstageError(f"{value!r} is not an OTLP protocol plantstage can send",
+                              where=name, hint="grpc or http/protobuf (unset: grpc)")
     return value
 
 
@@ -131,7 +131,7 @@ def _iterations_per_s() -> float:
     except ValueError:
         value = -1.0
     if not value >= 0:
-        raise PlantstageError(f"{ITERATIONS_ENV}={raw!r} is not a number ≥ 0",
+        raise PlantstageError(f"{raw!r} is not a number ≥ 0",
                               where=ITERATIONS_ENV, hint="iteration spans per second and "
                               f"phase (default {DEFAULT_ITERATIONS_PER_S:g}; 0: none)")
     return value

@@ -107,6 +107,27 @@ def test_a_rehearsal_delivers_its_trace_to_an_otlp_receiver(short_plant, tmp_pat
                 env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
                      "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_SERVICE_NAME": "rehearsals"})
     assert r.returncode in (0, 1, 3, 5), r.stdout[-3000:] + r.stderr[-3000:]
+    _assert_one_trace_per_rehearsal(receiver, out, "rehearsals", "1.1.0")
+
+
+@pytest.mark.slow
+def test_the_mixing_plant_s_rehearsal_too(tmp_path, otlp_grpc):
+    """The second example (Flask, plain SQL, its own venv per release), configured with the
+    per-signal endpoint variables: the same trace shape, nothing app-specific in it."""
+    from tests.examples.mixing_plant import EXAMPLE as MIXING
+
+    endpoint, receiver = otlp_grpc
+    out = tmp_path / "run"
+    r = run_cli("rehearse", str(MIXING), "--release", "2.1.0", "--out", str(out),
+                env={"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint,
+                     "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": endpoint,
+                     "PYTHONDONTWRITEBYTECODE": "1"}, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    _assert_one_trace_per_rehearsal(receiver, out, "plantstage", "2.1.0")
+
+
+def _assert_one_trace_per_rehearsal(receiver: _Receiver, out: Path, service: str,
+                                    version: str) -> None:
     ledger = read_run(out / "ledger.sqlite")
     steps = [s["name"] for s in ledger["steps"]]
 
@@ -118,9 +139,9 @@ def test_a_rehearsal_delivers_its_trace_to_an_otlp_receiver(short_plant, tmp_pat
     root = roots[0]
     ra = _attrs(root)
     assert ra["plantstage.run_id"] == ledger["run"]["run_id"]
-    assert ra["plantstage.release.version"] == "1.1.0"
+    assert ra["plantstage.release.version"] == version
     assert ra["plantstage.verdict"] == ledger["run"]["verdict"]
-    assert {res["service.name"] for res, _ in spans} == {"rehearsals"}
+    assert {res["service.name"] for res, _ in spans} == {service}
 
     by_id = {s.span_id: s for _, s in spans}
     step_spans = {s.name: s for s in by_id.values() if s.parent_span_id == root.span_id}
@@ -168,6 +189,18 @@ def test_an_interrupted_rehearsal_still_delivers_its_trace(short_plant, tmp_path
     assert _attrs(step)["plantstage.step.status"] == "interrupted" and step.status.code == 2
     assert "paired-load" not in spans  # not run: no span
     assert len({s.trace_id for s in spans.values()}) == 1
+
+
+def test_a_bad_protocol_is_bad_input_before_anything_runs(production_db, tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("rehearse", str(EXAMPLE), "--release", "1.1.0", "--out", str(out),
+                env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+                     "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "error: OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' is not an OTLP protocol plantstage "
+        "can send (hint: grpc or http/protobuf (unset: grpc))"]
+    assert not out.exists()
 
 
 class _HttpReceiver(BaseHTTPRequestHandler):

@@ -603,9 +603,10 @@ async def _run(base_url: str, workload: Workload, lanes: list[Lane], phase: str,
                             points[f"{p}.p95_ms"] = win.p95_ms()
                         win.reset()
                     store.points(points)
-                    if trace is not None:
-                        trace.run.points(points)
+                    if run_telemetry is not None:  # live points as OTLP metrics
+                        run_telemetry.points(points)
 
+        run_telemetry = telemetry.current()
         tick = asyncio.create_task(ticker())
         bounds = asyncio.create_task(boundaries()) if paired is not None and meters else None
         try:
