@@ -102,12 +102,16 @@ def test_junit_one_case_per_gate():
                     {"name": "b", "outcome": "fail", "value": 2.0, "threshold": "≤ 1",
                      "cause": "bad", "reason": "b = 2"},
                     {"name": "c", "outcome": "inconclusive", "value": None, "threshold": "",
-                     "reason": "no data for x"}]}
+                     "reason": "no data for x"},
+                    {"name": "d", "outcome": "n/a", "value": None, "threshold": "",
+                     "reason": "recreate runs one version at a time"}]}
     root = ET.fromstring(to_junit(ev))
-    assert root.get("tests") == "3" and root.get("failures") == "1" and root.get("errors") == "1"
+    assert root.get("tests") == "4" and root.get("failures") == "1" and root.get("errors") == "1"
+    assert root.get("skipped") == "1"
     cases = {c.get("name"): c for c in root.iter("testcase")}
     assert cases["b"].find("failure").get("message") == "bad; b = 2"
     assert cases["c"].find("error") is not None and cases["a"].find("failure") is None
+    assert cases["d"].find("skipped").get("message") == "recreate runs one version at a time"
 
 
 def test_charts_overlay_phases_with_faults():

@@ -1,7 +1,8 @@
 """``junit.xml``: one test case per gate, so CI systems show gates as tests.
 
 pass → passed; warn and waived → passed with the reason in ``system-out``; fail → ``failure``;
-inconclusive → ``error`` (no data is not a pass, and not a measured failure either).
+inconclusive → ``error`` (no data is not a pass, and not a measured failure either); n/a (a
+gate the release's strategy cannot exercise, docs/strategies.md) → ``skipped`` with its reason.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def to_junit(evidence: dict[str, Any]) -> str:
         "tests": str(len(gates)),
         "failures": str(sum(g["outcome"] == "fail" for g in gates)),
         "errors": str(sum(g["outcome"] == "inconclusive" for g in gates)),
-        "skipped": "0",
+        "skipped": str(sum(g["outcome"] == "n/a" for g in gates)),
         "timestamp": _iso(evidence.get("judged_at") or evidence.get("ended_at")),
     })
     props = ET.SubElement(suite, "properties")
@@ -50,6 +51,8 @@ def to_junit(evidence: dict[str, Any]) -> str:
             el = ET.SubElement(case, "error", {"message": g.get("reason") or "no data",
                                                "type": "inconclusive"})
             el.text = detail
+        elif g["outcome"] == "n/a":
+            ET.SubElement(case, "skipped", {"message": g.get("reason") or "not applicable"})
         else:
             out = ET.SubElement(case, "system-out")
             out.text = f"{g['outcome']}: {detail}" + (f"; {text}" if g["outcome"] != "pass"
