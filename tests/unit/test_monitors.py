@@ -171,8 +171,10 @@ def test_the_query_for_the_database_in_use(tmp_path):
     s.probe()
     s.stop()
     only_pg = Monitor(name="clock", query={"postgresql": "SELECT 1"})
-    with pytest.raises(MonitorError, match="no query for sqlite"):
+    with pytest.raises(MonitorError) as exc:
         MonitorSampler([only_pg], _engine(url), phase="load", wheres={"clock": "x.yaml:3"})
+    assert exc.value.one_line() == ("x.yaml:3: monitor 'clock' has no query for sqlite "
+                                    "(hint: add a 'sqlite' or 'default' query)")
 
 
 _MONITORS = """\

@@ -110,9 +110,10 @@ class MonitorSampler:
         for m in self.monitors:
             q = m.query_for(dialect)
             if q is None:
+                engine.dispose()
                 raise MonitorError(f"monitor '{m.name}' has no query for {dialect}",
                                    where=self.wheres.get(m.name),
-                                   hint="add a '{dialect}' or 'default' query")
+                                   hint=f"add a '{dialect}' or 'default' query")
             self._sql[m.name] = sa.text(q)
         self._tracks: dict[tuple[str, str | None], _Track] = {}
         self._first_error: dict[str, str] = {}
