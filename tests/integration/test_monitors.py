@@ -90,9 +90,10 @@ def test_a_failing_monitor_query_is_one_line_naming_its_place(plant, tmp_path): 
     base, db_url = plant
     spec = sample_plant_copy(tmp_path / "copy")
     text = (EXAMPLE / "plantstage.yaml").read_text()
-    spec.write_text(text.replace("GROUP BY p.message_id HAVING", "GROUP BY p.msg_id HAVING"))
+    assert text.count("q.message_id = p.message_id") == 1
+    spec.write_text(text.replace("q.message_id = p.message_id", "q.msg_id = p.message_id"))
     line = next(i for i, ln in enumerate(spec.read_text().splitlines(), 1)
-                if "- name: posting-failures" in ln)
+                if "- name: posting-failures" in ln) + 5  # its query: (after a comment)
     r = run_cli("load", str(spec.parent), "--target", base, "--duration", "1",
                 "--tenant", "bluechem-process", "--database-url", db_url)
     assert r.returncode == 2, r.stdout + r.stderr
@@ -100,4 +101,4 @@ def test_a_failing_monitor_query_is_one_line_naming_its_place(plant, tmp_path): 
     assert "monitor 'posting-failures': its query failed on staging" in r.stderr
     assert "msg_id" in r.stderr
     where = r.stderr.split(": monitor")[0]
-    assert where.endswith("plantstage.yaml:" + str(line + 4)), r.stderr  # its query's line
+    assert where.endswith(f"plantstage.yaml:{line}"), r.stderr

@@ -171,8 +171,10 @@ def test_the_query_for_the_database_in_use(tmp_path):
     s.probe()
     s.stop()
     only_pg = Monitor(name="clock", query={"postgresql": "SELECT 1"})
-    with pytest.raises(MonitorError, match="no query for sqlite"):
+    with pytest.raises(MonitorError) as exc:
         MonitorSampler([only_pg], _engine(url), phase="load", wheres={"clock": "x.yaml:3"})
+    assert exc.value.one_line() == ("x.yaml:3: monitor 'clock' has no query for sqlite "
+                                    "(hint: add a 'sqlite' or 'default' query)")
 
 
 _MONITORS = """\
@@ -319,3 +321,30 @@ def test_the_rehearsal_probes_before_the_baseline_only(tmp_path):
     assert out["monitor.candidate.renamed.errors"] >= 1
     assert out["monitor.candidate.renamed.samples"] == 0
     assert "no such column: gone" in sampler.describe()["renamed"]["error"]
+
+
+def test_on_postgresql_the_dialects_query_runs_read_only(pg_database):
+    import sqlalchemy as sa
+
+    rw = sa.create_engine(pg_database.replace("postgresql://", "postgresql+psycopg://"))
+    with rw.begin() as c:
+        c.execute(sa.text("CREATE TABLE backlog (id INT PRIMARY KEY, created TIMESTAMP)"))
+        c.execute(sa.text("INSERT INTO backlog VALUES (1, now() - INTERVAL '3 seconds')"))
+    rw.dispose()
+    age = Monitor(name="age", every=0.2, query={
+        "sqlite": "SELECT 0",
+        "postgresql": "SELECT EXTRACT(EPOCH FROM now() - MIN(created)) FROM backlog"})
+    sampler = MonitorSampler([age], _engine(pg_database), phase="candidate")
+    sampler.probe()
+    sampler.start()
+    _wait(lambda: sampler.latest()[0]["value"] is not None, "a first sample")
+    out = sampler.stop()
+    assert out["monitor.candidate.age.max"] >= 3.0
+    # The session itself refuses writes (default_transaction_read_only).
+    writes = Monitor(name="w", query="WITH x AS (DELETE FROM backlog RETURNING 1) "
+                     "SELECT COUNT(*) FROM x")
+    bad = MonitorSampler([writes], _engine(pg_database), phase="candidate",
+                         wheres={"w": "plantstage.yaml:9"})
+    with pytest.raises(MonitorError, match="read-only transaction"):
+        bad.probe()
+    bad.stop()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from plantstage.errors import SpecError
 from plantstage.gates.cel import GATE_FUNCTIONS, CelSyntaxError, compile_expr, signal_refs
+from plantstage.spec.monitors import STATS as MONITOR_STATS
 
 PHASES = ("baseline", "paired", "candidate")
 #: Phases a monitor is sampled in: the rehearsal's, and ``load`` (``plantstage load``).
@@ -66,8 +67,6 @@ class Catalogue:
 
     def monitor_problem(self, parts: list[str]) -> str | None:
         """``monitor.<phase>.<monitor>.<stat>`` (``….tenant.<tenant>.<stat>`` per tenant)."""
-        from plantstage.spec.monitors import STATS
-
         form = f"monitor signals are monitor.<{'|'.join(MONITOR_PHASES)}>.<monitor>.<stat>"
         if len(parts) < 4 or parts[1] not in MONITOR_PHASES:
             return form
@@ -77,9 +76,9 @@ class Catalogue:
         rest = parts[3:]
         if rest[0] == "tenant" and self.monitors[parts[2]] and len(rest) >= 3:
             rest = rest[-1:]  # a tenant code may hold dots
-        if len(rest) == 1 and rest[0] in STATS:
+        if len(rest) == 1 and rest[0] in MONITOR_STATS:
             return None
-        return f"{form}, stat one of {', '.join(STATS)}"
+        return f"{form}, stat one of {', '.join(MONITOR_STATS)}"
 
     def problem(self, name: str) -> str | None:
         """Why ``name`` cannot be a signal of this spec (None if it can)."""
@@ -176,11 +175,9 @@ def signal_catalogue(loaded) -> list[tuple[str, str]]:
              "the paired phase's blocks"),
             ("twins.<component>.<phase>.<counter>", "a twin's counters during a phase")]
     for m in getattr(spec, "monitors", None) or []:
-        from plantstage.spec.monitors import STATS
-
         unit = f", {m.unit}" if m.unit else ""
         mp = "{baseline,paired,candidate}"  # one database: the paired phase is not split
-        out.append((f"monitor.{mp}.{m.name}.{{{','.join(STATS)}}}",
+        out.append((f"monitor.{mp}.{m.name}.{{{','.join(MONITOR_STATS)}}}",
                     f"monitor {m.name}{unit}" + (f" ({m.description})" if m.description
                                                  else "")))
         if m.per_tenant:

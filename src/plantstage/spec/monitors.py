@@ -103,13 +103,3 @@ def _unique(monitors: list[Monitor]) -> list[Monitor]:
 
 #: The spec's ``monitors:`` field type (names unique).
 Monitors = Annotated[list[Monitor], AfterValidator(_unique)]
-
-
-def monitor_signals(m: Monitor, phase: str = "<phase>") -> dict[str, str]:
-    """The signals one monitor records in a phase, and what they mean."""
-    unit = f" ({m.unit})" if m.unit else ""
-    out = {f"monitor.{phase}.{m.name}.{stat}": f"{m.description or m.name}{unit}: {meaning}"
-           for stat, meaning in STATS.items()}
-    if m.per_tenant:
-        out[f"monitor.{phase}.{m.name}.tenant.<tenant>.<stat>"] = "the same, per tenant"
-    return out

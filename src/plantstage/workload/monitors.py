@@ -110,9 +110,10 @@ class MonitorSampler:
         for m in self.monitors:
             q = m.query_for(dialect)
             if q is None:
+                engine.dispose()
                 raise MonitorError(f"monitor '{m.name}' has no query for {dialect}",
                                    where=self.wheres.get(m.name),
-                                   hint="add a '{dialect}' or 'default' query")
+                                   hint=f"add a '{dialect}' or 'default' query")
             self._sql[m.name] = sa.text(q)
         self._tracks: dict[tuple[str, str | None], _Track] = {}
         self._first_error: dict[str, str] = {}
@@ -138,8 +139,9 @@ class MonitorSampler:
         params = {"tenant": tenant} if tenant is not None else {}
         return _number([tuple(r) for r in conn.execute(self._sql[m.name], params).fetchall()])
 
-    def _sample(self, m: Monitor) -> None:
-        """Sample one monitor (every tenant in one connection); failures are counted."""
+    def _sample(self, m: Monitor) -> float | None:
+        """Sample one monitor (every tenant); its value now (None: failed, or no value).
+        Failures are counted."""
         values: dict[str | None, float | None] = {}
         failed: str | None = None
         try:
@@ -160,14 +162,13 @@ class MonitorSampler:
             if failed is not None:
                 self._track(m.name, None).errors += 1
                 self._first_error.setdefault(m.name, failed)
-                return
+                return None
             for t, v in values.items():
                 if t is not None:
                     self._track(m.name, t).add(v)
             combined = self._combine(m, values)
             self._track(m.name, None).add(combined)
-        if self.store is not None and combined is not None:
-            self.store.points({f"monitor.{self.phase}.{m.name}": combined})
+        return combined
 
     @staticmethod
     def _combine(m: Monitor, values: dict[str | None, float | None]) -> float | None:
@@ -211,14 +212,21 @@ class MonitorSampler:
     def _loop(self) -> None:
         due = {m.name: self._clock() for m in self.monitors}
         while not self._stop.is_set():
+            points: dict[str, float] = {}
             for m in self.monitors:
                 if self._clock() >= due[m.name]:
-                    self._sample(m)
+                    v = self._sample(m)
+                    if v is not None:
+                        points[f"monitor.{self.phase}.{m.name}"] = v
                     # The next sample on the interval's grid, skipping missed slots (a slow
                     # query delays the monitor, it never makes samples bunch up).
                     due[m.name] += m.every
                     if due[m.name] <= self._clock():
                         due[m.name] = self._clock() + m.every
+            if points and self.store is not None:
+                # One write per round, not per monitor: the store commits each write, under
+                # the lock the load's own time series need too.
+                self.store.points(points)
             self._stop.wait(max(0.0, min(due.values()) - self._clock()))
 
     def stop(self) -> dict[str, float]:
