@@ -304,9 +304,11 @@ class RollbackDrill(Step):
         if loss["problems"]:
             problems.append(f"data lost on {kind.value}: "
                             + "; ".join(p["message"] for p in loss["problems"]))
-        if effects.get("lost"):
+        # Without a declared RPO none may be lost; within a declared one, the ids are still
+        # listed in the evidence.
+        rpo = objective.rpo if objective.rpo is not None else 0
+        if effects.get("lost") and effects["lost"] > rpo:
             shown = ", ".join(lost_ids[:10]) + (" …" if len(lost_ids) > 10 else "")
-            rpo = objective.rpo if objective.rpo is not None else 0
             problems.append(f"{effects['lost']} acknowledged business effect(s) lost after "
                             f"the {kind.value} (RPO {rpo}): {shown}")
         if effects.get("duplicated"):
