@@ -256,7 +256,9 @@ class RollbackDrill(Step):
         if ctx.staging_db is None or ctx.backup_snapshot is None:
             return {"skipped": "nothing was changed yet"}
         kind = ctx.release.rollback_kind()
-        backup_at, backup_s = _backup_times(ctx)
+        backup_at, step_s = _backup_times(ctx)
+        # The backup itself (its step may also verify it: that is not part of taking it).
+        backup_s = ctx.signals.get("backup.seconds", step_s)
         tl = Timeline(backup_at)
         tl.add("backup taken", backup_at, backup_s)
         # The rehearsed failure is declared as the drill starts (a failed step before it is
