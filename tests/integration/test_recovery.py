@@ -184,3 +184,19 @@ def test_mixing_plant_recovers_batch_completions_by_restore_and_replay(tmp_path,
         assert any(i.startswith("batches-posted-once:") for i in obj["lost_ids"])
         assert "acknowledged business effect(s) lost after the restore" in \
             "\n".join(ev["reasons"])
+
+
+def test_a_recovery_slower_than_its_rto_is_no_go(tmp_path):
+    def tight(data: dict) -> None:
+        data["recovery"]["objectives"]["tiers"][1]["rto"] = 0.5
+
+    out = tmp_path / "run"
+    r = run_cli("rehearse", str(_mixing_spec(tmp_path, tight)), "--release",
+                "2.1.0-by-restore", "--out", str(out), timeout=600)
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-2000:]
+    ev = json.loads((out / "evidence.json").read_text())
+    obj = _drill(ev)["results"]["objectives"]
+    assert obj["rto_measured"] > obj["rto_seconds"] == 0.5
+    assert obj["rpo_lost"] == 0  # recovered, only too slowly
+    assert {g["name"]: g["outcome"] for g in ev["gates"]}["recovery-rto"] == "fail"
+    assert "over the RTO of 0.5 s" in "\n".join(ev["reasons"])

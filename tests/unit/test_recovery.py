@@ -237,3 +237,21 @@ def test_republish_to_no_broker_fails_every_message_and_says_why():
 
     out = republish("mqtt://127.0.0.1:1", [("t", b"x", 1)])
     assert out.failed == 1 and out.sent == 0 and "not reachable" in out.notes[0]
+
+
+def test_staging_is_marked_incomplete_while_recovering_and_complete_after(tmp_path):
+    from plantstage import engines
+    from plantstage.data import refresh_state
+    from plantstage.rehearsal.steps.rollback import mark_staging
+
+    url = f"sqlite:///{tmp_path / 'staging.sqlite'}"
+    db = engines.adapter_for(url)
+    db.create()
+    ctx = SimpleNamespace(staging_db=db)
+    assert refresh_state(url) is None  # cloned without a refresh: no marker yet
+    mark_staging(ctx, "incomplete")
+    assert refresh_state(url) == "incomplete"
+    mark_staging(ctx, "complete")
+    assert refresh_state(url) == "complete"
+    mark_staging(ctx, "incomplete")
+    assert refresh_state(url) == "incomplete"

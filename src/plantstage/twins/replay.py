@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -169,6 +170,8 @@ def republish(broker_url: str, messages: list[tuple[str, bytes, int]], *,
     host, port = parse_mqtt_url(broker_url)
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"plantstage-recovery-{id(out):x}")
     c.max_inflight_messages_set(100)
+    connected = threading.Event()
+    c.on_connect = lambda *_a: connected.set()
     try:
         c.connect(host, port)
     except OSError as exc:
@@ -177,6 +180,8 @@ def republish(broker_url: str, messages: list[tuple[str, bytes, int]], *,
         return out
     c.loop_start()
     try:
+        if not connected.wait(10):
+            out.notes.append("the broker did not accept the connection within 10 s")
         infos = [c.publish(topic, payload, qos=qos) for topic, payload, qos in messages]
         deadline = time.monotonic() + timeout
         for info in infos:
