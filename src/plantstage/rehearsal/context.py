@@ -193,12 +193,15 @@ class RunContext:
         return None
 
     # -- starting a version -----------------------------------------------------------
-    def start_version(self, release: Release, color: str) -> ManagedProcess:
+    def start_version(self, release: Release, color: str, *,
+                      env: dict[str, str] | None = None, log_name: str | None = None
+                      ) -> ManagedProcess:
         """Start one version of the app on a free port and wait until its probe is healthy.
 
         The command is the release's own launcher (``runtime.command``) when it has one, else
         the staging binding's; its runtime is prepared first, so building a venv never eats
-        into ``startup_timeout``.
+        into ``startup_timeout``. ``env`` is added over the binding's (e.g. a feature flag
+        turned off by the rollback drill); ``log_name`` names its log (default: ``color``).
         """
         from plantstage.rehearsal.processes import free_port
         from plantstage.spec.smoke import health_probe
@@ -214,8 +217,9 @@ class RunContext:
             f"{comp}@{release.version} ({color})",
             [self.expand(a, release=release, **extra) for a in command],
             cwd=self.expand(b.cwd, release=release, **extra) if b.cwd else art,
-            env={k: self.expand(v, release=release, **extra) for k, v in b.env.items()},
-            port=port, log_path=self.run_dir / "logs" / f"{color}.log",
+            env={**{k: self.expand(v, release=release, **extra) for k, v in b.env.items()},
+                 **(env or {})},
+            port=port, log_path=self.run_dir / "logs" / f"{log_name or color}.log",
             # A command probe runs with the app's placeholders, like the app's own command.
             health_path=health_probe(b.health).expanded(
                 lambda a: self.expand(a, release=release, **extra)),

@@ -9,7 +9,6 @@ from plantstage.errors import EngineError, PlantstageError, SpecError
 from plantstage.rehearsal.processes import ManagedProcess, free_port
 from plantstage.rehearsal.router import Router
 from plantstage.rehearsal.steps import Step, StepFailed
-from plantstage.spec.smoke import health_probe
 
 
 class SetupError(PlantstageError):
@@ -17,25 +16,9 @@ class SetupError(PlantstageError):
 
 
 def start_version(ctx, release, color: str) -> ManagedProcess:
-    """Start one app version as a real process on a free port and wait until it is healthy."""
-    comp = ctx.app_component()
-    b = ctx.binding("staging", comp)
-    port = free_port()
-    art = str(ctx.artifact_dir(release))
-    extra = {"port": str(port), "artifact": art}
-    proc = ManagedProcess(
-        f"{comp}@{release.version} ({color})",
-        [ctx.expand(a, **extra) for a in b.command],
-        cwd=ctx.expand(b.cwd, **extra) if b.cwd else art,
-        env={k: ctx.expand(v, **extra) for k, v in b.env.items()},
-        port=port, log_path=ctx.run_dir / "logs" / f"{color}.log",
-        # A command probe runs with the app's placeholders, like the app's own command.
-        health_path=health_probe(b.health).expanded(lambda a: ctx.expand(a, **extra)),
-    )
-    proc.start()
-    health = proc.wait_healthy(b.startup_timeout)
-    proc.health = health
-    return proc
+    """Start one app version as a real process on a free port and wait until it is healthy
+    (:meth:`RunContext.start_version`: the release's own launcher and runtime included)."""
+    return ctx.start_version(release, color)
 
 
 def build_schema(ctx, release, need: str) -> list[dict]:

@@ -22,7 +22,6 @@ import sqlalchemy as sa
 
 from plantstage import engines
 from plantstage.errors import SpecError
-from plantstage.rehearsal.processes import ManagedProcess, free_port
 from plantstage.rehearsal.steps import Step, StepFailed
 from plantstage.rehearsal.steps.migrate import run_release_steps
 from plantstage.rehearsal.steps.provision import start_version
@@ -167,24 +166,6 @@ def mark_staging(ctx, status: str) -> None:
                                                 started_at=now(), finished_at=done))
     finally:
         eng.dispose()
-
-
-def _start(ctx, release, color: str, env: dict[str, str]) -> ManagedProcess:
-    """Start one app version like provision's start_version, with extra environment (a
-    feature flag turned off)."""
-    comp = ctx.app_component()
-    b = ctx.binding("staging", comp)
-    port = free_port()
-    art = str(ctx.artifact_dir(release))
-    extra = {"port": str(port), "artifact": art}
-    proc = ManagedProcess(
-        f"{comp}@{release.version} ({color})", [ctx.expand(a, **extra) for a in b.command],
-        cwd=ctx.expand(b.cwd, **extra) if b.cwd else art,
-        env={**{k: ctx.expand(v, **extra) for k, v in b.env.items()}, **env},
-        port=port, health_path=b.health, log_path=ctx.run_dir / "logs" / f"{color}-flag.log")
-    proc.start()
-    proc.health = proc.wait_healthy(b.startup_timeout)
-    return proc
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
@@ -396,7 +377,7 @@ class RollbackDrill(Step):
             t = time.time()
             if ctx.green is not None:
                 ctx.green.stop()
-            ctx.green = _start(ctx, ctx.release, "green", env)
+            ctx.green = ctx.start_version(ctx.release, "green", env=env, log_name="green-flag")
             ctx.router.switch(ctx.green.port)
             tl.add("restart", t, time.time() - t)
         self._serving(ctx, tl, ctx.green)
