@@ -215,3 +215,34 @@ def test_loopback_server_answers_loopback_names_only(tmp_path):
     assert c.get("/", headers={"Host": "evil.example:8000"}).status_code == 400
     assert _allowed_hosts("0.0.0.0", None) is None
     assert "plant.example" in _allowed_hosts("0.0.0.0", ["plant.example"])
+
+
+@pytest.mark.slow
+def test_a_folder_of_projects_shows_each_estate(served_runs, tmp_path):
+    """The app knows no app: a mixing-plant rehearsal (Flask, plain SQL) is listed beside the
+    sample plant's (FastAPI, SQLAlchemy) when serve is pointed at a folder of projects."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.examples.mixing_plant import EXAMPLE as MIXING
+
+    projects = tmp_path / "projects"
+    (projects / "sample" / ".plantstage").mkdir(parents=True)
+    (projects / "sample" / ".plantstage" / "runs").symlink_to(served_runs)
+    out = projects / "mixing" / ".plantstage" / "runs" / "m-1"
+    r = subprocess.run([sys.executable, "-m", "plantstage", "rehearse", str(MIXING),
+                        "--release", "2.1.0", "--out", str(out)], capture_output=True,
+                       text=True, timeout=900,
+                       env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "COLUMNS": "200"})
+    assert r.returncode in (0, 5), r.stdout[-3000:] + r.stderr[-2000:]
+    mixing = evidence(out)["spec"]["name"]
+    c = client(projects)
+    html = c.get("/").text
+    assert 'data-spec="sample-plant"' in html and f'data-spec="{mixing}"' in html
+    assert len(re.findall(r'<tr class="run"', html)) == 6
+    signal = next(n for n in sorted(evidence(out)["signals"]) if n.endswith(".p95_ms"))
+    t = c.get("/trends", params={"spec": mixing, "signal": signal}).text
+    assert 'data-points="1"' in t and "m-1" in t
+    cmp = c.get("/compare", params={"a": "run-1", "b": "m-1"}).text
+    assert 'id="side-a"' in cmp and mixing in cmp
