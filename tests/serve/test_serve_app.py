@@ -246,3 +246,23 @@ def test_a_folder_of_projects_shows_each_estate(served_runs, tmp_path):
     assert 'data-points="1"' in t and "m-1" in t
     cmp = c.get("/compare", params={"a": "run-1", "b": "m-1"}).text
     assert 'id="side-a"' in cmp and mixing in cmp
+
+
+def test_a_run_still_going_is_listed_without_a_verdict(tmp_path):
+    """A folder with only a ledger (the rehearsal has not ended) shows as running; the run
+    page says so and offers no report."""
+    from plantstage.evidence.ledger import Ledger
+
+    ledger = Ledger(tmp_path / "runs" / "live" / "ledger.sqlite", "live")
+    ledger.start_run("sample-plant", "1.1.0")
+    ledger.step_started(1, "parity")
+    try:
+        c = client(tmp_path / "runs")
+        html = c.get("/").text
+        assert 'data-run="live" data-verdict="none"' in html and "still running" in html
+        page = c.get("/runs/live")
+        assert page.status_code == 200 and "no verdict" in page.text
+        assert 'id="report-link"' not in page.text
+        assert c.get("/runs/live/report").status_code == 404
+    finally:
+        ledger.close()
