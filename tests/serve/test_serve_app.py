@@ -266,3 +266,23 @@ def test_a_run_still_going_is_listed_without_a_verdict(tmp_path):
         assert c.get("/runs/live/report").status_code == 404
     finally:
         ledger.close()
+
+
+def test_units_and_featured_signals_follow_the_catalogue_names():
+    from plantstage.serve.runs import FEATURED, unit_of
+
+    assert unit_of("workload.candidate.mrp-run.p95_ms") == "ms"
+    assert unit_of("rollback.seconds") == "s"
+    assert unit_of("workload.candidate.mrp-run.rate") == "per s"
+    assert unit_of("workload.candidate.error_rate") == "ratio"
+    assert unit_of("cost.candidate.db_statements.per_iteration") == "per iteration"
+    assert unit_of("reconcile.stock.mismatches") == "count"
+    label = {name: next((lbl for lbl, rx in FEATURED if rx.search(name)), None) for name in (
+        "workload.candidate.mrp-run.p95_ms", "workload.candidate.mrp-run.rate",
+        "cost.candidate.db_statements.per_iteration", "rollback.seconds",
+        "workload.baseline.mrp-run.p95_ms")}
+    assert label == {"workload.candidate.mrp-run.p95_ms": "latency p95",
+                     "workload.candidate.mrp-run.rate": "throughput",
+                     "cost.candidate.db_statements.per_iteration": "statements per transaction",
+                     "rollback.seconds": "restore / rollback time",
+                     "workload.baseline.mrp-run.p95_ms": None}
