@@ -66,6 +66,9 @@ class ServeConfig:
     identity_header: str | None = None
     roles_header: str = "X-Plantstage-Roles"
     trusted_proxies: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    #: Host header values answered (None: any). Bound to loopback, the CLI allows only
+    #: loopback names, so a web page on another site cannot read the runs by DNS rebinding.
+    allowed_hosts: list[str] | None = None
 
     @property
     def signoff_enabled(self) -> bool:
@@ -272,4 +275,11 @@ def create_app(config: ServeConfig) -> Starlette:
               Route("/compare", compare), Route("/signoffs", signoffs),
               Route("/runs/{key}/signoff", signoff, methods=["POST"]),
               Route("/static/serve.css", css)]
-    return Starlette(routes=routes)
+    middleware = []
+    if config.allowed_hosts:
+        from starlette.middleware import Middleware
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        middleware.append(Middleware(TrustedHostMiddleware,
+                                     allowed_hosts=config.allowed_hosts))
+    return Starlette(routes=routes, middleware=middleware)

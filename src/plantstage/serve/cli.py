@@ -55,6 +55,14 @@ def check_port(host: str, port: int) -> None:
                             "use (≥ 1024 without privileges)") from None
 
 
+def _allowed_hosts(host: str, given: list[str] | None) -> list[str] | None:
+    """Host names to answer: the ones given; on an IPv4 loopback address only loopback names
+    (against DNS rebinding); otherwise any (None)."""
+    if host == "localhost" or host.startswith("127."):
+        return ["127.0.0.1", "localhost", host, *(given or [])]
+    return list(given) if given else None
+
+
 @app.command()
 def serve(
     path: Annotated[Path, typer.Argument(
@@ -71,6 +79,9 @@ def serve(
     trusted_proxy: Annotated[list[str] | None, typer.Option(
         help="Address or network of the proxy; identity headers from anyone else are "
         "ignored (repeatable; default 127.0.0.1 and ::1).", callback=_proxy_param)] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        help="Host name the pages are reached by (repeatable); bound to 127.0.0.1 the "
+        "default is 127.0.0.1 and localhost only, otherwise any.")] = None,
 ):
     """Browse runs, trends and comparisons in a web page; read-only by default.
 
@@ -83,7 +94,8 @@ def serve(
 
     config = ServeConfig(root=path.resolve(), identity_header=identity_header,
                          roles_header=roles_header,
-                         trusted_proxies=trusted_proxy or ["127.0.0.1", "::1"])
+                         trusted_proxies=trusted_proxy or ["127.0.0.1", "::1"],
+                         allowed_hosts=_allowed_hosts(host, allowed_host))
     runs = require_runs(RunStore(config.root))
     check_port(host, port)
     mode = (f"signoff enabled for identities in {identity_header} from "

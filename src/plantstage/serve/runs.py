@@ -218,8 +218,12 @@ def require_runs(store: RunStore) -> list[Run]:
 FEATURED = [
     ("latency p95", re.compile(r"^workload\.candidate\.[^.]+\.p95_ms$")),
     ("throughput", re.compile(r"^workload\.candidate\.[^.]+\.rate$")),
-    ("statements per transaction", re.compile(r"statements?_per_(tx|transaction)")),
-    ("restore / rollback time", re.compile(r"^(rollback|backup|restore)\b.*seconds$|restore")),
+    # cost probes: cost.<phase>.<counter>.per_iteration (database statements, queries …)
+    ("statements per transaction",
+     re.compile(r"^cost\.candidate\..*(statement|stmt|quer|call).*\.per_iteration$"
+                r"|statements?_per_(tx|transaction)")),
+    ("restore / rollback time",
+     re.compile(r"^(rollback|backup|restore)\b.*seconds$|restore|rto_measured")),
     ("errors", re.compile(r"^workload\.candidate\.error_rate$")),
 ]
 
@@ -236,6 +240,8 @@ def unit_of(name: str) -> str:
         return "per s"
     if last == "error_rate":
         return "ratio"
+    if last == "per_iteration":
+        return "per iteration"
     if last.endswith("bytes"):
         return "bytes"
     if "per_tx" in last or "per_transaction" in last:
