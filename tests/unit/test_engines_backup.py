@@ -257,6 +257,8 @@ def test_backup_step_records_signals_and_fails_unverified(tmp_path, monkeypatch)
                                          r"0 restored"):
         Backup().run(ctx)
     assert signals["backup.verified"] == 0.0
+    # The rollback drill sees no backup to restore (the unverified one is not offered).
+    assert ctx.backup_snapshot is None and ctx.backup_path is None
 
 
 @requires_postgres
