@@ -302,3 +302,87 @@ def test_postgresql_restore_into_the_prepared_database(pg_database, tmp_path):
     adapter.drop()
     assert not {adapter.url.database, spare.url.database} & names()
     admin.dispose()
+
+
+def _databases(adapter) -> set[str]:
+    eng = adapter._admin()
+    try:
+        with eng.connect() as c:
+            sql = ("SELECT datname FROM pg_database" if adapter.name == "postgresql"
+                   else "SHOW DATABASES")
+            return {r[0] for r in c.execute(sa.text(sql))}
+    finally:
+        eng.dispose()
+
+
+def _with_lots(url: str):
+    adapter = engines.adapter_for(url)
+    eng = adapter.engine()
+    with eng.begin() as c:
+        c.execute(sa.text("CREATE TABLE lots (id INT PRIMARY KEY, qty INT)"))
+        c.execute(sa.text("INSERT INTO lots VALUES (1, 5), (2, 7)"))
+    eng.dispose()
+    return adapter
+
+
+def _lots(adapter) -> int:
+    eng = adapter.engine()
+    try:
+        with eng.connect() as c:
+            return c.execute(sa.text("SELECT count(*) FROM lots")).scalar()
+    finally:
+        eng.dispose()
+
+
+@requires_postgres
+def test_postgresql_restore_of_a_bad_dump_says_where_staging_is(pg_database, tmp_path):
+    """Not a dump at all: refused before anything is dropped. A dump cut after its table of
+    contents lists but fails to load: the part-restored copy is dropped, never renamed to
+    staging, and the one-line error says staging is gone."""
+    adapter = _with_lots(pg_database)
+    eng = adapter.engine()
+    with eng.begin() as c:  # enough rows that the compressed data is most of the dump
+        c.execute(sa.text("INSERT INTO lots SELECT g, g FROM generate_series(3, 2000) g"))
+    eng.dispose()
+    path = adapter.backup(tmp_path)
+    junk = tmp_path / "junk.pgdump"
+    junk.write_bytes(b"not a dump\n" * 100)
+    with pytest.raises(EngineError) as bad:
+        adapter.restore(junk)
+    assert "\n" not in bad.value.one_line() and "left as it was" in bad.value.message
+    assert _lots(adapter) == 2000  # untouched
+
+    data = bytearray(path.read_bytes())  # the table of contents reads, the rows do not
+    at = len(data) * 8 // 10
+    data[at:at + 40] = bytes(40)
+    path.write_bytes(bytes(data))
+    with pytest.raises(EngineError) as cut:
+        adapter.restore(path)
+    msg = cut.value.one_line()
+    assert "\n" not in msg and msg.count("pg_restore failed") == 1, msg
+    assert f"staging database {adapter.url.database} was dropped and is gone" in msg, msg
+    assert "part-restored copy was dropped" in msg, msg
+    assert not {adapter.url.database, adapter._spare_name()} & _databases(adapter)
+
+
+@requires_mariadb
+def test_mariadb_restore_of_a_bad_dump_says_where_staging_is(mariadb_database, tmp_path):
+    """A dump cut short (no "-- Dump completed" trailer) is refused before staging is
+    dropped; a complete dump that fails while loading leaves no part-restored staging."""
+    adapter = _with_lots(mariadb_database)
+    path = adapter.backup(tmp_path)
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+    with pytest.raises(EngineError) as cut:
+        adapter.restore(path)
+    assert "\n" not in cut.value.one_line() and "left as it was" in cut.value.message
+    assert _lots(adapter) == 2  # untouched
+
+    start = text.index("INSERT INTO `lots`")
+    path.write_text(text[:start] + "INSERT INTO `no_such_table` VALUES (1);\n" + text[start:])
+    with pytest.raises(EngineError) as broken:
+        adapter.restore(path)
+    msg = broken.value.one_line()
+    assert "\n" not in msg and msg.startswith(f"{adapter.label}: mariadb restore failed"), msg
+    assert f"staging database {adapter.url.database} was dropped and is gone" in msg, msg
+    assert adapter.url.database not in _databases(adapter)

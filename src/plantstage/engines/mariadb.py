@@ -59,6 +59,10 @@ class MariaDBAdapter(EngineAdapter):
         try:
             with admin.connect() as c:
                 c.execute(sa.text(f"DROP DATABASE IF EXISTS `{self.url.database}`"))
+        except sa.exc.SQLAlchemyError as exc:
+            first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+            raise EngineError(f"cannot drop database {self.url.database}: {first}",
+                              where=self.label) from None
         finally:
             admin.dispose()
 
@@ -101,21 +105,35 @@ class MariaDBAdapter(EngineAdapter):
 
     def restore(self, backup: Path) -> float:
         """Into a fresh database (the old one dropped) with the ``mariadb`` client reading the
-        dump; stops at the first error, so a damaged dump fails here."""
+        dump; stops at the first error, so a damaged dump fails here.
+
+        Before anything is dropped the dump must end with mariadb-dump's ``-- Dump completed``
+        line (a dump cut short has none): staging is left as it was. A dump that fails while
+        loading leaves a part-restored database: it is dropped, and the error says so."""
         t0 = time.perf_counter()
         if not backup.is_file():
             raise EngineError("backup file not found", where=str(backup))
-        self.drop()
-        self.create()
+        if not _dump_completed(backup):
+            raise EngineError("the backup is incomplete (no '-- Dump completed' line at its "
+                              "end); staging was left as it was", where=str(backup),
+                              hint="take a new backup")
+        client = self._tool("mariadb", "mysql")
+        self.create()  # drops the old database first
         args, env = self._client_args()
         with backup.open("rb") as f:
             proc = subprocess.run(
-                [self._tool("mariadb", "mysql"), *args, "--default-character-set=utf8mb4",
+                [client, *args, "--default-character-set=utf8mb4",
                  self.url.database or ""], stdin=f, env=env, capture_output=True)
         if proc.returncode != 0:
-            raise EngineError(
-                f"mariadb restore failed: {_first_line(proc.stderr.decode(errors='replace'))}",
-                where=self.label, hint="is the backup complete?")
+            why = _first_line(proc.stderr.decode(errors="replace"))
+            try:
+                self.drop()
+                state = f"staging database {self.url.database} was dropped and is gone"
+            except EngineError as exc:
+                state = (f"staging database {self.url.database} is left part-restored "
+                         f"({exc.message})")
+            raise EngineError(f"mariadb restore failed: {why}; {state}", where=self.label,
+                              hint="is the backup complete?")
         return time.perf_counter() - t0
 
     def scratch(self, tag: str) -> MariaDBAdapter:
@@ -137,6 +155,15 @@ class MariaDBAdapter(EngineAdapter):
                            "restart): there is nothing to replay after a backup")
         return False, ("point-in-time recovery from the binary log is not implemented by "
                        "plantstage yet (the server keeps one)")
+
+
+def _dump_completed(path: Path) -> bool:
+    """Whether the dump's last line is mariadb-dump's (or mysqldump's) ``-- Dump completed``
+    trailer, written only once the whole dump is out. Reads only the file's tail."""
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - 4096))
+        lines = f.read().rstrip().splitlines()
+    return bool(lines) and lines[-1].startswith(b"-- Dump completed")
 
 
 def _first_line(stderr: str) -> str:

@@ -67,7 +67,14 @@ class PostgreSQLAdapter(EngineAdapter):
         try:
             with admin.connect() as c:
                 for name in names:
-                    c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                    try:
+                        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                    except sa.exc.SQLAlchemyError as exc:
+                        raise EngineError(f"cannot drop database {name}: {_db_error(exc)}",
+                                          where=self.label) from None
+        except sa.exc.SQLAlchemyError as exc:  # the connection itself
+            raise EngineError(f"cannot drop database(s) {', '.join(names)}: {_db_error(exc)}",
+                              where=self.label) from None
         finally:
             admin.dispose()
 
@@ -142,37 +149,67 @@ class PostgreSQLAdapter(EngineAdapter):
         """Into a fresh database with ``pg_restore -j N``, N the machine's cores: tables load
         and indexes build in parallel; it stops at the first error, so a damaged dump fails.
 
-        The dump goes into a new database (the empty one :meth:`prepare_restore` made, else
-        one created now) while the old one is dropped beside it (its sessions ended); the new
-        one then takes the old one's name. Dropping a database waits for a checkpoint and
-        unlinks its files: off the critical path, the restore is about as fast as plain
-        ``pg_restore`` into an empty database (benchmarks/restore.py)."""
+        First ``pg_restore --list`` reads the dump's table of contents: a file that is no
+        readable dump fails there, with staging untouched. Then the dump goes into a new
+        database (the empty one :meth:`prepare_restore` made, else one created now) while the
+        old one is dropped beside it (its sessions ended); the new one then takes the old
+        one's name. Dropping a database waits for a checkpoint and unlinks its files: off the
+        critical path, the restore is about as fast as plain ``pg_restore`` into an empty
+        database (benchmarks/restore.py). A dump cut after its table of contents lists but
+        fails while loading: the part-restored copy is then dropped (never renamed to
+        staging) and the error says staging is gone."""
         t0 = time.perf_counter()
         if not backup.is_file():
             raise EngineError("backup file not found", where=str(backup))
+        pg_restore = self._tool("pg_restore")
+        listed = subprocess.run([pg_restore, "--list", str(backup)], capture_output=True,
+                                text=True)
+        if listed.returncode != 0:
+            raise EngineError(f"the backup does not read (pg_restore --list: "
+                              f"{_first_error(listed.stderr)}); staging was left as it was",
+                              where=str(backup), hint="take a new backup")
         fresh = self.scratch("restoring")
         if not self._spare_ready():
             fresh.create()
         jobs = max(1, os.cpu_count() or 1)
+        staging = self.url.database or ""
         with ThreadPoolExecutor(max_workers=1) as pool:
-            dropping = pool.submit(self._drop_databases, self.url.database or "")
+            dropping = pool.submit(self._drop_databases, staging)
             proc = subprocess.run(
-                [self._tool("pg_restore"), "--no-owner", "--exit-on-error", "-j", str(jobs),
+                [pg_restore, "--no-owner", "--exit-on-error", "-j", str(jobs),
                  "-d", fresh.url.database or "", str(backup)],
                 env=self._libpq_env(), capture_output=True, text=True,
             )
-            dropping.result()
-        # Renamed even after a failed restore: the database is there, as far as it got.
+            not_dropped = dropping.exception()
+        if proc.returncode != 0 or not_dropped is not None:
+            # Never rename a part-restored copy to staging: drop it, and say where staging is.
+            copy = "the part-restored copy" if proc.returncode != 0 else "the restored copy"
+            try:
+                self._drop_databases(fresh.url.database or "")
+                partial = f"{copy} was dropped"
+            except EngineError as exc:
+                partial = f"{copy} is left as {fresh.url.database} ({exc.message})"
+            state = (f"staging database {staging} was left as it was "
+                     f"(it could not be dropped: {getattr(not_dropped, 'message', not_dropped)})"
+                     if not_dropped is not None else
+                     f"staging database {staging} was dropped and is gone")
+            what = (f"pg_restore failed: {_first_error(proc.stderr)}" if proc.returncode != 0
+                    else "the restore could not replace staging")
+            raise EngineError(f"{what}; {state}, {partial}", where=self.label,
+                              hint="is the backup complete? (a cut dump may list but not "
+                                   "restore)")
         admin = self._admin()
         try:
             with admin.connect() as c:
                 c.execute(sa.text(f'ALTER DATABASE "{fresh.url.database}" '
-                                  f'RENAME TO "{self.url.database}"'))
+                                  f'RENAME TO "{staging}"'))
+        except sa.exc.SQLAlchemyError as exc:
+            raise EngineError(f"cannot rename the restored database {fresh.url.database} to "
+                              f"{staging}: {_db_error(exc)}; staging database {staging} was "
+                              f"dropped, the restored copy is kept as {fresh.url.database}",
+                              where=self.label) from None
         finally:
             admin.dispose()
-        if proc.returncode != 0:
-            raise EngineError(f"pg_restore failed: {_first_error(proc.stderr)}", where=self.label,
-                              hint="is the backup complete (pg_restore --list reads it)?")
         return time.perf_counter() - t0
 
     def scratch(self, tag: str) -> PostgreSQLAdapter:
@@ -326,6 +363,12 @@ class PostgreSQLAdapter(EngineAdapter):
 
     def copy_encoding(self, conn: sa.Connection) -> str:
         return conn.connection.dbapi_connection.info.encoding
+
+
+def _db_error(exc: sa.exc.SQLAlchemyError) -> str:
+    """The first line of the driver's message (no SQL, no traceback)."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 def _first_error(stderr: str) -> str:
