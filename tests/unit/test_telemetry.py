@@ -153,9 +153,16 @@ def test_without_an_endpoint_nothing_is_recorded(tmp_path, monkeypatch):
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "OTEL_EXPORTER_OTLP_PROTOCOL"),
     ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "thrift", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
     ("PLANTSTAGE_OTEL_ITERATIONS_PER_S", "lots", "PLANTSTAGE_OTEL_ITERATIONS_PER_S"),
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", "abc", "OTEL_EXPORTER_OTLP_TIMEOUT"),
+    ("OTEL_EXPORTER_OTLP_COMPRESSION", "zip", "OTEL_EXPORTER_OTLP_COMPRESSION"),
+    ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "-1", "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT"),
 ])
-def test_bad_settings_are_bad_input_naming_the_variable(monkeypatch, var, value, where):
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_bad_settings_are_bad_input_naming_the_variable(monkeypatch, var, value, where,
+                                                        protocol):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    if var != "OTEL_EXPORTER_OTLP_PROTOCOL":
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
     monkeypatch.setenv(var, value)
     loaded = load_spec(EXAMPLE)
     with pytest.raises(PlantstageError) as err:
@@ -163,6 +170,25 @@ def test_bad_settings_are_bad_input_naming_the_variable(monkeypatch, var, value,
                             current=loaded.spec.release("1.0.0"))
     assert err.value.where == where and err.value.exit_code == 2
     assert telemetry.current() is None
+
+
+def test_a_metrics_exporter_that_fails_shuts_the_trace_provider_down(monkeypatch):
+    """Traces are set up, then the metrics exporter refuses its settings: bad input naming the
+    variable, and the trace provider already built (its batch thread) is shut down."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    shut: list[object] = []
+    real = TracerProvider.shutdown
+    monkeypatch.setattr(TracerProvider, "shutdown",
+                        lambda self: (shut.append(self), real(self))[1])
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "zip")
+    loaded = load_spec(EXAMPLE)
+    with pytest.raises(PlantstageError) as err:
+        telemetry.start_run("r1", spec="s", release=loaded.spec.release("1.1.0"),
+                            current=loaded.spec.release("1.0.0"))
+    assert err.value.where == "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION"
+    assert len(shut) == 1 and telemetry.current() is None
 
 
 def test_the_protocol_picks_the_sdk_exporter(monkeypatch):
