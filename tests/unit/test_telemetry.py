@@ -191,6 +191,23 @@ def test_a_metrics_exporter_that_fails_shuts_the_trace_provider_down(monkeypatch
     assert len(shut) == 1 and telemetry.current() is None
 
 
+def test_a_run_that_breaks_after_the_trace_started_still_ends_it(tmp_path):
+    """An error outside any step (here: the run folder cannot be made, a file is in its
+    place) still closes the run's trace, as could-not-run."""
+    loaded = load_spec(EXAMPLE)
+    blocked = tmp_path / "run"
+    blocked.write_text("a file where the run folder goes")
+    exporter = InMemorySpanExporter()
+    with telemetry.export_to(exporter), pytest.raises(FileExistsError):
+        run_rehearsal(loaded, loaded.spec.release("1.1.0"), loaded.spec.release("1.0.0"),
+                      blocked, plan=[Passes()])
+    assert telemetry.current() is None
+    (root,) = exporter.get_finished_spans()
+    assert root.attributes["plantstage.status"] == "could-not-run"
+    assert root.status.status_code == StatusCode.ERROR
+    assert root.status.description == "internal error: FileExistsError"
+
+
 def test_the_protocol_picks_the_sdk_exporter(monkeypatch):
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
