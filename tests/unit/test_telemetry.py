@@ -276,9 +276,11 @@ def test_iteration_spans_are_sampled_per_second(server, monkeypatch):  # noqa: F
     result, spans = _phase_spans(server, monkeypatch, lanes, "5", duration=1.0)
     its = [s for s in spans if s.name.startswith("iteration ")]
     assert result.iterations > 50
-    # ≤ 5 a second over the phase (1 s plus the grace and start-up moments)
-    assert 1 <= len(its) <= 5 * 3
+    # ≤ 5 a second over the phase as long as it lasted (its span's own duration, whatever
+    # the machine's load made of it), plus the first iteration of a partial second.
     phase = next(s for s in spans if s.name == "phase baseline")
+    seconds = (phase.end_time - phase.start_time) / 1e9
+    assert 1 <= len(its) <= 5 * seconds + 1
     assert phase.attributes["plantstage.iterations.recorded"] == len(its)
 
 
