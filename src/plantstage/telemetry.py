@@ -36,9 +36,10 @@ __all__ = ["ITERATIONS_ENV", "PhaseTrace", "RunTelemetry", "current", "enabled",
            "process_env", "start_run"]
 
 #: At most this many flow iterations per second and phase become spans, and as many failed
-#: ones besides; 0 records none. A span costs ~30-50 µs of the engine's CPU, a third of what an
-#: iteration costs at full speed (~90 µs), so iterations are sampled rather than the load slowed
-#: (docs/telemetry.md, "Overhead").
+#: ones besides; 0 records none. A span costs ≈ 21 µs of the engine's CPU to create and end,
+#: ≈ 83 µs once encoded and sent over OTLP/gRPC — about what an iteration itself costs at full
+#: speed (≈ 80 µs) — so iterations are sampled rather than the load slowed (measured with
+#: traces only: docs/telemetry.md, "Overhead").
 ITERATIONS_ENV = "PLANTSTAGE_OTEL_ITERATIONS_PER_S"
 DEFAULT_ITERATIONS_PER_S = 20.0
 
