@@ -386,3 +386,22 @@ def test_mariadb_restore_of_a_bad_dump_says_where_staging_is(mariadb_database, t
     assert "\n" not in msg and msg.startswith(f"{adapter.label}: mariadb restore failed"), msg
     assert f"staging database {adapter.url.database} was dropped and is gone" in msg, msg
     assert adapter.url.database not in _databases(adapter)
+
+
+@pytest.mark.parametrize("url,tool", [("postgresql://root@127.0.0.1:5432/x", "pg_dump"),
+                                      ("mysql://root@127.0.0.1:3306/x", "mariadb-dump")])
+def test_a_client_tool_that_hangs_is_stopped_with_one_line(url, tool, tmp_path, monkeypatch):
+    """The tool is a stand-in that never finishes (a dump waiting on a lock forever): it is
+    killed at the timeout, and the backup fails in one line saying so."""
+    import plantstage.engines._tools as tools
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / tool).write_text("#!/bin/sh\nexec sleep 600\n")
+    (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setattr(tools, "TOOL_TIMEOUT_S", 0.5)
+    with pytest.raises(EngineError) as exc:
+        engines.adapter_for(url).backup(tmp_path)
+    assert exc.value.message.endswith(f"failed: error: {tool} timed out after 0.5 s")
+    assert "\n" not in exc.value.one_line()

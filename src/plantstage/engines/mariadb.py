@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from plantstage.engines import register
+from plantstage.engines._tools import run_tool
 from plantstage.engines.base import EngineAdapter
 from plantstage.errors import EngineError
 
@@ -97,7 +97,7 @@ class MariaDBAdapter(EngineAdapter):
                "--routines", "--triggers", "--events", "--hex-blob",
                "--default-character-set=utf8mb4", f"--result-file={dest}",
                "--", self.url.database or ""]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        proc = run_tool(cmd, env=env, text=True)
         if proc.returncode != 0:
             raise EngineError(f"mariadb-dump failed: {_first_line(proc.stderr)}",
                               where=self.label)
@@ -121,9 +121,9 @@ class MariaDBAdapter(EngineAdapter):
         self.create()  # drops the old database first
         args, env = self._client_args()
         with backup.open("rb") as f:
-            proc = subprocess.run(
+            proc = run_tool(
                 [client, *args, "--default-character-set=utf8mb4",
-                 self.url.database or ""], stdin=f, env=env, capture_output=True)
+                 self.url.database or ""], stdin=f, env=env)
         if proc.returncode != 0:
             why = _first_line(proc.stderr.decode(errors="replace"))
             try:

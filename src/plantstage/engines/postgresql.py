@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import select
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,7 @@ import sqlalchemy as sa
 from psycopg.pq import ExecStatus
 
 from plantstage.engines import _READ_ONLY_SQL, register
+from plantstage.engines._tools import run_tool
 from plantstage.engines.base import EngineAdapter, T
 from plantstage.engines.order import sorted_tables
 from plantstage.errors import EngineError, ProductionWriteError
@@ -126,7 +126,7 @@ class PostgreSQLAdapter(EngineAdapter):
         cmd = [self._tool("pg_dump"), "-Fc", "-f", str(dest)]
         if snapshot:
             cmd.append(f"--snapshot={snapshot}")
-        proc = subprocess.run(cmd, env=self._libpq_env(), capture_output=True, text=True)
+        proc = run_tool(cmd, env=self._libpq_env(), text=True)
         if proc.returncode != 0:
             raise EngineError(f"pg_dump failed: {_first_error(proc.stderr)}", where=self.label)
         return dest
@@ -162,8 +162,7 @@ class PostgreSQLAdapter(EngineAdapter):
         if not backup.is_file():
             raise EngineError("backup file not found", where=str(backup))
         pg_restore = self._tool("pg_restore")
-        listed = subprocess.run([pg_restore, "--list", str(backup)], capture_output=True,
-                                text=True)
+        listed = run_tool([pg_restore, "--list", str(backup)], text=True)
         if listed.returncode != 0:
             raise EngineError(f"the backup does not read (pg_restore --list: "
                               f"{_first_error(listed.stderr)}); staging was left as it was",
@@ -175,10 +174,10 @@ class PostgreSQLAdapter(EngineAdapter):
         staging = self.url.database or ""
         with ThreadPoolExecutor(max_workers=1) as pool:
             dropping = pool.submit(self._drop_databases, staging)
-            proc = subprocess.run(
+            proc = run_tool(
                 [pg_restore, "--no-owner", "--exit-on-error", "-j", str(jobs),
                  "-d", fresh.url.database or "", str(backup)],
-                env=self._libpq_env(), capture_output=True, text=True,
+                env=self._libpq_env(), text=True,
             )
             not_dropped = dropping.exception()
         if proc.returncode != 0 or not_dropped is not None:
@@ -276,7 +275,7 @@ class PostgreSQLAdapter(EngineAdapter):
                "-f", str(dest)]
         for t in exclude:
             cmd += ["--exclude-table", t]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        proc = run_tool(cmd, env=env, text=True)
         if proc.returncode != 0:
             raise EngineError(f"pg_dump --schema-only failed: {_first_error(proc.stderr)}",
                               where=self.label, hint="is pg_dump at least the server's version?")
@@ -287,10 +286,10 @@ class PostgreSQLAdapter(EngineAdapter):
         indexes, constraints, triggers) of a :meth:`schema_dump` into this database, in one
         transaction (all or nothing, and one commit instead of one per object: 228 tables
         and 241 sequences in 1.8 s instead of 5.2 s)."""
-        proc = subprocess.run(
+        proc = run_tool(
             [self._tool("pg_restore"), "--no-owner", "--no-privileges", "--single-transaction",
              f"--section={section}", "-d", self.url.database or "", str(dump)],
-            env=self._libpq_env(), capture_output=True, text=True)
+            env=self._libpq_env(), text=True)
         if proc.returncode != 0:
             raise EngineError(f"pg_restore --section={section} failed: "
                               f"{_first_error(proc.stderr)}", where=self.label,
