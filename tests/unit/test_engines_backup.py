@@ -234,7 +234,7 @@ def test_backup_step_records_signals_and_fails_unverified(tmp_path, monkeypatch)
     eng.dispose()
     signals: dict[str, float] = {}
     ctx = SimpleNamespace(staging_db=adapter, run_dir=tmp_path, signals_from=signals.update,
-                          signal=signals.__setitem__)
+                          signal=signals.__setitem__, cleanups=[])
     results = Backup().run(ctx)
     assert results["verify"]["verified"] and ctx.backup_snapshot["lots"]["rows"] == 1
     assert signals["backup.verified"] == 1.0 and signals["backup.bytes"] > 0
@@ -405,3 +405,30 @@ def test_a_client_tool_that_hangs_is_stopped_with_one_line(url, tool, tmp_path, 
         engines.adapter_for(url).backup(tmp_path)
     assert exc.value.message.endswith(f"failed: error: {tool} timed out after 0.5 s")
     assert "\n" not in exc.value.one_line()
+
+
+@requires_postgres
+def test_keep_staging_keeps_no_spare_restore_database(pg_database, tmp_path, monkeypatch):
+    """A rehearsal kept with --keep-staging keeps its staging database, not the empty
+    ``<staging>_restoring`` the backup step made for a restore that never came."""
+    from plantstage.rehearsal.runner import run_rehearsal
+    from plantstage.rehearsal.steps import Step
+    from plantstage.spec.loader import load_spec
+    from tests.conftest import EXAMPLE
+
+    adapter = _with_lots(pg_database)
+
+    class UsesStaging(Step):
+        name, title = "uses-staging", "Staging is the scratch database"
+
+        def run(self, ctx):
+            ctx.staging_db = adapter
+            return {}
+
+    monkeypatch.setenv("PLANTSTAGE_KEY_DIR", str(tmp_path / "keys"))
+    loaded = load_spec(EXAMPLE)
+    run_rehearsal(loaded, loaded.spec.release("1.1.0"), loaded.spec.release("1.0.0"),
+                  tmp_path / "run", plan=[UsesStaging(), Backup()], keep_staging=True)
+    names = _databases(adapter)
+    assert adapter.url.database in names and adapter._spare_name() not in names
+    adapter.drop()

@@ -86,6 +86,9 @@ class PostgreSQLAdapter(EngineAdapter):
         as a DBA creates the target before ``pg_restore``)."""
         self.scratch("restoring").create()
 
+    def drop_restore_target(self) -> None:
+        self._drop_databases(self._spare_name())
+
     def _spare_ready(self) -> bool:
         """The spare exists and holds no relation (nothing half-restored into it)."""
         spare = self.scratch("restoring")

@@ -41,4 +41,7 @@ class Backup(Step):
         ctx.backup_snapshot = taken.snapshot
         # The empty database a restore fills, made now: the drill's clock times the restore.
         ctx.staging_db.prepare_restore()
+        # Gone when the run ends, even when staging is kept (--keep-staging): an empty spare
+        # database is nothing anyone keeps staging for.
+        ctx.cleanups.append(ctx.staging_db.drop_restore_target)
         return results
