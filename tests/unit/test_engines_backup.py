@@ -432,3 +432,83 @@ def test_keep_staging_keeps_no_spare_restore_database(pg_database, tmp_path, mon
     names = _databases(adapter)
     assert adapter.url.database in names and adapter._spare_name() not in names
     adapter.drop()
+
+
+_PASSWORD = 'p:w"d\\ #x'  # a colon, a quote, a backslash, a space and a comment sign
+
+
+@requires_mariadb
+def test_mariadb_tools_get_the_password_from_a_private_file(mariadb_database, tmp_path,
+                                                            monkeypatch):
+    """A user with a password (no MYSQL_PWD anywhere): mariadb-dump and mariadb authenticate
+    through the 0600 option file, which is gone afterwards."""
+    import tempfile
+    import uuid
+    from urllib.parse import quote
+
+    adapter = _with_lots(mariadb_database)
+    user = f"ps_pw_{uuid.uuid4().hex[:8]}"
+    admin = adapter._admin()
+    with admin.connect() as c:
+        c.execute(sa.text(f"CREATE USER '{user}'@'%' IDENTIFIED BY :pw"), {"pw": _PASSWORD})
+        c.execute(sa.text(f"GRANT ALL ON `{adapter.url.database}`.* TO '{user}'@'%'"))
+    secrets_dir = tmp_path / "tmp"
+    secrets_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(secrets_dir))
+    monkeypatch.delenv("MYSQL_PWD", raising=False)
+    import plantstage.engines.mariadb as mariadb_engine
+
+    calls: list[tuple[list[str], dict]] = []
+    real_run = mariadb_engine.run_tool
+
+    def recording(cmd, **kw):  # passes through; remembers how each tool was started
+        calls.append((cmd, kw["env"]))
+        return real_run(cmd, **kw)
+
+    monkeypatch.setattr(mariadb_engine, "run_tool", recording)
+    try:
+        url = (f"mysql://{user}:{quote(_PASSWORD, safe='')}@127.0.0.1:3306/"
+               f"{adapter.url.database}")
+        with_pw = engines.adapter_for(url)
+        path = with_pw.backup(tmp_path)
+        assert "INSERT INTO `lots`" in path.read_text()
+        with_pw.restore(path)
+        assert _lots(adapter) == 2
+        assert list(secrets_dir.iterdir()) == []
+        assert len(calls) == 2 and all(
+            cmd[1].startswith("--defaults-extra-file=") and "MYSQL_PWD" not in env
+            and not any(_PASSWORD in a for a in cmd) for cmd, env in calls)
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f"DROP USER '{user}'@'%'"))
+        admin.dispose()
+
+
+def test_postgresql_tools_get_the_password_from_a_private_passfile(tmp_path, monkeypatch):
+    """pg_dump (a stand-in that reports what it was given: the server here trusts every
+    local connection, so it would not ask) gets a 0600 PGPASSFILE with the password escaped,
+    and no PGPASSWORD, even one set outside; the file is gone afterwards."""
+    import json
+    import tempfile
+    from urllib.parse import quote
+
+    bin_dir, secrets_dir = tmp_path / "bin", tmp_path / "tmp"
+    bin_dir.mkdir()
+    secrets_dir.mkdir()
+    report = tmp_path / "seen.json"
+    (bin_dir / "pg_dump").write_text(
+        "#!/usr/bin/env python3\nimport json, os, stat, sys\n"
+        "pf = os.environ.get('PGPASSFILE')\n"
+        f"json.dump({{'PGPASSWORD': os.environ.get('PGPASSWORD'), 'file': open(pf).read(), "
+        f"'mode': stat.S_IMODE(os.stat(pf).st_mode)}}, open({str(report)!r}, 'w'))\n"
+        "open(sys.argv[sys.argv.index('-f') + 1], 'w').close()\n")
+    (bin_dir / "pg_dump").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("PGPASSWORD", "from-outside")
+    monkeypatch.setattr(tempfile, "tempdir", str(secrets_dir))
+    adapter = engines.adapter_for(
+        f"postgresql://app:{quote(_PASSWORD, safe='')}@127.0.0.1:5432/x")
+    adapter.backup(tmp_path)
+    seen = json.loads(report.read_text())
+    assert seen == {"PGPASSWORD": None, "file": '*:*:*:*:p\\:w"d\\\\ #x\n', "mode": 0o600}
+    assert list(secrets_dir.iterdir()) == []

@@ -1,8 +1,14 @@
-"""Running the engines' own client tools (pg_dump, pg_restore, mariadb-dump, mariadb)."""
+"""Running the engines' own client tools (pg_dump, pg_restore, mariadb-dump, mariadb): a
+timeout, and passwords handed over in a private file."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 #: The longest a client tool may run (a dump or a restore) before it is stopped and the step
@@ -24,3 +30,19 @@ def run_tool(cmd: list[str], *, timeout: float | None = None,
         text = kwargs.get("text") or kwargs.get("encoding") or kwargs.get("universal_newlines")
         return subprocess.CompletedProcess(cmd, 124, "" if text else b"",
                                            msg if text else msg.encode())
+
+
+@contextmanager
+def secret_file(text: str, prefix: str) -> Iterator[Path]:
+    """A temporary file only this user can read (0600, made so by ``mkstemp``) holding
+    ``text``, deleted when the block ends: how a password reaches a client tool without an
+    environment variable (readable in ``/proc/<pid>/environ`` by the same user, and inherited
+    by whatever the tool starts) or a command line (visible to everyone in ``ps``)."""
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".cnf")
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        yield path
+    finally:
+        path.unlink(missing_ok=True)

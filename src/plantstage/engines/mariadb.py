@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from plantstage.engines import register
-from plantstage.engines._tools import run_tool
+from plantstage.engines._tools import run_tool, secret_file
 from plantstage.engines.base import EngineAdapter
 from plantstage.errors import EngineError
 
@@ -67,17 +69,25 @@ class MariaDBAdapter(EngineAdapter):
             admin.dispose()
 
     # -- backup and restore by MariaDB's own client tools ----------------------------------
-    def _client_args(self) -> tuple[list[str], dict[str, str]]:
-        """Connection options for the client tools; the password goes by environment
-        (MYSQL_PWD), never on the command line where ``ps`` would show it."""
+    @contextmanager
+    def _client_args(self) -> Iterator[tuple[list[str], dict[str, str]]]:
+        """Connection options for the client tools, for the block. A password goes in a private
+        option file (0600, deleted after) named by ``--defaults-extra-file`` — which must be
+        the tools' first option — never on the command line (``ps``) nor in ``MYSQL_PWD``."""
         u = self.url
         args = [f"--host={u.host or '127.0.0.1'}", f"--port={u.port or 3306}"]
         if u.username:
             args.append(f"--user={u.username}")
         env = dict(os.environ)
-        if u.password:
-            env["MYSQL_PWD"] = str(u.password)
-        return args, env
+        if not u.password:
+            yield args, env
+            return
+        env.pop("MYSQL_PWD", None)
+        # A quoted option value: backslash escapes for "\", the quote and line ends.
+        pw = (str(u.password).replace("\\", "\\\\").replace('"', '\\"')
+              .replace("\n", "\\n").replace("\r", "\\r"))
+        with secret_file(f'[client]\npassword="{pw}"\n', "plantstage-my-") as path:
+            yield [f"--defaults-extra-file={path}", *args], env
 
     def _tool(self, *names: str) -> str:
         for name in names:
@@ -92,12 +102,12 @@ class MariaDBAdapter(EngineAdapter):
         whole server's files and needs access to its data directory: not a per-database
         staging backup, so plantstage uses the dump.)"""
         dest = dest_dir / "backup.sql"
-        args, env = self._client_args()
-        cmd = [self._tool("mariadb-dump", "mysqldump"), *args, "--single-transaction",
-               "--routines", "--triggers", "--events", "--hex-blob",
-               "--default-character-set=utf8mb4", f"--result-file={dest}",
-               "--", self.url.database or ""]
-        proc = run_tool(cmd, env=env, text=True)
+        tool = self._tool("mariadb-dump", "mysqldump")
+        with self._client_args() as (args, env):
+            cmd = [tool, *args, "--single-transaction", "--routines", "--triggers", "--events",
+                   "--hex-blob", "--default-character-set=utf8mb4", f"--result-file={dest}",
+                   "--", self.url.database or ""]
+            proc = run_tool(cmd, env=env, text=True)
         if proc.returncode != 0:
             raise EngineError(f"mariadb-dump failed: {_first_line(proc.stderr)}",
                               where=self.label)
@@ -119,8 +129,7 @@ class MariaDBAdapter(EngineAdapter):
                               hint="take a new backup")
         client = self._tool("mariadb", "mysql")
         self.create()  # drops the old database first
-        args, env = self._client_args()
-        with backup.open("rb") as f:
+        with self._client_args() as (args, env), backup.open("rb") as f:
             proc = run_tool(
                 [client, *args, "--default-character-set=utf8mb4",
                  self.url.database or ""], stdin=f, env=env)
