@@ -60,6 +60,18 @@ def reason_line(output: str) -> str:
     return meaningful[-1][:500] if meaningful else ""
 
 
+#: A URL's password (``scheme://user:PASSWORD@host``); SQLAlchemy and libpq percent-encode an
+#: ``@`` or ``/`` in it, so it ends at the first one.
+_URL_PASSWORD = re.compile(r"(://[^\s:/@]*):[^\s@/]+@")
+
+
+def hide_passwords(text: str) -> str:
+    """``text`` with the password of every URL in it shown as ``***``. A command whose
+    ``{db:…}`` placeholder was filled in carries the staging URL and its password: what is
+    logged, raised or recorded of it goes through here."""
+    return _URL_PASSWORD.sub(r"\1:***@", text)
+
+
 def _text(data: bytes | str | None) -> str:
     if data is None:
         return ""
@@ -68,13 +80,16 @@ def _text(data: bytes | str | None) -> str:
 
 def run_command(
     command: list[str], *, cwd: Path | None, env: dict[str, str], log_path: Path,
-    timeout: float = 3600,
+    timeout: float = 3600, shown: list[str] | None = None,
 ) -> tuple[int, str]:
     """Run a one-shot command (a migration), logging all of its output; return (code, reason).
 
     ``reason`` is :func:`reason_line` of its output. On a timeout the command's process group is
-    killed, the output so far is still logged, and the code is 124.
+    killed, the output so far is still logged, and the code is 124. ``shown`` is the command
+    as the log and errors show it (as written in the spec, placeholders unfilled); either way
+    URL passwords are hidden in what is logged and returned (:func:`hide_passwords`).
     """
+    as_shown = hide_passwords(" ".join(command if shown is None else shown))
     full_env = {**os.environ, **env, "PYTHONDONTWRITEBYTECODE": "1"}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -85,7 +100,7 @@ def run_command(
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
     except (FileNotFoundError, PermissionError) as exc:
-        raise ProcessError(f"cannot run: {exc}", where=" ".join(command[:3]),
+        raise ProcessError(f"cannot run: {exc}", where=as_shown[:120],
                            hint="check the command and that it is executable") from None
     timed_out = False
     try:
@@ -97,11 +112,11 @@ def run_command(
         except ProcessLookupError:
             pass
         out, err = proc.communicate()
-    stdout, stderr = _text(out), _text(err)
+    stdout, stderr = hide_passwords(_text(out)), hide_passwords(_text(err))
     code = 124 if timed_out else proc.returncode
     seconds = time.monotonic() - t0
     with log_path.open("a") as f:
-        f.write(f"$ {' '.join(command)}\n{stdout}{stderr}\n")
+        f.write(f"$ {as_shown}\n{stdout}{stderr}\n")
         f.write(f"[timed out after {timeout:.0f} s]\n" if timed_out
                 else f"[exit {code} after {seconds:.1f} s]\n")
     if timed_out:

@@ -36,9 +36,10 @@ __all__ = ["ITERATIONS_ENV", "PhaseTrace", "RunTelemetry", "current", "enabled",
            "process_env", "start_run"]
 
 #: At most this many flow iterations per second and phase become spans, and as many failed
-#: ones besides; 0 records none. A span costs ~30-50 µs of the engine's CPU, a third of what an
-#: iteration costs at full speed (~90 µs), so iterations are sampled rather than the load slowed
-#: (docs/telemetry.md, "Overhead").
+#: ones besides; 0 records none. A span costs ≈ 21 µs of the engine's CPU to create and end,
+#: ≈ 83 µs once encoded and sent over OTLP/gRPC — about what an iteration itself costs at full
+#: speed (≈ 80 µs) — so iterations are sampled rather than the load slowed (measured with
+#: traces only: docs/telemetry.md, "Overhead").
 ITERATIONS_ENV = "PLANTSTAGE_OTEL_ITERATIONS_PER_S"
 DEFAULT_ITERATIONS_PER_S = 20.0
 
@@ -99,6 +100,45 @@ def _protocol(signal: str) -> str:
     return value
 
 
+_COMPRESSIONS = ("gzip", "deflate", "none")
+
+
+def _check_settings(signal: str) -> None:
+    """The timeout and compression variables the exporters read, checked here so that a bad
+    one is bad input naming the variable: the gRPC exporters raise a bare ValueError for a
+    timeout that is no number, and the HTTP ones silently use their default instead."""
+    for kind in ("TIMEOUT", "COMPRESSION"):
+        for name in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_{kind}", f"OTEL_EXPORTER_OTLP_{kind}"):
+            raw = os.environ.get(name, "").strip()
+            if not raw:
+                continue
+            if kind == "TIMEOUT":
+                try:
+                    ok = float(raw) >= 0
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise PlantstageError(f"{raw!r} is not a timeout", where=name,
+                                          hint="milliseconds, a number ≥ 0 (default 10000)")
+            elif raw.lower() not in _COMPRESSIONS:
+                raise PlantstageError(f"{raw!r} is not an OTLP compression", where=name,
+                                      hint=" or ".join(_COMPRESSIONS))
+            break  # the signal's own variable wins over the general one
+
+
+def _built(signal: str, build: Any) -> Any:
+    """``build()``, with anything the exporter raises as bad input naming its settings."""
+    _check_settings(signal)
+    try:
+        return build()
+    except Exception as exc:  # noqa: BLE001 - any exporter failure is a bad setting here
+        raise PlantstageError(
+            f"cannot set up the OTLP {signal} exporter: {type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}",
+            where=f"OTEL_EXPORTER_OTLP_{signal.upper()}_* / OTEL_EXPORTER_OTLP_*",
+            hint="check the OTLP variables (docs/telemetry.md)") from None
+
+
 def _span_exporter() -> SpanExporter:
     # The exporters read their endpoint, headers, timeout, TLS and compression from the
     # standard OTEL_EXPORTER_OTLP_* variables themselves.
@@ -106,7 +146,7 @@ def _span_exporter() -> SpanExporter:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    return OTLPSpanExporter()
+    return _built("traces", OTLPSpanExporter)
 
 
 def _metric_reader() -> MetricReader:
@@ -119,7 +159,8 @@ def _metric_reader() -> MetricReader:
     # Every 10 s unless OTEL_METRIC_EXPORT_INTERVAL says otherwise (the SDK's 60 s default is
     # longer than a whole demo rehearsal); the run's end forces a last export.
     interval = None if os.environ.get("OTEL_METRIC_EXPORT_INTERVAL") else 10_000
-    return PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=interval)
+    return PeriodicExportingMetricReader(_built("metrics", OTLPMetricExporter),
+                                         export_interval_millis=interval)
 
 
 def _iterations_per_s() -> float:
@@ -142,7 +183,8 @@ def start_run(run_id: str, *, spec: str, release: Any, current: Any,
     """The telemetry of one rehearsal: its root span started, its providers ready.
 
     Inert (nothing recorded) unless the environment names an OTLP endpoint or
-    :func:`export_to` is in force. A bad ``OTEL_EXPORTER_OTLP_PROTOCOL`` or
+    :func:`export_to` is in force. A bad ``OTEL_EXPORTER_OTLP_PROTOCOL``, ``…_TIMEOUT``,
+    ``…_COMPRESSION`` (or anything else an exporter refuses) or
     ``PLANTSTAGE_OTEL_ITERATIONS_PER_S`` is bad input (exit 2), reported before anything runs.
     """
     override = _EXPORT_TO.get()
@@ -175,7 +217,12 @@ def start_run(run_id: str, *, spec: str, release: Any, current: Any,
     if metrics:
         from opentelemetry.sdk.metrics import MeterProvider
 
-        reader = override[1] if override is not None else _metric_reader()
+        try:
+            reader = override[1] if override is not None else _metric_reader()
+        except BaseException:
+            if tracer_provider is not None:  # its batch thread and exporter go too
+                tracer_provider.shutdown()
+            raise
         meter_provider = MeterProvider(resource=resource, metric_readers=[reader],
                                        shutdown_on_exit=False)
     tel = RunTelemetry(run_id, tracer_provider, meter_provider, per_s)

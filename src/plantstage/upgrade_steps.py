@@ -83,16 +83,17 @@ def run_upgrade_steps(release: Release, *, db_url: str, artifact: Path, spec_dir
             if step.sql is not None:
                 path = sql_file(release, step.sql, spec_dir=spec_dir, artifact=artifact,
                                 allow_outside=allow_outside, expand=expand, where=where)
-                cmd = [sys.executable, "-m", SQL_RUNNER, str(path)]
+                cmd = shown = [sys.executable, "-m", SQL_RUNNER, str(path)]
                 step_env = {**env, SQL_URL_ENV: db_url}
                 kind = "sql"
             else:
                 cmd = [expand(a) for a in step.command or []]
+                shown = list(step.command or [])  # as written: a filled {db:…} has a password
                 step_env, kind = env, "command"
             log = log_dir / f"{prefix}-{phase}-{name}.log"
             t0 = time.perf_counter()
             code, reason = run_command(cmd, cwd=artifact, env=step_env, log_path=log,
-                                       timeout=step.timeout)
+                                       timeout=step.timeout, shown=shown)
             rec = {"phase": phase, "name": name, "kind": kind,
                    "seconds": round(time.perf_counter() - t0, 2), "log": str(log)}
             records.append(rec)

@@ -234,7 +234,7 @@ def test_backup_step_records_signals_and_fails_unverified(tmp_path, monkeypatch)
     eng.dispose()
     signals: dict[str, float] = {}
     ctx = SimpleNamespace(staging_db=adapter, run_dir=tmp_path, signals_from=signals.update,
-                          signal=signals.__setitem__)
+                          signal=signals.__setitem__, cleanups=[])
     results = Backup().run(ctx)
     assert results["verify"]["verified"] and ctx.backup_snapshot["lots"]["rows"] == 1
     assert signals["backup.verified"] == 1.0 and signals["backup.bytes"] > 0
@@ -257,6 +257,8 @@ def test_backup_step_records_signals_and_fails_unverified(tmp_path, monkeypatch)
                                          r"0 restored"):
         Backup().run(ctx)
     assert signals["backup.verified"] == 0.0
+    # The rollback drill sees no backup to restore (the unverified one is not offered).
+    assert ctx.backup_snapshot is None and ctx.backup_path is None
 
 
 @requires_postgres
@@ -300,3 +302,213 @@ def test_postgresql_restore_into_the_prepared_database(pg_database, tmp_path):
     adapter.drop()
     assert not {adapter.url.database, spare.url.database} & names()
     admin.dispose()
+
+
+def _databases(adapter) -> set[str]:
+    eng = adapter._admin()
+    try:
+        with eng.connect() as c:
+            sql = ("SELECT datname FROM pg_database" if adapter.name == "postgresql"
+                   else "SHOW DATABASES")
+            return {r[0] for r in c.execute(sa.text(sql))}
+    finally:
+        eng.dispose()
+
+
+def _with_lots(url: str):
+    adapter = engines.adapter_for(url)
+    eng = adapter.engine()
+    with eng.begin() as c:
+        c.execute(sa.text("CREATE TABLE lots (id INT PRIMARY KEY, qty INT)"))
+        c.execute(sa.text("INSERT INTO lots VALUES (1, 5), (2, 7)"))
+    eng.dispose()
+    return adapter
+
+
+def _lots(adapter) -> int:
+    eng = adapter.engine()
+    try:
+        with eng.connect() as c:
+            return c.execute(sa.text("SELECT count(*) FROM lots")).scalar()
+    finally:
+        eng.dispose()
+
+
+@requires_postgres
+def test_postgresql_restore_of_a_bad_dump_says_where_staging_is(pg_database, tmp_path):
+    """Not a dump at all: refused before anything is dropped. A dump cut after its table of
+    contents lists but fails to load: the part-restored copy is dropped, never renamed to
+    staging, and the one-line error says staging is gone."""
+    adapter = _with_lots(pg_database)
+    eng = adapter.engine()
+    with eng.begin() as c:  # enough rows that the compressed data is most of the dump
+        c.execute(sa.text("INSERT INTO lots SELECT g, g FROM generate_series(3, 2000) g"))
+    eng.dispose()
+    path = adapter.backup(tmp_path)
+    junk = tmp_path / "junk.pgdump"
+    junk.write_bytes(b"not a dump\n" * 100)
+    with pytest.raises(EngineError) as bad:
+        adapter.restore(junk)
+    assert "\n" not in bad.value.one_line() and "left as it was" in bad.value.message
+    assert _lots(adapter) == 2000  # untouched
+
+    data = bytearray(path.read_bytes())  # the table of contents reads, the rows do not
+    at = len(data) * 8 // 10
+    data[at:at + 40] = bytes(40)
+    path.write_bytes(bytes(data))
+    with pytest.raises(EngineError) as cut:
+        adapter.restore(path)
+    msg = cut.value.one_line()
+    assert "\n" not in msg and msg.count("pg_restore failed") == 1, msg
+    assert f"staging database {adapter.url.database} was dropped and is gone" in msg, msg
+    assert "part-restored copy was dropped" in msg, msg
+    assert not {adapter.url.database, adapter._spare_name()} & _databases(adapter)
+
+
+@requires_mariadb
+def test_mariadb_restore_of_a_bad_dump_says_where_staging_is(mariadb_database, tmp_path):
+    """A dump cut short (no "-- Dump completed" trailer) is refused before staging is
+    dropped; a complete dump that fails while loading leaves no part-restored staging."""
+    adapter = _with_lots(mariadb_database)
+    path = adapter.backup(tmp_path)
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+    with pytest.raises(EngineError) as cut:
+        adapter.restore(path)
+    assert "\n" not in cut.value.one_line() and "left as it was" in cut.value.message
+    assert _lots(adapter) == 2  # untouched
+
+    start = text.index("INSERT INTO `lots`")
+    path.write_text(text[:start] + "INSERT INTO `no_such_table` VALUES (1);\n" + text[start:])
+    with pytest.raises(EngineError) as broken:
+        adapter.restore(path)
+    msg = broken.value.one_line()
+    assert "\n" not in msg and msg.startswith(f"{adapter.label}: mariadb restore failed"), msg
+    assert f"staging database {adapter.url.database} was dropped and is gone" in msg, msg
+    assert adapter.url.database not in _databases(adapter)
+
+
+@pytest.mark.parametrize("url,tool", [("postgresql://root@127.0.0.1:5432/x", "pg_dump"),
+                                      ("mysql://root@127.0.0.1:3306/x", "mariadb-dump")])
+def test_a_client_tool_that_hangs_is_stopped_with_one_line(url, tool, tmp_path, monkeypatch):
+    """The tool is a stand-in that never finishes (a dump waiting on a lock forever): it is
+    killed at the timeout, and the backup fails in one line saying so."""
+    import plantstage.engines._tools as tools
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / tool).write_text("#!/bin/sh\nexec sleep 600\n")
+    (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setattr(tools, "TOOL_TIMEOUT_S", 0.5)
+    with pytest.raises(EngineError) as exc:
+        engines.adapter_for(url).backup(tmp_path)
+    assert exc.value.message.endswith(f"failed: error: {tool} timed out after 0.5 s")
+    assert "\n" not in exc.value.one_line()
+
+
+@requires_postgres
+def test_keep_staging_keeps_no_spare_restore_database(pg_database, tmp_path, monkeypatch):
+    """A rehearsal kept with --keep-staging keeps its staging database, not the empty
+    ``<staging>_restoring`` the backup step made for a restore that never came."""
+    from plantstage.rehearsal.runner import run_rehearsal
+    from plantstage.rehearsal.steps import Step
+    from plantstage.spec.loader import load_spec
+    from tests.conftest import EXAMPLE
+
+    adapter = _with_lots(pg_database)
+
+    class UsesStaging(Step):
+        name, title = "uses-staging", "Staging is the scratch database"
+
+        def run(self, ctx):
+            ctx.staging_db = adapter
+            return {}
+
+    monkeypatch.setenv("PLANTSTAGE_KEY_DIR", str(tmp_path / "keys"))
+    loaded = load_spec(EXAMPLE)
+    run_rehearsal(loaded, loaded.spec.release("1.1.0"), loaded.spec.release("1.0.0"),
+                  tmp_path / "run", plan=[UsesStaging(), Backup()], keep_staging=True)
+    names = _databases(adapter)
+    assert adapter.url.database in names and adapter._spare_name() not in names
+    adapter.drop()
+
+
+_PASSWORD = 'p:w"d\\ #x'  # a colon, a quote, a backslash, a space and a comment sign
+
+
+@requires_mariadb
+def test_mariadb_tools_get_the_password_from_a_private_file(mariadb_database, tmp_path,
+                                                            monkeypatch):
+    """A user with a password (no MYSQL_PWD anywhere): mariadb-dump and mariadb authenticate
+    through the 0600 option file, which is gone afterwards."""
+    import tempfile
+    import uuid
+    from urllib.parse import quote
+
+    adapter = _with_lots(mariadb_database)
+    user = f"ps_pw_{uuid.uuid4().hex[:8]}"
+    admin = adapter._admin()
+    with admin.connect() as c:
+        c.execute(sa.text(f"CREATE USER '{user}'@'%' IDENTIFIED BY :pw"), {"pw": _PASSWORD})
+        c.execute(sa.text(f"GRANT ALL ON `{adapter.url.database}`.* TO '{user}'@'%'"))
+    secrets_dir = tmp_path / "tmp"
+    secrets_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(secrets_dir))
+    monkeypatch.delenv("MYSQL_PWD", raising=False)
+    import plantstage.engines.mariadb as mariadb_engine
+
+    calls: list[tuple[list[str], dict]] = []
+    real_run = mariadb_engine.run_tool
+
+    def recording(cmd, **kw):  # passes through; remembers how each tool was started
+        calls.append((cmd, kw["env"]))
+        return real_run(cmd, **kw)
+
+    monkeypatch.setattr(mariadb_engine, "run_tool", recording)
+    try:
+        url = (f"mysql://{user}:{quote(_PASSWORD, safe='')}@127.0.0.1:3306/"
+               f"{adapter.url.database}")
+        with_pw = engines.adapter_for(url)
+        path = with_pw.backup(tmp_path)
+        assert "INSERT INTO `lots`" in path.read_text()
+        with_pw.restore(path)
+        assert _lots(adapter) == 2
+        assert list(secrets_dir.iterdir()) == []
+        assert len(calls) == 2 and all(
+            cmd[1].startswith("--defaults-extra-file=") and "MYSQL_PWD" not in env
+            and not any(_PASSWORD in a for a in cmd) for cmd, env in calls)
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f"DROP USER '{user}'@'%'"))
+        admin.dispose()
+
+
+def test_postgresql_tools_get_the_password_from_a_private_passfile(tmp_path, monkeypatch):
+    """pg_dump (a stand-in that reports what it was given: the server here trusts every
+    local connection, so it would not ask) gets a 0600 PGPASSFILE with the password escaped,
+    and no PGPASSWORD, even one set outside; the file is gone afterwards."""
+    import json
+    import tempfile
+    from urllib.parse import quote
+
+    bin_dir, secrets_dir = tmp_path / "bin", tmp_path / "tmp"
+    bin_dir.mkdir()
+    secrets_dir.mkdir()
+    report = tmp_path / "seen.json"
+    (bin_dir / "pg_dump").write_text(
+        "#!/usr/bin/env python3\nimport json, os, stat, sys\n"
+        "pf = os.environ.get('PGPASSFILE')\n"
+        f"json.dump({{'PGPASSWORD': os.environ.get('PGPASSWORD'), 'file': open(pf).read(), "
+        f"'mode': stat.S_IMODE(os.stat(pf).st_mode)}}, open({str(report)!r}, 'w'))\n"
+        "open(sys.argv[sys.argv.index('-f') + 1], 'w').close()\n")
+    (bin_dir / "pg_dump").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("PGPASSWORD", "from-outside")
+    monkeypatch.setattr(tempfile, "tempdir", str(secrets_dir))
+    adapter = engines.adapter_for(
+        f"postgresql://app:{quote(_PASSWORD, safe='')}@127.0.0.1:5432/x")
+    adapter.backup(tmp_path)
+    seen = json.loads(report.read_text())
+    assert seen == {"PGPASSWORD": None, "file": '*:*:*:*:p\\:w"d\\\\ #x\n', "mode": 0o600}
+    assert list(secrets_dir.iterdir()) == []

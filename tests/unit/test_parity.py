@@ -428,7 +428,7 @@ def test_running_version_is_read_the_way_the_health_probe_declares():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Status)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    view = SimpleNamespace(expand=lambda u: u,
+    view = SimpleNamespace(expand=lambda u: u, name="production",
                            spec=SimpleNamespace(parity=SimpleNamespace(health_timeout=5)))
     try:
         out = LayerFacts("versions")
@@ -441,5 +441,62 @@ def test_running_version_is_read_the_way_the_health_probe_declares():
         out = LayerFacts("versions")
         _observe(view, out, "app", url, "/status")  # no version declared: cannot compare
         assert "does not say where" in out.unknown["app.version"][1]
+    finally:
+        server.shutdown()
+
+
+def test_production_is_probed_only_with_a_request_that_reads():
+    """A probe declared as a POST (not JSON-RPC) or a DELETE is not sent to production's app:
+    the version is unknown, saying why. A JSON-RPC POST is; staging gets the probe as declared."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from types import SimpleNamespace
+
+    from plantstage.parity.collectors.versions import _observe
+    from plantstage.spec.smoke import HealthProbe
+
+    seen: list[str] = []
+
+    class App(BaseHTTPRequestHandler):
+        def _answer(self):
+            seen.append(self.command)
+            body = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"v": "3.1"}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_DELETE = _answer  # noqa: N815 - http.server's names
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), App)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def view(name):
+        return SimpleNamespace(expand=lambda u: u, name=name,
+                               spec=SimpleNamespace(parity=SimpleNamespace(health_timeout=5)))
+
+    writes = HealthProbe(method="POST", path="/reset", json={"force": True},
+                         version={"json": "result.v"})
+    rpc = HealthProbe(method="POST", path="/rpc", version={"json": "result.v"},
+                      json={"jsonrpc": "2.0", "id": 1, "method": "status"})
+    try:
+        for probe in (writes, HealthProbe(method="DELETE", path="/x",
+                                          version={"json": "result.v"})):
+            out = LayerFacts("versions")
+            _observe(view("production"), out, "app", url, probe)
+            why = out.unknown["app.version"][1]
+            assert why.startswith("not asked: production is read-only") and "\n" not in why
+        assert seen == []  # nothing reached production's app
+        out = LayerFacts("versions")
+        _observe(view("production"), out, "app", url, rpc)
+        assert out.facts["app.version"].value == "3.1"
+        out = LayerFacts("versions")
+        _observe(view("staging"), out, "app", url, writes)
+        assert out.facts["app.version"].value == "3.1" and seen == ["POST", "POST"]
     finally:
         server.shutdown()

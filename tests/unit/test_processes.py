@@ -171,3 +171,56 @@ def test_tcp_probe_and_version_from_a_file_in_the_release(tmp_path):
         p.stop()
     missing = HealthProbe.model_validate({"tcp": True, "version": {"file": "NOPE"}})
     assert missing.read_file_version(tmp_path)[1].startswith("cannot read")
+
+
+_URL = "postgresql://app:s3cret-pw@127.0.0.1:5432/staging"  # a filled-in {db:app}
+
+
+def test_a_url_password_in_a_command_is_never_logged_or_returned(tmp_path):
+    from plantstage.rehearsal.processes import run_command
+
+    log = tmp_path / "m.log"
+    fails = [sys.executable, "-c", "import sys; print(sys.argv[1]); "
+             "sys.exit('cannot connect to ' + sys.argv[1])", _URL]
+    code, reason = run_command(fails, cwd=None, env={}, log_path=log)
+    assert code == 1 and reason == "cannot connect to postgresql://app:***@127.0.0.1:5432/staging"
+    assert "s3cret-pw" not in log.read_text() and "app:***@127.0.0.1" in log.read_text()
+    # As written in the spec, when the caller has it: the placeholder, not its value.
+    run_command(fails[:3] + ["ok"], cwd=None, env={}, log_path=log,
+                shown=["{python}", "tool", "{db:app}"])
+    assert "$ {python} tool {db:app}" in log.read_text()
+
+
+def test_a_failed_command_probe_does_not_show_the_url_password(tmp_path):
+    from plantstage.spec.smoke import HealthProbe
+
+    probe = HealthProbe.model_validate(
+        {"command": [sys.executable, "-c", "import sys; sys.exit(1)", _URL]})
+    p = ManagedProcess("app", [sys.executable, "-c", "import time; time.sleep(60)"],
+                       cwd=tmp_path, env={}, port=free_port(), health_path=probe,
+                       log_path=tmp_path / "app.log")
+    p.start()
+    try:
+        with pytest.raises(ProcessError) as exc:
+            p.wait_healthy(1)
+    finally:
+        p.stop()
+    assert "s3cret-pw" not in exc.value.one_line()
+    assert "postgresql://app:***@127.0.0.1:5432/staging" in exc.value.message
+
+
+def test_an_upgrade_step_shows_its_command_as_written(tmp_path):
+    from types import SimpleNamespace
+
+    from plantstage.upgrade_steps import UpgradeStepFailed, run_upgrade_steps
+
+    step = SimpleNamespace(name="vendor", sql=None, timeout=60, command=[
+        "{python}", "-c", "import sys; sys.exit(2)", "{db:app.password}"])
+    release = SimpleNamespace(name="1.1", release_steps=lambda _: {"before": [step]})
+    filled = {"{python}": sys.executable, "{db:app.password}": "s3cret-pw"}
+    with pytest.raises(UpgradeStepFailed) as exc:
+        run_upgrade_steps(release, db_url=_URL, artifact=tmp_path, spec_dir=tmp_path,
+                          expand=lambda a: filled.get(a, a), env={}, log_dir=tmp_path / "logs")
+    text = (tmp_path / "logs" / "schema-before-vendor.log").read_text()
+    assert "$ {python} -c import sys; sys.exit(2) {db:app.password}" in text
+    assert "s3cret-pw" not in text + exc.value.one_line()

@@ -81,6 +81,10 @@ class EngineAdapter:
         """Make ready what a later :meth:`restore` needs before it starts (an empty target
         database), so that the restore's time is the restore's."""
 
+    def drop_restore_target(self) -> None:
+        """Remove what :meth:`prepare_restore` made and no restore used (also when the
+        database itself is kept)."""
+
     def scratch(self, tag: str) -> EngineAdapter:
         """A throwaway database beside this one (same server, or a temporary file) for
         restoring a backup to verify it; :meth:`drop` removes it."""

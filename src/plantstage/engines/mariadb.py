@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from plantstage.engines import register
+from plantstage.engines._tools import run_tool, secret_file
 from plantstage.engines.base import EngineAdapter
 from plantstage.errors import EngineError
 
@@ -59,21 +61,33 @@ class MariaDBAdapter(EngineAdapter):
         try:
             with admin.connect() as c:
                 c.execute(sa.text(f"DROP DATABASE IF EXISTS `{self.url.database}`"))
+        except sa.exc.SQLAlchemyError as exc:
+            first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+            raise EngineError(f"cannot drop database {self.url.database}: {first}",
+                              where=self.label) from None
         finally:
             admin.dispose()
 
     # -- backup and restore by MariaDB's own client tools ----------------------------------
-    def _client_args(self) -> tuple[list[str], dict[str, str]]:
-        """Connection options for the client tools; the password goes by environment
-        (MYSQL_PWD), never on the command line where ``ps`` would show it."""
+    @contextmanager
+    def _client_args(self) -> Iterator[tuple[list[str], dict[str, str]]]:
+        """Connection options for the client tools, for the block. A password goes in a private
+        option file (0600, deleted after) named by ``--defaults-extra-file`` — which must be
+        the tools' first option — never on the command line (``ps``) nor in ``MYSQL_PWD``."""
         u = self.url
         args = [f"--host={u.host or '127.0.0.1'}", f"--port={u.port or 3306}"]
         if u.username:
             args.append(f"--user={u.username}")
         env = dict(os.environ)
-        if u.password:
-            env["MYSQL_PWD"] = str(u.password)
-        return args, env
+        if not u.password:
+            yield args, env
+            return
+        env.pop("MYSQL_PWD", None)
+        # A quoted option value: backslash escapes for "\", the quote and line ends.
+        pw = (str(u.password).replace("\\", "\\\\").replace('"', '\\"')
+              .replace("\n", "\\n").replace("\r", "\\r"))
+        with secret_file(f'[client]\npassword="{pw}"\n', "plantstage-my-") as path:
+            yield [f"--defaults-extra-file={path}", *args], env
 
     def _tool(self, *names: str) -> str:
         for name in names:
@@ -88,12 +102,12 @@ class MariaDBAdapter(EngineAdapter):
         whole server's files and needs access to its data directory: not a per-database
         staging backup, so plantstage uses the dump.)"""
         dest = dest_dir / "backup.sql"
-        args, env = self._client_args()
-        cmd = [self._tool("mariadb-dump", "mysqldump"), *args, "--single-transaction",
-               "--routines", "--triggers", "--events", "--hex-blob",
-               "--default-character-set=utf8mb4", f"--result-file={dest}",
-               "--", self.url.database or ""]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        tool = self._tool("mariadb-dump", "mysqldump")
+        with self._client_args() as (args, env):
+            cmd = [tool, *args, "--single-transaction", "--routines", "--triggers", "--events",
+                   "--hex-blob", "--default-character-set=utf8mb4", f"--result-file={dest}",
+                   "--", self.url.database or ""]
+            proc = run_tool(cmd, env=env, text=True)
         if proc.returncode != 0:
             raise EngineError(f"mariadb-dump failed: {_first_line(proc.stderr)}",
                               where=self.label)
@@ -101,21 +115,34 @@ class MariaDBAdapter(EngineAdapter):
 
     def restore(self, backup: Path) -> float:
         """Into a fresh database (the old one dropped) with the ``mariadb`` client reading the
-        dump; stops at the first error, so a damaged dump fails here."""
+        dump; stops at the first error, so a damaged dump fails here.
+
+        Before anything is dropped the dump must end with mariadb-dump's ``-- Dump completed``
+        line (a dump cut short has none): staging is left as it was. A dump that fails while
+        loading leaves a part-restored database: it is dropped, and the error says so."""
         t0 = time.perf_counter()
         if not backup.is_file():
             raise EngineError("backup file not found", where=str(backup))
-        self.drop()
-        self.create()
-        args, env = self._client_args()
-        with backup.open("rb") as f:
-            proc = subprocess.run(
-                [self._tool("mariadb", "mysql"), *args, "--default-character-set=utf8mb4",
-                 self.url.database or ""], stdin=f, env=env, capture_output=True)
+        if not _dump_completed(backup):
+            raise EngineError("the backup is incomplete (no '-- Dump completed' line at its "
+                              "end); staging was left as it was", where=str(backup),
+                              hint="take a new backup")
+        client = self._tool("mariadb", "mysql")
+        self.create()  # drops the old database first
+        with self._client_args() as (args, env), backup.open("rb") as f:
+            proc = run_tool(
+                [client, *args, "--default-character-set=utf8mb4",
+                 self.url.database or ""], stdin=f, env=env)
         if proc.returncode != 0:
-            raise EngineError(
-                f"mariadb restore failed: {_first_line(proc.stderr.decode(errors='replace'))}",
-                where=self.label, hint="is the backup complete?")
+            why = _first_line(proc.stderr.decode(errors="replace"))
+            try:
+                self.drop()
+                state = f"staging database {self.url.database} was dropped and is gone"
+            except EngineError as exc:
+                state = (f"staging database {self.url.database} is left part-restored "
+                         f"({exc.message})")
+            raise EngineError(f"mariadb restore failed: {why}; {state}", where=self.label,
+                              hint="is the backup complete?")
         return time.perf_counter() - t0
 
     def scratch(self, tag: str) -> MariaDBAdapter:
@@ -137,6 +164,15 @@ class MariaDBAdapter(EngineAdapter):
                            "restart): there is nothing to replay after a backup")
         return False, ("point-in-time recovery from the binary log is not implemented by "
                        "plantstage yet (the server keeps one)")
+
+
+def _dump_completed(path: Path) -> bool:
+    """Whether the dump's last line is mariadb-dump's (or mysqldump's) ``-- Dump completed``
+    trailer, written only once the whole dump is out. Reads only the file's tail."""
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - 4096))
+        lines = f.read().rstrip().splitlines()
+    return bool(lines) and lines[-1].startswith(b"-- Dump completed")
 
 
 def _first_line(stderr: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import select
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,7 @@ import sqlalchemy as sa
 from psycopg.pq import ExecStatus
 
 from plantstage.engines import _READ_ONLY_SQL, register
+from plantstage.engines._tools import run_tool, secret_file
 from plantstage.engines.base import EngineAdapter, T
 from plantstage.engines.order import sorted_tables
 from plantstage.errors import EngineError, ProductionWriteError
@@ -67,7 +67,14 @@ class PostgreSQLAdapter(EngineAdapter):
         try:
             with admin.connect() as c:
                 for name in names:
-                    c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                    try:
+                        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                    except sa.exc.SQLAlchemyError as exc:
+                        raise EngineError(f"cannot drop database {name}: {_db_error(exc)}",
+                                          where=self.label) from None
+        except sa.exc.SQLAlchemyError as exc:  # the connection itself
+            raise EngineError(f"cannot drop database(s) {', '.join(names)}: {_db_error(exc)}",
+                              where=self.label) from None
         finally:
             admin.dispose()
 
@@ -78,6 +85,9 @@ class PostgreSQLAdapter(EngineAdapter):
         """Create the empty database a later :meth:`restore` fills (off the restore's clock,
         as a DBA creates the target before ``pg_restore``)."""
         self.scratch("restoring").create()
+
+    def drop_restore_target(self) -> None:
+        self._drop_databases(self._spare_name())
 
     def _spare_ready(self) -> bool:
         """The spare exists and holds no relation (nothing half-restored into it)."""
@@ -94,16 +104,27 @@ class PostgreSQLAdapter(EngineAdapter):
         finally:
             eng.dispose()
 
-    def _libpq_env(self) -> dict[str, str]:
+    @contextmanager
+    def _libpq_env(self) -> Iterator[dict[str, str]]:
+        """The client tools' environment, for the block. A password in the URL goes in a
+        private libpq password file (``PGPASSFILE``, 0600, deleted after), never in
+        ``PGPASSWORD``."""
         env = dict(os.environ)
         u = self.url
         env.update({"PGHOST": u.host or "127.0.0.1", "PGPORT": str(u.port or 5432),
                     "PGDATABASE": u.database or ""})
         if u.username:
             env["PGUSER"] = u.username
-        if u.password:
-            env["PGPASSWORD"] = str(u.password)
-        return env
+        if not u.password:
+            yield env
+            return
+        env.pop("PGPASSWORD", None)  # libpq would take it before the file
+        # host:port:database:user:password, with ":" and "\" escaped; any database (a restore
+        # connects to a new one), this file is for this call alone.
+        pw = str(u.password).replace("\\", "\\\\").replace(":", "\\:")
+        with secret_file(f"*:*:*:*:{pw}\n", "plantstage-pgpass-") as path:
+            env["PGPASSFILE"] = str(path)
+            yield env
 
     def _tool(self, name: str) -> str:
         path = shutil.which(name)
@@ -119,7 +140,8 @@ class PostgreSQLAdapter(EngineAdapter):
         cmd = [self._tool("pg_dump"), "-Fc", "-f", str(dest)]
         if snapshot:
             cmd.append(f"--snapshot={snapshot}")
-        proc = subprocess.run(cmd, env=self._libpq_env(), capture_output=True, text=True)
+        with self._libpq_env() as env:
+            proc = run_tool(cmd, env=env, text=True)
         if proc.returncode != 0:
             raise EngineError(f"pg_dump failed: {_first_error(proc.stderr)}", where=self.label)
         return dest
@@ -142,37 +164,66 @@ class PostgreSQLAdapter(EngineAdapter):
         """Into a fresh database with ``pg_restore -j N``, N the machine's cores: tables load
         and indexes build in parallel; it stops at the first error, so a damaged dump fails.
 
-        The dump goes into a new database (the empty one :meth:`prepare_restore` made, else
-        one created now) while the old one is dropped beside it (its sessions ended); the new
-        one then takes the old one's name. Dropping a database waits for a checkpoint and
-        unlinks its files: off the critical path, the restore is about as fast as plain
-        ``pg_restore`` into an empty database (benchmarks/restore.py)."""
+        First ``pg_restore --list`` reads the dump's table of contents: a file that is no
+        readable dump fails there, with staging untouched. Then the dump goes into a new
+        database (the empty one :meth:`prepare_restore` made, else one created now) while the
+        old one is dropped beside it (its sessions ended); the new one then takes the old
+        one's name. Dropping a database waits for a checkpoint and unlinks its files: off the
+        critical path, the restore is about as fast as plain ``pg_restore`` into an empty
+        database (benchmarks/restore.py). A dump cut after its table of contents lists but
+        fails while loading: the part-restored copy is then dropped (never renamed to
+        staging) and the error says staging is gone."""
         t0 = time.perf_counter()
         if not backup.is_file():
             raise EngineError("backup file not found", where=str(backup))
+        pg_restore = self._tool("pg_restore")
+        listed = run_tool([pg_restore, "--list", str(backup)], text=True)
+        if listed.returncode != 0:
+            raise EngineError(f"the backup does not read (pg_restore --list: "
+                              f"{_first_error(listed.stderr)}); staging was left as it was",
+                              where=str(backup), hint="take a new backup")
         fresh = self.scratch("restoring")
         if not self._spare_ready():
             fresh.create()
         jobs = max(1, os.cpu_count() or 1)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            dropping = pool.submit(self._drop_databases, self.url.database or "")
-            proc = subprocess.run(
-                [self._tool("pg_restore"), "--no-owner", "--exit-on-error", "-j", str(jobs),
+        staging = self.url.database or ""
+        with ThreadPoolExecutor(max_workers=1) as pool, self._libpq_env() as env:
+            dropping = pool.submit(self._drop_databases, staging)
+            proc = run_tool(
+                [pg_restore, "--no-owner", "--exit-on-error", "-j", str(jobs),
                  "-d", fresh.url.database or "", str(backup)],
-                env=self._libpq_env(), capture_output=True, text=True,
+                env=env, text=True,
             )
-            dropping.result()
-        # Renamed even after a failed restore: the database is there, as far as it got.
+            not_dropped = dropping.exception()
+        if proc.returncode != 0 or not_dropped is not None:
+            # Never rename a part-restored copy to staging: drop it, and say where staging is.
+            copy = "the part-restored copy" if proc.returncode != 0 else "the restored copy"
+            try:
+                self._drop_databases(fresh.url.database or "")
+                partial = f"{copy} was dropped"
+            except EngineError as exc:
+                partial = f"{copy} is left as {fresh.url.database} ({exc.message})"
+            state = (f"staging database {staging} was left as it was "
+                     f"(it could not be dropped: {getattr(not_dropped, 'message', not_dropped)})"
+                     if not_dropped is not None else
+                     f"staging database {staging} was dropped and is gone")
+            what = (f"pg_restore failed: {_first_error(proc.stderr)}" if proc.returncode != 0
+                    else "the restore could not replace staging")
+            raise EngineError(f"{what}; {state}, {partial}", where=self.label,
+                              hint="is the backup complete? (a cut dump may list but not "
+                                   "restore)")
         admin = self._admin()
         try:
             with admin.connect() as c:
                 c.execute(sa.text(f'ALTER DATABASE "{fresh.url.database}" '
-                                  f'RENAME TO "{self.url.database}"'))
+                                  f'RENAME TO "{staging}"'))
+        except sa.exc.SQLAlchemyError as exc:
+            raise EngineError(f"cannot rename the restored database {fresh.url.database} to "
+                              f"{staging}: {_db_error(exc)}; staging database {staging} was "
+                              f"dropped, the restored copy is kept as {fresh.url.database}",
+                              where=self.label) from None
         finally:
             admin.dispose()
-        if proc.returncode != 0:
-            raise EngineError(f"pg_restore failed: {_first_error(proc.stderr)}", where=self.label,
-                              hint="is the backup complete (pg_restore --list reads it)?")
         return time.perf_counter() - t0
 
     def scratch(self, tag: str) -> PostgreSQLAdapter:
@@ -233,13 +284,14 @@ class PostgreSQLAdapter(EngineAdapter):
         """``pg_dump --schema-only`` of this database into ``dest`` (custom format): tables,
         sequences, views, functions, triggers, types, extensions — no rows. pg_dump only reads,
         and its session is read-only besides."""
-        env = self._libpq_env()
-        env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " -c default_transaction_read_only=on")
         cmd = [self._tool("pg_dump"), "-Fc", "--schema-only", "--no-owner", "--no-privileges",
                "-f", str(dest)]
         for t in exclude:
             cmd += ["--exclude-table", t]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        with self._libpq_env() as env:
+            env["PGOPTIONS"] = (env.get("PGOPTIONS", "")
+                                + " -c default_transaction_read_only=on")
+            proc = run_tool(cmd, env=env, text=True)
         if proc.returncode != 0:
             raise EngineError(f"pg_dump --schema-only failed: {_first_error(proc.stderr)}",
                               where=self.label, hint="is pg_dump at least the server's version?")
@@ -250,10 +302,11 @@ class PostgreSQLAdapter(EngineAdapter):
         indexes, constraints, triggers) of a :meth:`schema_dump` into this database, in one
         transaction (all or nothing, and one commit instead of one per object: 228 tables
         and 241 sequences in 1.8 s instead of 5.2 s)."""
-        proc = subprocess.run(
-            [self._tool("pg_restore"), "--no-owner", "--no-privileges", "--single-transaction",
-             f"--section={section}", "-d", self.url.database or "", str(dump)],
-            env=self._libpq_env(), capture_output=True, text=True)
+        with self._libpq_env() as env:
+            proc = run_tool(
+                [self._tool("pg_restore"), "--no-owner", "--no-privileges",
+                 "--single-transaction", f"--section={section}", "-d",
+                 self.url.database or "", str(dump)], env=env, text=True)
         if proc.returncode != 0:
             raise EngineError(f"pg_restore --section={section} failed: "
                               f"{_first_error(proc.stderr)}", where=self.label,
@@ -326,6 +379,12 @@ class PostgreSQLAdapter(EngineAdapter):
 
     def copy_encoding(self, conn: sa.Connection) -> str:
         return conn.connection.dbapi_connection.info.encoding
+
+
+def _db_error(exc: sa.exc.SQLAlchemyError) -> str:
+    """The first line of the driver's message (no SQL, no traceback)."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 def _first_error(stderr: str) -> str:

@@ -22,6 +22,7 @@ from plantstage import telemetry
 from plantstage.commands import (  # noqa: F401 - re-exported for the rehearsal's steps
     _die_with_parent,
     free_port,
+    hide_passwords,
     port_in_use,
     reason_line,
     run_command,
@@ -123,7 +124,7 @@ class ManagedProcess:
         if self.probe.tcp:
             return f"TCP port {self.port}"
         if self.probe.command is not None:
-            return "command " + " ".join(self.probe.command)[:120]
+            return "command " + hide_passwords(" ".join(self.probe.command))[:120]
         return f"{self.probe.method} {self.probe.path}"
 
     def alive(self) -> bool:

@@ -138,6 +138,24 @@ def run_rehearsal(
     # One trace per rehearsal (docs/telemetry.md); inert unless an OTLP endpoint is set.
     tel = telemetry.start_run(run_id, spec=str(loaded.path), release=release, current=current,
                               plan=[s.name for s in plan])
+    try:
+        return _rehearse(loaded, release, current, run_dir, tel=tel, hook=hook, run_id=run_id,
+                         plan=plan, staging_db=staging_db, listener=listener,
+                         keep_staging=keep_staging)
+    except BaseException as exc:
+        # Whatever escapes the run (a bug, an interrupt while the evidence is written), the
+        # trace is closed; after the normal path's finish this second call does nothing.
+        tel.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "could-not-run",
+                   "NO-GO", None, exc.one_line() if isinstance(exc, PlantstageError)
+                   else f"internal error: {type(exc).__name__}")
+        raise
+
+
+def _rehearse(
+    loaded: LoadedSpec, release: Release, current: Release, run_dir: Path, *,
+    tel: telemetry.RunTelemetry, hook: _InterruptHook, run_id: str, plan: list[Step],
+    staging_db: str | None, listener: Listener | None, keep_staging: bool,
+) -> RunOutcome:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "spec.yaml").write_text(loaded.text)  # the spec exactly as used
     ledger = Ledger(run_dir / "ledger.sqlite", run_id)

@@ -121,6 +121,12 @@ def _observe(view: EnvView, out: LayerFacts, name: str, url: str, health) -> Non
         out.fail(f"{name}.version", name, why)
         return
     target = base.rstrip("/") + probe.path
+    if view.name == "production" and not _read_only_request(probe):
+        out.fail(f"{name}.version", name,
+                 f"not asked: production is read-only, and its health probe sends "
+                 f"{probe.method} {probe.path} (only GET, HEAD, OPTIONS or a JSON-RPC POST are "
+                 f"sent to production)")
+        return
     try:
         r = httpx.request(probe.method, target, json=probe.json_body,
                           headers=probe.headers or None,
@@ -137,6 +143,13 @@ def _observe(view: EnvView, out: LayerFacts, name: str, url: str, health) -> Non
         out.fail(f"{name}.version", name, f"{target}: {why}")
         return
     out.add(f"{name}.version", str(version), name, f"observed: {probe.method} {target}")
+
+
+def _read_only_request(probe) -> bool:
+    """Whether the probe's request may go to production: a method that reads by definition, or
+    a POST carrying a JSON-RPC request (a JSON-RPC status call is a POST by protocol)."""
+    return probe.method in ("GET", "HEAD", "OPTIONS") or \
+        probe.method == "POST" and probe.is_jsonrpc
 
 
 def _artifact(view: EnvView, out: LayerFacts, name: str, release) -> None:

@@ -15,9 +15,7 @@ class Backup(Step):
 
     def run(self, ctx):
         taken = take_backup(ctx.staging_db, ctx.run_dir)
-        ctx.backup_path = taken.path
         ctx.old_columns = taken.columns
-        ctx.backup_snapshot = taken.snapshot
         check = verify_backup(ctx.staging_db, taken)
         available, why = ctx.staging_db.pitr_status()
         ctx.signals_from({"backup.seconds": taken.seconds, "backup.bytes": taken.bytes,
@@ -35,7 +33,15 @@ class Backup(Step):
                               "problem": check.problem, "differences": check.differences[:20]},
                    "pitr": {"available": available, "reason": why}}
         if not check.verified:
+            # No path or snapshot for the rollback drill: it must never restore a backup
+            # that did not verify.
+            ctx.backup_path = ctx.backup_snapshot = None
             raise StepFailed(f"backup did not verify: {check.problem}", results)
+        ctx.backup_path = taken.path
+        ctx.backup_snapshot = taken.snapshot
         # The empty database a restore fills, made now: the drill's clock times the restore.
         ctx.staging_db.prepare_restore()
+        # Gone when the run ends, even when staging is kept (--keep-staging): an empty spare
+        # database is nothing anyone keeps staging for.
+        ctx.cleanups.append(ctx.staging_db.drop_restore_target)
         return results

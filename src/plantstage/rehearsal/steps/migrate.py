@@ -29,7 +29,7 @@ def run_migration(ctx, release, command: list[str], what: str) -> str:
     cmd = [ctx.expand(a, release=release, **extra) for a in command]
     log = ctx.run_dir / "logs" / "migrations.log"
     code, reason = run_command(cmd, cwd=art, env=env, log_path=log,
-                               timeout=release.migrations.timeout)
+                               timeout=release.migrations.timeout, shown=command)
     if code != 0:
         how = "failed" if code == 124 else f"failed (exit {code})"  # 124: "timed out after …"
         raise StepFailed(f"{what} migration of {release.name} {how}: {reason} "
@@ -99,7 +99,8 @@ def run_release_step(ctx, release: Release, step: ReleaseStep, group: str, phase
         cmd = [ctx.expand(a, release=release, **extra) for a in step.command or []]
         kind, target = "command", " ".join(step.command or [])
     t0 = time.perf_counter()
-    code, reason = run_command(cmd, cwd=art, env=env, log_path=log, timeout=step.timeout)
+    code, reason = run_command(cmd, cwd=art, env=env, log_path=log, timeout=step.timeout,
+                               shown=step.command if step.sql is None else None)
     seconds = time.perf_counter() - t0
     rec: dict[str, Any] = {
         "release": release.name, "group": group, "phase": phase, "name": name, "kind": kind,
