@@ -138,3 +138,15 @@ def test_values_missing_counts_a_change_inside_one_bucket():
     before = {"values": 2, "digest": "01", "sketch": sketch}
     assert engines.values_missing(before, {**before, "digest": "02"}) == 1
     assert engines.values_missing(before, dict(before)) == 0
+
+
+def test_drill_without_a_verified_backup_restores_nothing_and_says_why():
+    from types import SimpleNamespace
+
+    from plantstage.rehearsal.steps.rollback import RollbackDrill
+
+    ctx = SimpleNamespace(staging_db=object(), backup_snapshot=None, failed_steps=["backup"])
+    out = RollbackDrill().run(ctx)
+    assert "the backup did not verify" in out["skipped"]
+    ctx.failed_steps = []
+    assert "no backup was taken" in RollbackDrill().run(ctx)["skipped"]

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from plantstage import engines
-from plantstage.errors import SpecError
+from plantstage.errors import PlantstageError, SpecError
 from plantstage.rehearsal.steps import Step, StepFailed
 from plantstage.rehearsal.steps.migrate import run_release_steps
 from plantstage.rehearsal.steps.provision import start_version
@@ -234,8 +234,15 @@ class RollbackDrill(Step):
     after_failure = True
 
     def run(self, ctx):
-        if ctx.staging_db is None or ctx.backup_snapshot is None:
+        if ctx.staging_db is None:
             return {"skipped": "nothing was changed yet"}
+        if ctx.backup_snapshot is None:
+            # The backup step keeps a backup only once it verified: without one the release
+            # never ran (every step after the backup was skipped), and nothing is restored.
+            why = ("the backup did not verify" if "backup" in ctx.failed_steps
+                   else "no backup was taken")
+            return {"skipped": f"no verified backup ({why}); the release did not touch "
+                               "staging, so there is nothing to roll back"}
         kind = ctx.release.rollback_kind()
         backup_at, step_s = _backup_times(ctx)
         # The backup itself (its step may also verify it: that is not part of taking it).
@@ -399,7 +406,10 @@ class RollbackDrill(Step):
             before = self._snapshot(ctx)
         with tl.timed("restore"):
             run_release_steps(ctx, ctx.release, "rollback", ("before",))
-            ctx.staging_db.restore(ctx.backup_path)
+            try:
+                ctx.staging_db.restore(ctx.backup_path)
+            except PlantstageError as exc:  # its message says what is left of staging
+                raise StepFailed(f"the restore failed: {exc.one_line()}", results) from None
             mark_staging(ctx, "incomplete")  # the backup's marker said complete
             run_release_steps(ctx, ctx.release, "rollback", ("after",))
         with tl.timed("fingerprint"):
