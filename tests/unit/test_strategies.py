@@ -100,7 +100,7 @@ def test_prober_measures_the_outage_a_client_sees_through_the_router():
         prober.stop()
         router.stop()
         new.shutdown()
-    assert prober.last_ok is not None and prober.last_ok <= prober.stopped_at
+    assert prober.last_ok is not None  # the old version's last answer (it may answer while stopping)
     assert prober.downtime >= gap  # a lower bound: the gap clients could not get through
     assert prober.failed > 0
     d = prober.describe()
@@ -117,11 +117,39 @@ def test_prober_waits_for_the_new_version_not_any_answer():
     try:
         prober.old_stopping()  # the old version keeps answering: not the new one
         assert not prober.wait_back(0.3)
-        assert prober.failed > 0 and prober.downtime is None
+        assert prober.downtime is None
+        assert prober.last_ok is not None and prober.last_ok >= prober.stopped_at  # still served
     finally:
         prober.stop()
         router.stop()
         old.shutdown()
+
+
+def test_health_only_prober_ends_the_outage_only_after_the_switch():
+    """A probe that names no version cannot tell the versions apart: the old one answering
+    while it shuts down must not end the outage; only an answer after the router points at
+    the new version does."""
+    old, new = _server("1.0"), _server("1.1")
+    router = Router(free_port())
+    router.start()
+    router.switch(old.server_address[1])
+    prober = DowntimeProber(router.url, HealthProbe(path="/health"), "1.1",
+                            interval=0.02).start()
+    try:
+        assert prober.wait_first(10)
+        prober.old_stopping()  # told to stop, still answering
+        assert not prober.wait_back(0.3)
+        old.shutdown()
+        old.server_close()
+        router.switch(new.server_address[1])
+        prober.routed_to_new()
+        assert prober.wait_back(10)
+    finally:
+        prober.stop()
+        router.stop()
+        new.shutdown()
+    assert prober.back_at >= prober.routed_at
+    assert prober.downtime is not None and prober.last_ok < prober.routed_at
 
 
 def _recreate_spec():

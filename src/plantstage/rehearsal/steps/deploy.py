@@ -38,6 +38,7 @@ class DowntimeProber:
         self.url, self.spec, self.want, self.interval = url, spec, want, interval
         self.t0 = time.monotonic()
         self.stopped_at: float | None = None  # the old version was told to stop
+        self.routed_at: float | None = None  # the router was pointed at the new version
         self.last_ok: float | None = None  # last healthy answer before the outage
         self.back_at: float | None = None  # first healthy answer of the new version
         self.probes = 0
@@ -56,10 +57,18 @@ class DowntimeProber:
     def old_stopping(self) -> None:
         self.stopped_at = time.monotonic()
 
-    def _answers_new(self, answer: dict[str, Any]) -> bool:
+    def routed_to_new(self) -> None:
+        """The router now points at the new version. Without a version in the probe's answer
+        only answers from then on can be the new version's: until then a healthy answer is the
+        old version, still answering while it shuts down."""
+        self.routed_at = time.monotonic()
+
+    def _answers_new(self, answer: dict[str, Any], t: float) -> bool:
         if not answer.get("healthy"):
             return False
-        return not self.spec.version_in_answer or answer.get("version") == self.want
+        if self.spec.version_in_answer:
+            return answer.get("version") == self.want
+        return self.routed_at is not None and t >= self.routed_at
 
     def _run(self) -> None:
         with httpx.Client(timeout=2.0) as client:
@@ -74,10 +83,12 @@ class DowntimeProber:
                 if self.stopped_at is None or t < self.stopped_at:
                     if answer.get("healthy"):
                         self.last_ok = t  # the old version, still serving
-                elif self._answers_new(answer):
+                elif self._answers_new(answer, t):
                     self.back_at = t
                     self._back.set()
                     return
+                elif answer.get("healthy"):
+                    self.last_ok = t  # the old version, still answering while it stops
                 else:
                     self.failed += 1
                     self.last_why = str(answer.get("why") or f"HTTP {answer.get('status')}")

@@ -36,6 +36,8 @@ class Switch(Step):
         canary = _canary(ctx) if ctx.release.strategy == Strategy.canary else None
         t0 = time.perf_counter()
         ctx.router.switch(ctx.green.port)
+        if getattr(ctx, "downtime_prober", None) is not None:
+            ctx.downtime_prober.routed_to_new()
         old_was_running = ctx.blue is not None and ctx.blue.alive()
         if ctx.blue is not None:
             ctx.blue.stop()  # its HTTP server and its message consumers with it
