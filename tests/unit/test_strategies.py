@@ -178,6 +178,8 @@ def test_gates_that_need_both_versions_at_once():
                                     params={"counter": "statements", "phase": "paired"}))
     assert needs_both_versions(Gate(name="d", pass_='signal("twins.wms.paired.new.requests") '
                                     '< 3.0'))
+    assert needs_both_versions(Gate(name="m", signal="monitor.paired.lag.max", max=5))
+    assert not needs_both_versions(Gate(name="n", signal="monitor.candidate.lag.max", max=5))
     assert not needs_both_versions(Gate(name="e", use="error-rate"))
     assert not needs_both_versions(Gate(name="f", use="cost-ratio",
                                         params={"counter": "statements"}))

@@ -385,7 +385,8 @@ def window_gates(spec, release_name: str | None, covered: set[str]) -> list:
 def _paired_ref(name: str) -> bool:
     """A signal only a phase with both versions running at once records."""
     parts = name.split(".")
-    return (len(parts) > 1 and parts[0] in ("workload", "cost") and parts[1] == "paired") or \
+    return (len(parts) > 1 and parts[0] in ("workload", "cost", "monitor")
+            and parts[1] == "paired") or \
         (len(parts) > 2 and parts[0] == "twins" and parts[2] == "paired")
 
 
