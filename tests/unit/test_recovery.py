@@ -197,6 +197,70 @@ def test_replay_sends_the_calls_again_in_order_and_counts_refusals():
     assert "422" in out.notes[0]
 
 
+def test_replay_carries_the_ids_the_app_generates_afresh_into_later_calls():
+    """An app that numbers what it creates at random: the first run's numbers are not the
+    replay's. The replay learns old → new from the two answers and rewrites later calls (path,
+    query and JSON body), so the confirmation books against the replayed order."""
+    import random
+
+    orders: set[str] = set()
+    booked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            if self.path == "/orders":
+                number = f"WO-{random.randrange(10**9)}"
+                orders.add(number)
+                status, answer = 201, {"number": number, "status": "open", "qty": body["qty"]}
+            else:  # /orders/<number>/confirm?lot=<number>
+                number = self.path.split("/")[2]
+                ok = number in orders and body.get("work_order") == number \
+                    and self.path.endswith(f"lot={number}")
+                if ok:
+                    booked.append(number)
+                status, answer = (201 if ok else 422), {"status": "posted" if ok else "unknown"}
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_a):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    old = "WO-1"  # what the app answered the first time, before the restore
+    calls = [Exchange(1.0, "POST", "/orders", {}, b'{"qty": 2}', 201,
+                      json.dumps({"number": old, "status": "closed", "qty": 2}).encode()),
+             Exchange(2.0, "POST", f"/orders/{old}/confirm?lot={old}", {},
+                      json.dumps({"work_order": old, "good": 2, "status": "closed"}).encode(),
+                      201)]
+    try:
+        out = replay_calls(f"http://127.0.0.1:{srv.server_port}", calls)
+        # Without the learnt ids the same confirmation is refused: the test can fail.
+        bare = replay_calls(f"http://127.0.0.1:{srv.server_port}",
+                            [Exchange(1.0, "POST", "/orders", {}, b'{"qty": 1}', 201), calls[1]])
+    finally:
+        srv.shutdown()
+    assert (out.sent, out.refused, out.ids_carried) == (2, 0, 1)
+    assert len(booked) == 1 and booked[0] != old and booked[0] in orders
+    assert bare.refused == 1  # no recorded answer: nothing learnt, the call names WO-1
+
+
+def test_only_identity_members_are_learnt_and_values_keep_their_type():
+    from plantstage.twins.replay import carry_ids, learn_ids
+
+    m: dict = {}
+    learn_ids({"id": 7, "orderNumber": "A", "status": "open", "lines": [{"line_id": "x"}]},
+              {"id": 9, "orderNumber": "B", "status": "released", "lines": [{"line_id": "y"}]},
+              m)
+    assert m == {7: 9, "A": "B", "x": "y"}  # the status is not an id
+    assert carry_ids({"order": "A", "n": 7, "s": "7", "flag": True, "st": "open"}, m) == \
+        {"order": "B", "n": 9, "s": "7", "flag": True, "st": "open"}
+
+
 def test_republish_puts_the_recorded_messages_back_on_the_broker_in_order():
     import paho.mqtt.client as mqtt
 

@@ -100,7 +100,7 @@ def test_prober_measures_the_outage_a_client_sees_through_the_router():
         prober.stop()
         router.stop()
         new.shutdown()
-    assert prober.last_ok is not None  # the old version's last answer (it may answer while stopping)
+    assert prober.last_ok is not None  # the old version's last answer (maybe while stopping)
     assert prober.downtime >= gap  # a lower bound: the gap clients could not get through
     assert prober.failed > 0
     d = prober.describe()

@@ -158,7 +158,14 @@ def recovery_signals() -> dict[str, str]:
             "recovery.replayed_messages": "messages re-published to the app after a restore",
             "recovery.replayed_calls": "HTTP calls replayed to the app after a restore",
             "recovery.serving_seconds": "seconds from the failure until the app answered its "
-                                        "health probe again"}
+                                        "health probe again",
+            "recovery.replay_refused": "replayed calls and messages the app refused",
+            "recovery.replay_failed": "replayed calls and messages that could not be sent",
+            "recovery.replay_incomplete": "1 when the replay could not hold everything since "
+                                          "the backup (recording over its limit, no broker, "
+                                          "messages kept without bytes), else 0",
+            "recovery.rows_missing_after_replay": "rows per table fewer after the replay than "
+                                                  "just before the restore, summed"}
 
 
 def recovery_gates(spec, covered: set[str]) -> list:

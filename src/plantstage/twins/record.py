@@ -99,6 +99,13 @@ class Exchange:
     headers: dict[str, str]
     body: bytes
     status: int
+    #: The app's answer (JSON answers only, at most ANSWER_LIMIT bytes): the recovery replay
+    #: learns from it which ids the app generated, to carry them into later calls.
+    answer: bytes = b""
+
+
+#: Largest answer kept per call (bytes); larger or non-JSON answers are not kept.
+ANSWER_LIMIT = 16_384
 
 
 class AppTraffic:
@@ -119,11 +126,13 @@ class AppTraffic:
         self._lock = threading.Lock()
 
     def __call__(self, method: str, target: str, headers: dict[str, str] | None,
-                 body: bytes | None, status: int) -> None:
+                 body: bytes | None, status: int, answer: bytes | None = None) -> None:
         if method.upper() in self.SAFE:
             return
+        kept = answer if answer and len(answer) <= ANSWER_LIMIT and answer[:1] in (b"{", b"[") \
+            else b""
         ex = Exchange(time.time(), method.upper(), target, dict(headers or {}), body or b"",
-                      int(status))
+                      int(status), kept)
         with self._lock:
             self.calls.append(ex)
             if len(self.calls) > self.limit:

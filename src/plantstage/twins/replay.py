@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import threading
 import time
 from collections import defaultdict
@@ -151,12 +152,14 @@ class Replayed:
     sent: int = 0
     refused: int = 0  # HTTP calls answered other than 2xx on replay
     failed: int = 0  # not delivered at all (broker or connection errors)
+    ids_carried: int = 0  # ids the app generated afresh, carried into later calls
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"sent": self.sent, "refused": self.refused, "failed": self.failed,
-                "seconds": round(self.seconds, 3), "notes": self.notes[:20]}
+                "ids_carried": self.ids_carried, "seconds": round(self.seconds, 3),
+                "notes": self.notes[:20]}
 
 
 def republish(broker_url: str, messages: list[tuple[str, bytes, int]], *,
@@ -200,6 +203,67 @@ def republish(broker_url: str, messages: list[tuple[str, bytes, int]], *,
     return out
 
 
+# Hand-written: a replay after a restore must carry the ids the app generates afresh (a work
+# order's number the first time is not its number on replay) into the calls that name them.
+# Load tools call this "correlation" and leave it to scripts; here it is learnt from the
+# recording itself, so any app's replay works without one.
+_ID_KEYS = ("id", "number", "no", "ref", "uuid", "key", "code")
+
+
+def _is_id_key(key: str) -> bool:
+    """A JSON member that names an identity: ``id``, ``number``, ``ref`` … or ends with one
+    (``order_id``, ``workOrderNumber``); statuses and quantities are never learnt."""
+    k = key.lower().replace("-", "_")
+    return k in _ID_KEYS or any(k.endswith("_" + i) or key.endswith(i.capitalize())
+                                for i in _ID_KEYS)
+
+
+def learn_ids(old: Any, new: Any, mapping: dict[Any, Any], key: str = "") -> None:
+    """Walk the recorded answer ``old`` and the replayed answer ``new`` side by side; where an
+    identity member differs, remember old → new in ``mapping``."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in old.keys() & new.keys():
+            learn_ids(old[k], new[k], mapping, k)
+    elif isinstance(old, list) and isinstance(new, list):
+        for o, n in zip(old, new, strict=False):
+            learn_ids(o, n, mapping, key)
+    elif (key and _is_id_key(key) and type(old) is type(new) and isinstance(old, (str, int))
+          and not isinstance(old, bool) and old != new):
+        mapping[old] = new
+
+
+def carry_ids(value: Any, mapping: dict[Any, Any]) -> Any:
+    """``value`` (parsed JSON) with every scalar equal to a learnt old id replaced by its new
+    one (same type only: the string "12" is not the number 12)."""
+    if isinstance(value, dict):
+        return {k: carry_ids(v, mapping) for k, v in value.items()}
+    if isinstance(value, list):
+        return [carry_ids(v, mapping) for v in value]
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        new = mapping.get(value)
+        return new if type(new) is type(value) else value
+    return value
+
+
+def _carry_target(target: str, mapping: dict[Any, Any]) -> str:
+    """Path segments and query values equal to a learnt id, replaced whole."""
+    from urllib.parse import quote, unquote
+
+    by_text = {str(k): str(v) for k, v in mapping.items()}
+    path, sep, query = target.partition("?")
+    path = "/".join(quote(by_text[unquote(seg)], safe="") if unquote(seg) in by_text else seg
+                    for seg in path.split("/"))
+    if query:
+        parts = []
+        for pair in query.split("&"):
+            name, eq, val = pair.partition("=")
+            if eq and unquote(val) in by_text:
+                val = quote(by_text[unquote(val)], safe="")
+            parts.append(name + eq + val)
+        query = "&".join(parts)
+    return path + sep + query
+
+
 def replay_calls(base_url: str, calls: list[Any], *, timeout: float = 30.0) -> Replayed:
     """Send recorded HTTP calls (:class:`plantstage.twins.record.Exchange`) again to the app at
     ``base_url``, one after another in their recorded order (a later call may depend on an
@@ -210,10 +274,19 @@ def replay_calls(base_url: str, calls: list[Any], *, timeout: float = 30.0) -> R
     t0 = time.perf_counter()
     if not calls:
         return out
+    mapping: dict[Any, Any] = {}  # ids the app generated first → on replay
     with httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout) as client:
         for ex in calls:
+            target, body = ex.target, ex.body
+            if mapping:
+                target = _carry_target(target, mapping)
+                if body[:1] in (b"{", b"["):
+                    try:
+                        body = json.dumps(carry_ids(json.loads(body), mapping)).encode()
+                    except ValueError:
+                        pass  # not JSON after all: sent as recorded
             try:
-                r = client.request(ex.method, ex.target, content=ex.body or None,
+                r = client.request(ex.method, target, content=body or None,
                                    headers={**({"Content-Type": "application/json"}
                                                if ex.body[:1] in (b"{", b"[") else {}),
                                             **ex.headers})
@@ -223,6 +296,13 @@ def replay_calls(base_url: str, calls: list[Any], *, timeout: float = 30.0) -> R
                     out.notes.append(f"{ex.method} {ex.target}: {type(exc).__name__}")
                 continue
             out.sent += 1
+            if 200 <= r.status_code < 300 and getattr(ex, "answer", b""):
+                try:
+                    before = len(mapping)
+                    learn_ids(json.loads(ex.answer), r.json(), mapping)
+                    out.ids_carried += len(mapping) - before
+                except ValueError:
+                    pass  # an answer that is not JSON teaches nothing
             if not 200 <= r.status_code < 300:
                 out.refused += 1
                 if len(out.notes) < 20:

@@ -241,7 +241,8 @@ class HttpClient:
     def __init__(self, base_url: str, *, timeout: float = 10.0, connections: int = 100,
                  on_exchange: Any = None):
         self.base_url = base_url.rstrip("/")
-        #: Called with (method, target, headers, body, status) after each plain-HTTP answer:
+        #: Called with (method, target, headers, body, status, answer=) after each plain-HTTP
+        #: answer:
         #: a rehearsal records the calls the app took, to replay them after a restore.
         self.on_exchange = on_exchange
         self.timeout = timeout
@@ -310,7 +311,8 @@ class HttpClient:
                 raise
         pool.release(conn)
         if self.on_exchange is not None and pool is self._base[1]:  # the app's, not a twin's
-            self.on_exchange(method, target, headers, content, response.status_code)
+            self.on_exchange(method, target, headers, content, response.status_code,
+                             answer=response.content)
         return response
 
     async def _tls_request(self, method: str, url: str, **kw: Any) -> Response:

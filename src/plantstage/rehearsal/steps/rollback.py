@@ -277,6 +277,8 @@ class RollbackDrill(Step):
         extra["recovery.serving_seconds"] = serving["start"] + tl.origin - t_fail \
             if serving else results["seconds"]
         effects, reconcile_error = self._reconcile(ctx, tl, results)
+        if isinstance(results.get("replay"), dict) and "calls" in results["replay"]:
+            extra.update(self._replay_outcome(ctx, results))
         reconciled = tl.events[-1]
         rto = reconciled["start"] + (reconciled["seconds"] or 0) + tl.origin - t_fail
         objective = objective_for(ctx.spec, recovered_components(ctx.spec))
@@ -404,6 +406,7 @@ class RollbackDrill(Step):
         # they are timed apart and still counted in the RTO, so it errs long, never short.
         with tl.timed("fingerprint"):
             before = self._snapshot(ctx)
+        self._before_restore = before  # held against the data after the replay
         with tl.timed("restore"):
             run_release_steps(ctx, ctx.release, "rollback", ("before",))
             try:
@@ -436,6 +439,28 @@ class RollbackDrill(Step):
         return loss
 
     # -- replay and reconciliation -----------------------------------------------------------
+    def _replay_outcome(self, ctx, results: dict[str, Any]) -> dict[str, float]:
+        """What the replay could not bring back, as signals a gate can name: messages and calls
+        the app refused or that could not be sent, whether the recording was incomplete, and
+        rows per table still fewer than just before the restore (data written since the backup
+        that the replay did not re-create — beyond the declared effects RPO counts)."""
+        rp = results["replay"]
+        calls, msgs = rp.get("calls", {}), rp.get("messages", {})
+        incomplete = bool(rp.get("unreplayable_messages")) or any(
+            "incomplete" in n or "no broker" in n or "no HTTP calls" in n
+            for n in (*calls.get("notes", []), *msgs.get("notes", [])))
+        out = {"recovery.replay_refused": float(calls.get("refused", 0) + msgs.get("refused", 0)),
+               "recovery.replay_failed": float(calls.get("failed", 0) + msgs.get("failed", 0)),
+               "recovery.replay_incomplete": 1.0 if incomplete else 0.0}
+        before = getattr(self, "_before_restore", None)
+        if before:
+            now = self._snapshot(ctx)
+            missing = {t: before[t]["rows"] - now.get(t, {}).get("rows", 0) for t in before}
+            missing = {t: n for t, n in missing.items() if n > 0}
+            rp["rows_missing_after_replay"] = missing
+            out["recovery.rows_missing_after_replay"] = float(sum(missing.values()))
+        return out
+
     def _replay(self, ctx, since: float, consumers_ready: float) -> dict[str, Any]:
         """Send again what the app received since the backup: the messages the twins
         published to it (their recorded deliveries) and the HTTP calls it acknowledged."""
