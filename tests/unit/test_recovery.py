@@ -135,6 +135,17 @@ def test_flags_are_turned_off_where_the_app_reads_them(tmp_path):
     assert f["variants"]["off"] is False
 
 
+def test_a_malformed_flag_file_is_one_line_naming_the_field(tmp_path):
+    ctx = _ctx(tmp_path)
+    for name, text in (("flags.json", "{not json"), ("app.yaml", "a: [1"),
+                       ("list.json", "[1, 2]")):
+        (ctx.run_dir / name).write_text(text)
+        with pytest.raises(SpecError) as e:
+            flip_flag(ctx, FlagProvider(provider="file", flag="lots",
+                                        file="{run_dir}/" + name, key="lots", off=False))
+        assert e.value.where == "recovery.flag.file" and "\n" not in e.value.message
+
+
 def test_a_flag_file_outside_the_run_folder_is_refused(tmp_path):
     ctx = _ctx(tmp_path)
     (tmp_path / "flags.json").write_text("{}")

@@ -244,7 +244,8 @@ def create_app(config: ServeConfig) -> Starlette:
         # A urlencoded form parsed by the standard library: Starlette's form parser needs the
         # python-multipart package, a dependency for one small form.
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
-        if not hmac.compare_digest(form.get("token", ""), token(who, key)):
+        if not hmac.compare_digest(str(form.get("token", "")).encode(),
+                                   token(who, key).encode()):
             return page("error.html", 403, title="Stale form",
                         message="the form's token does not match (a stale page, or a form "
                         "posted from another site)", hint="reload the run's page and try again")

@@ -157,14 +157,18 @@ def _from_evidence(d: Path, ev_path: Path) -> Run | None:
         return None
     if not isinstance(ev, dict):
         return None
-    signals = {k: f for k, v in (ev.get("signals") or {}).items()
-               if (f := _num(v)) is not None}
-    return Run(key=d.name, path=d, spec=str((ev.get("spec") or {}).get("name") or "?"),
-               release=str((ev.get("release") or {}).get("name") or "?"),
-               current=str((ev.get("current") or {}).get("name") or "?"),
-               verdict=ev.get("verdict"), status=str(ev.get("status") or "?"),
-               started_at=float(ev.get("started_at") or 0), ended_at=_num(ev.get("ended_at")),
-               seconds=_num(ev.get("seconds")), evidence=ev, ring=_ring(d), signals=signals)
+    try:
+        signals = {k: f for k, v in (ev.get("signals") or {}).items()
+                   if (f := _num(v)) is not None}
+        return Run(key=d.name, path=d, spec=str((ev.get("spec") or {}).get("name") or "?"),
+                   release=str((ev.get("release") or {}).get("name") or "?"),
+                   current=str((ev.get("current") or {}).get("name") or "?"),
+                   verdict=ev.get("verdict"), status=str(ev.get("status") or "?"),
+                   started_at=float(ev.get("started_at") or 0),
+                   ended_at=_num(ev.get("ended_at")), seconds=_num(ev.get("seconds")),
+                   evidence=ev, ring=_ring(d), signals=signals)
+    except (TypeError, ValueError, AttributeError):
+        return None  # not an evidence file plantstage wrote: one bad folder hides no others
 
 
 def _from_ledger(d: Path) -> Run | None:

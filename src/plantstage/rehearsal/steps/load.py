@@ -108,12 +108,17 @@ class _Load(Step):
             return {"skipped": "no workload flows declared"}
         base_url, paired = self.target(ctx)
         store = ctx.signal_store()
-        monitors = monitors_for(ctx, self.phase, lanes)
         server = None
-        if wl.metrics_port is not None:
+        if wl.metrics_port is not None:  # before the monitors: a taken port leaks nothing
             from plantstage.signals import MetricsServer
 
             server = MetricsServer(store, wl.metrics_port)
+        try:
+            monitors = monitors_for(ctx, self.phase, lanes)
+        except BaseException:
+            if server is not None:
+                server.stop()
+            raise
         ts = ctx.twin_set
         on_start = (lambda: ts.phase_started(self.phase)) \
             if ts is not None and hasattr(ts, "phase_started") else None

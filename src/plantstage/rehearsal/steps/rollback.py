@@ -194,12 +194,21 @@ def flip_flag(ctx, flag) -> dict[str, Any]:
                         hint="let the app read it from {run_dir}/… (the drill writes there)")
     text = path.read_text() if path.exists() else ""
     yaml_file = path.suffix in (".yaml", ".yml")
-    if yaml_file:
-        import yaml
+    try:
+        if yaml_file:
+            import yaml
 
-        data = yaml.safe_load(text) or {}
-    else:
-        data = json.loads(text) if text.strip() else {}
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text) if text.strip() else {}
+    except Exception as exc:  # noqa: BLE001 - json's ValueError and yaml's YAMLError alike
+        data = exc
+    if not isinstance(data, dict):
+        why = f"{type(data).__name__}: {data}" if isinstance(data, Exception) \
+            else f"it holds a {type(data).__name__}, not a mapping"
+        raise SpecError(f"the flag file {path} cannot be read as flags ({" ".join(str(why).split())[:120]})",
+                        where="recovery.flag.file",
+                        hint="a JSON or YAML mapping (flagd: {\"flags\": {…}})")
     if flag.provider == FlagProviderKind.flagd:
         # flagd's file format: {"flags": {NAME: {"state", "variants", "defaultVariant"}}}.
         f = data.setdefault("flags", {}).setdefault(flag.flag, {"state": "ENABLED"})
