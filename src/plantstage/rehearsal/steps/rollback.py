@@ -206,7 +206,8 @@ def flip_flag(ctx, flag) -> dict[str, Any]:
     if not isinstance(data, dict):
         why = f"{type(data).__name__}: {data}" if isinstance(data, Exception) \
             else f"it holds a {type(data).__name__}, not a mapping"
-        raise SpecError(f"the flag file {path} cannot be read as flags ({" ".join(str(why).split())[:120]})",
+        why = " ".join(str(why).split())[:120]  # one line, whatever the parser said
+        raise SpecError(f"the flag file {path} cannot be read as flags ({why})",
                         where="recovery.flag.file",
                         hint="a JSON or YAML mapping (flagd: {\"flags\": {…}})")
     if flag.provider == FlagProviderKind.flagd:
