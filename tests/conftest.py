@@ -139,3 +139,31 @@ def sample_plant_copy(dest: Path, example: Path = EXAMPLE) -> Path:
         else:
             (dest / p.name).symlink_to(p)
     return dest / "plantstage.yaml"
+
+
+# -- headless Debian chromium (browser tests: the report, `plantstage serve`) ----------------
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+CHROMIUM = Path("/usr/bin/chromium")
+requires_chromedriver = pytest.mark.skipif(
+    not CHROMEDRIVER.exists() or not CHROMIUM.exists(),
+    reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them: "
+           "apt-get install -y chromium chromium-driver)")
+
+
+def chromium_driver(*extra: str):
+    """Selenium on Debian's chromium through Debian's chromium-driver, headless: never a
+    browser or driver Selenium Manager would download. The caller quits it."""
+    if not CHROMEDRIVER.exists() or not CHROMIUM.exists():
+        pytest.skip("Debian's chromium and chromium-driver are not installed")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                "--disable-dev-shm-usage", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--disable-default-apps", *extra):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)

@@ -12,16 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import chromium_driver, requires_chromedriver, run_cli
 
 pytestmark = pytest.mark.slow
-
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-CHROMIUM = Path("/usr/bin/chromium")
-requires_chromedriver = pytest.mark.skipif(
-    not CHROMEDRIVER.exists() or not CHROMIUM.exists(),
-    reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them: "
-           "apt-get install -y chromium chromium-driver)")
 
 SIZES = [(1366, 768), (1920, 1080)]
 BANNER = {"GO": (0x1B, 0x7F, 0x3B), "NO-GO": (0xB3, 0x26, 0x1E)}
@@ -29,20 +22,7 @@ BANNER = {"GO": (0x1B, 0x7F, 0x3B), "NO-GO": (0xB3, 0x26, 0x1E)}
 
 @pytest.fixture(scope="module")
 def driver():
-    if not CHROMEDRIVER.exists() or not CHROMIUM.exists():
-        pytest.skip("Debian's chromium and chromium-driver are not installed")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)  # never a browser Selenium Manager downloads
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                "--disable-dev-shm-usage", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run",
-                "--disable-default-apps"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    d = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    d = chromium_driver()
     try:
         yield d
     finally:

@@ -15,17 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, chromium_driver, requires_chromedriver
 
 pytestmark = pytest.mark.slow
-
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-CHROMIUM = Path("/usr/bin/chromium")
-requires_chromedriver = pytest.mark.skipif(
-    not CHROMEDRIVER.exists() or not CHROMIUM.exists(),
-    reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them: "
-    "apt-get install -y chromium chromium-driver)")
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -64,19 +56,7 @@ def server(served_runs):
 
 @pytest.fixture
 def browser(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1366,900", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run",
-                 f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)),
-                              options=options)
+    driver = chromium_driver("--window-size=1366,900", f"--user-data-dir={tmp_path / 'profile'}")
     try:
         yield driver
     finally:
