@@ -121,6 +121,11 @@ VERBS: dict[str, tuple[list[list[str]], dict[str, list[str] | None]]] = {
     "keys": ([["bogus", "", LONG]], {}),
     "rings": ([BAD_SPECS], {"--release": STRS, "--runs": [F["missing"], F["text"], LONG],
                             "--json": FLAG}),
+    # serve: never a folder with runs (it would serve until stopped), so its path is never
+    # left out (the default "." may hold runs).
+    "serve": ([BAD_RUNS], {"--port": INTS, "--host": ["", "256.1.1.1", "not a host", LONG],
+                           "--trusted-proxy": ["", "proxy", "10.0.0.0/33", LONG],
+                           "--identity-header": STRS, "--allowed-host": STRS}),
 }
 # demo has no spec to spoil: each call carries one of these, which must be refused.
 DEMO_POISON = [("--staging-db", ""), ("--out", "/proc/x"), ("--out", F["text"]),
@@ -145,7 +150,7 @@ def argv(draw) -> list[str]:
     positionals, options = VERBS[verb]
     args = [verb]
     for pool in positionals:
-        if draw(st.integers(0, 9)) > 0:  # now and then leave a positional out
+        if draw(st.integers(0, 9)) > 0 or verb == "serve":  # now and then leave one out
             args.append(draw(st.sampled_from(pool)))
     poison = draw(st.sampled_from(DEMO_POISON)) if verb == "demo" else None
     names = [o for o in options if poison is None or o != poison[0]]
