@@ -91,7 +91,28 @@ def _summary(outcome: RunOutcome) -> None:
     console.print(f"  report:   {outcome.run_dir / 'report.html'}")
 
 
+class PlainListener:
+    """Piped output (a CI log, tee): one line per step as it ends, printed at once — a live
+    display would only be drawn when the run is over."""
+
+    def step_started(self, seq, step):
+        pass
+
+    def step_ended(self, seq, step, status, seconds, error):
+        icon, color = _ICONS.get(status, ("?", "white"))
+        line = Text.assemble((f" {icon} ", color), step.title or step.name,
+                             (f"  {seconds:.1f} s", "dim"))
+        if error and status != "passed":
+            line.append(f"  {error}", style=color)
+        console.print(line, soft_wrap=True)
+
+    def progress(self, fraction):
+        pass
+
+
 def _run_with_live(fn, **kwargs) -> RunOutcome:
+    if not console.is_terminal:
+        return fn(listener=PlainListener(), **kwargs)
     with Live(console=console, refresh_per_second=8, transient=False) as live:
         return fn(listener=RichListener(live), **kwargs)
 

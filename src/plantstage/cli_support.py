@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,8 +22,23 @@ from rich.text import Text
 
 from plantstage.errors import PlantstageError
 
-console = Console()
-err = Console(stderr=True)
+
+def _width(stream) -> int | None:
+    """Rich's width: the terminal's; piped (CI logs, tee) COLUMNS or 200, not Rich's 80, so
+    paths and table cells are not cut or wrapped mid-word in a log."""
+    try:
+        if stream.isatty():
+            return None
+    except (AttributeError, ValueError):
+        pass
+    try:
+        return max(40, int(os.environ.get("COLUMNS", "200")))
+    except ValueError:
+        return 200
+
+
+console = Console(width=_width(sys.stdout))
+err = Console(stderr=True, width=_width(sys.stderr))
 
 #: Longest path, and longest single path component, a command accepts (Linux limits).
 MAX_PATH = 4096

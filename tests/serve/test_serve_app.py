@@ -286,3 +286,40 @@ def test_units_and_featured_signals_follow_the_catalogue_names():
                      "cost.candidate.db_statements.per_iteration": "statements per transaction",
                      "rollback.seconds": "restore / rollback time",
                      "workload.baseline.mrp-run.p95_ms": None}
+
+
+def test_serve_stops_cleanly_on_sigterm(tmp_path):
+    """A service manager stops `plantstage serve` with SIGTERM: it answers what is in flight
+    and exits 0, as for Ctrl-C (uvicorn alone would end the process by the signal)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from plantstage.evidence.ledger import Ledger
+    from tests.conftest import ROOT
+
+    ledger = Ledger(tmp_path / "runs" / "live" / "ledger.sqlite", "live")
+    ledger.start_run("sample-plant", "1.1.0")
+    ledger.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "plantstage", "serve", str(tmp_path / "runs"),
+                             "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(150):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read()
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -223,7 +223,13 @@ def _rehearse(
                 ended.add(seq)
                 tel.step_ended(step.name, rec["status"], rec["error"])
                 if listener:
-                    listener.step_ended(seq, step, rec["status"], rec["seconds"], rec["error"])
+                    # A step with nothing to do here (no flows, a phase the strategy cannot
+                    # run) passed, and is shown as skipped with its reason, not as ✔.
+                    why = rec["results"].get("skipped") \
+                        if isinstance(rec["results"], dict) else None
+                    shown = "skipped" if rec["status"] == "passed" and why else rec["status"]
+                    listener.step_ended(seq, step, shown, rec["seconds"],
+                                        rec["error"] or (str(why) if why else None))
     except KeyboardInterrupt as exc:  # Interrupted is one: SIGTERM, or Ctrl-C between steps
         status = "interrupted"
         error = exc if isinstance(exc, Interrupted) else \

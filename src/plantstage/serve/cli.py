@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import signal
 import socket
 from pathlib import Path
 from typing import Annotated
@@ -63,6 +64,10 @@ def _allowed_hosts(host: str, given: list[str] | None) -> list[str] | None:
     return list(given) if given else None
 
 
+def _stopped(_signum, _frame) -> None:  # noqa: ANN001
+    raise SystemExit(0)
+
+
 @app.command()
 def serve(
     path: Annotated[Path, typer.Argument(
@@ -85,7 +90,7 @@ def serve(
 ):
     """Browse runs, trends and comparisons in a web page; read-only by default.
 
-    Exit 0 when stopped (Ctrl-C), 2 when no runs are found or the port is in use.
+    Exit 0 when stopped (Ctrl-C or SIGTERM), 2 when no runs are found or the port is in use.
     """
     import uvicorn
 
@@ -103,6 +108,9 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     console.print(f"plantstage serve: {len(runs)} runs under {config.root}; {mode}; "
                   f"http://{shown}:{port}/  (Ctrl-C stops)", soft_wrap=True, highlight=False)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler
+    # it found: this one makes that a clean exit 0, as for Ctrl-C.
+    signal.signal(signal.SIGTERM, _stopped)
     # proxy_headers off: the peer address must be the real one for the trusted-proxy check.
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning",
                 proxy_headers=False, server_header=False)

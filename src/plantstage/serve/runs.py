@@ -163,7 +163,10 @@ def _from_evidence(d: Path, ev_path: Path) -> Run | None:
         return Run(key=d.name, path=d, spec=str((ev.get("spec") or {}).get("name") or "?"),
                    release=str((ev.get("release") or {}).get("name") or "?"),
                    current=str((ev.get("current") or {}).get("name") or "?"),
-                   verdict=ev.get("verdict"), status=str(ev.get("status") or "?"),
+                   # A run that could not run or was interrupted decided nothing: its
+                   # evidence says NO-GO (never GO), but the history shows no verdict.
+                   verdict=ev.get("verdict") if ev.get("status") == "completed" else None,
+                   status=str(ev.get("status") or "?"),
                    started_at=float(ev.get("started_at") or 0),
                    ended_at=_num(ev.get("ended_at")), seconds=_num(ev.get("seconds")),
                    evidence=ev, ring=_ring(d), signals=signals)

@@ -187,7 +187,7 @@ class Deploy(Step):
     """
 
     name = "deploy"
-    title = "Deploy the new version beside the old one (recreate: in its place)"
+    title = "Deploy the new version"
 
     def run(self, ctx):
         if recreating(ctx) and ctx.blue is not None and ctx.blue.alive():
