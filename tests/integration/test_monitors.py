@@ -102,3 +102,18 @@ def test_a_failing_monitor_query_is_one_line_naming_its_place(plant, tmp_path): 
     assert "msg_id" in r.stderr
     where = r.stderr.split(": monitor")[0]
     assert where.endswith(f"plantstage.yaml:{line}"), r.stderr
+
+
+def test_a_rehearsal_whose_monitor_does_not_fit_the_app_could_not_run(tmp_path, production_db):
+    """The queries are tried on the current version before the baseline: a typo there is the
+    spec's, not the release's — exit 2 (could not run), never NO-GO."""
+    spec = sample_plant_copy(tmp_path / "copy")
+    text = (EXAMPLE / "plantstage.yaml").read_text()
+    spec.write_text(text.replace("q.message_id = p.message_id", "q.msg_id = p.message_id"))
+    r = run_cli("rehearse", str(spec.parent), "--release", "1.1.0",
+                "--out", str(tmp_path / "run"))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "monitor 'posting-failures': its query failed on staging" in r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    ev = json.loads((tmp_path / "run" / "evidence.json").read_text())
+    assert ev["status"] == "could-not-run" and ev["verdict"] != "GO"

@@ -206,7 +206,10 @@ def _rehearse(
                 raise Interrupted("interrupted by SIGINT", where="rehearsal") from None
             except PlantstageError as exc:
                 rec.update(status="failed", error=exc.one_line())
-                if step.setup:
+                # A setup step's error, or one that says the spec does not fit the app
+                # (``stops_run``: e.g. a monitor's query on the current version): the
+                # rehearsal could not run (exit 2); it is not the release's failure.
+                if step.setup or getattr(exc, "stops_run", False):
                     raise
             except Exception as exc:  # a bug in plantstage: record it, never call it passed
                 (run_dir / "logs").mkdir(exist_ok=True)

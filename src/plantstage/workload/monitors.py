@@ -33,7 +33,11 @@ _HINT = ("a monitor runs read-only on the staging database and returns one row o
 
 
 class MonitorError(PlantstageError):
-    """A monitor's query cannot be run, or does not return one number."""
+    """A monitor's query cannot be run, or does not return one number. Raised only when the
+    queries are tried before the baseline, on the current version's schema: the spec does not
+    fit the app, so the rehearsal could not run (exit 2) — it says nothing of the release."""
+
+    stops_run = True
 
 
 @dataclass
