@@ -382,6 +382,11 @@ def test_a_go_report_explains_nothing_and_says_how_many_gates_passed():
     assert 'id="explain"' not in page and 'class="why-row' not in page
     why = re.search(r'<span class="why" id="verdict-why">(.*?)</span>', page, re.S)[1]
     assert why == "3 of 3 gates passed"
+    ev["gates"][0]["outcome"] = "n/a"  # recreate: a paired gate has nothing to judge
+    page = render_report(ev, series=_series())
+    why = re.search(r'<span class="why" id="verdict-why">(.*?)</span>', page, re.S)[1]
+    assert why == "2 of 3 gates passed; 1 not applicable to this strategy"
+    ev["gates"][0]["outcome"] = "pass"
     ev["verdict"], ev["signoffs"][0]["state"] = "PENDING", "pending"
     page = render_report(ev, series=_series())
     assert "Awaiting signoff from operations plain" in page

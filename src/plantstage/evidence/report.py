@@ -337,8 +337,11 @@ def _why(evidence: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     if verdict != "GO" and reasons:
         return str(reasons[0])
     passed = sum(1 for r in rows if r["g"].get("outcome") == "pass")
+    na = sum(1 for r in rows if r["g"].get("outcome") == "n/a")
+    rest = n - passed - na
     return f"{passed} of {n} gate{'s' if n != 1 else ''} passed" + \
-        ("" if passed == n else "; the rest are warned or waived")
+        (f"; {na} not applicable to this strategy" if na else "") + \
+        (f"; {rest} warned or waived" if rest else "")
 
 
 #: Which load-over-time chart shows what a gate judges (by the signal names it reads).
