@@ -10,6 +10,7 @@ re-render ``evidence.json`` / ``report.html`` / ``junit.xml`` and append to the 
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -136,7 +137,11 @@ def _waiver(run_dir: Path, spec, gate_name, expires, by, reason, decision) -> di
     if decision != "approve":
         raise SpecError("only an approval can waive a gate", where="--waive",
                         hint="use --decision approve")
-    gates = {g.name: g for g in effective_gates(spec)}
+    try:  # the run's release: its maintenance window implies gates too
+        release = json.loads((run_dir / "evidence.json").read_text())["release"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        release = None
+    gates = {g.name: g for g in effective_gates(spec, release)}
     if gate_name not in gates:
         raise SpecError(f"no gate '{gate_name}' in this run's spec", where="--waive",
                         hint=f"gates: {', '.join(gates)}")
