@@ -189,7 +189,7 @@ def test_the_project_spec_pins_keys(copy_run, owner, auditor, tmp_path):
 
 
 FILES = ["evidence.json", "report.html", "junit.xml", "ledger.sqlite", "signals.sqlite",
-         "spec.yaml", "logs/migrations.log"]
+         "spec.yaml", "logs/upgrade-upgrade-migrations.log"]
 
 
 def test_any_edited_file_is_named(copy_run, owner):

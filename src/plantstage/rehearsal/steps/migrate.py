@@ -19,25 +19,6 @@ from plantstage.spec.models import Release, ReleaseStep
 TAIL_LINES = 30
 
 
-def run_migration(ctx, release, command: list[str], what: str) -> str:
-    """Run a release's migration command in its artifact, against the staging database
-    (the current release's schema at provisioning; logged to logs/migrations.log)."""
-    art = str(ctx.artifact_dir(release))
-    b = ctx.binding("staging", ctx.app_component())
-    extra = {"artifact": art, "port": "0"}
-    env = {k: ctx.expand(v, release=release, **extra) for k, v in b.env.items()}
-    cmd = [ctx.expand(a, release=release, **extra) for a in command]
-    log = ctx.run_dir / "logs" / "migrations.log"
-    code, reason = run_command(cmd, cwd=art, env=env, log_path=log,
-                               timeout=release.migrations.timeout, shown=command)
-    if code != 0:
-        how = "failed" if code == 124 else f"failed (exit {code})"  # 124: "timed out after …"
-        raise StepFailed(f"{what} migration of {release.name} {how}: {reason} "
-                         f"(log: logs/{log.name})", {"command": " ".join(command),
-                                                     "log": str(log), "reason": reason})
-    return reason
-
-
 def _tail(path: Path, lines: int = TAIL_LINES) -> str:
     try:
         text = path.read_text(errors="replace")
